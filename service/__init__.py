@@ -1,0 +1,1 @@
+"""llmtune-receiver: receives, verifies, deduplicates and stores LLMTune webhooks."""

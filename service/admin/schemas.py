@@ -1,0 +1,93 @@
+"""camelCase JSON views of stored rows for the admin API. Times are RFC 3339 UTC with `Z`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from service.store.tables import DeliveryRow, EventRow, JobRow
+from service.webhooks.verify import SIGNATURE_HEADERS
+
+REDACTED = "[redacted]"
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    """`2025-11-08T14:22:31.000000Z`, or None."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_summary(row: EventRow) -> dict[str, Any]:
+    """An event as listed."""
+    return {
+        "id": row.id,
+        "type": row.type,
+        "source": row.source,
+        "jobId": row.job_id,
+        "externalId": row.external_id,
+        "dedupKey": row.dedup_key,
+        "receivedAt": rfc3339(row.received_at),
+        "occurredAt": rfc3339(row.occurred_at),
+        "verified": row.verified,
+        "isTest": row.is_test,
+        "duplicateCount": row.duplicate_count,
+        "lastDuplicateAt": rfc3339(row.last_duplicate_at),
+        "bodyBytes": len(row.raw_body),
+    }
+
+
+def redacted_headers(headers: list[list[str]]) -> list[dict[str, str]]:
+    """Stored headers with signature values hidden."""
+    return [
+        {"name": name, "value": REDACTED if name.lower() in SIGNATURE_HEADERS else value}
+        for name, value in headers
+    ]
+
+
+def event_detail(row: EventRow, deliveries: list[DeliveryRow]) -> dict[str, Any]:
+    """An event with its payload, exact raw body, redacted headers and deliveries."""
+    return {
+        **event_summary(row),
+        # Only bodies that parsed as JSON objects are stored, so both views always exist.
+        "payload": orjson.loads(row.raw_body),
+        "rawBody": row.raw_body.decode("utf-8"),
+        "headers": redacted_headers(row.headers),
+        "deliveries": [delivery_view(d) for d in deliveries],
+    }
+
+
+def delivery_view(row: DeliveryRow) -> dict[str, Any]:
+    """A delivery of an event to a route."""
+    return {
+        "id": row.id,
+        "eventId": row.event_id,
+        "route": row.route,
+        "handler": row.handler,
+        "status": row.status,
+        "attempts": row.attempts,
+        "nextAttemptAt": rfc3339(row.next_attempt_at),
+        "lastError": row.last_error,
+        "createdAt": rfc3339(row.created_at),
+    }
+
+
+def job_summary(row: JobRow) -> dict[str, Any]:
+    """A job as listed."""
+    return {
+        "id": row.id,
+        "llmtuneJobId": row.llmtune_job_id,
+        "status": row.status,
+        "baseModel": row.base_model,
+        "artifact": row.artifact,
+        "deploymentId": row.deployment_id,
+        "metrics": row.metrics,
+        "error": row.error,
+        "startedAt": rfc3339(row.started_at),
+        "finishedAt": rfc3339(row.finished_at),
+        "deployedAt": rfc3339(row.deployed_at),
+        "createdAt": rfc3339(row.created_at),
+        "updatedAt": rfc3339(row.updated_at),
+    }

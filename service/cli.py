@@ -1,0 +1,153 @@
+"""`llmtune-receiver serve | migrate | send-test-event`.
+
+Configuration errors end the command with one line naming the variable and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import structlog
+import uvicorn
+
+from service import firstrun
+from service.config import ConfigError, Settings, load_settings
+from service.logs import configure_logging
+from service.store import migrate
+from service.webhooks.samples import FORMATS, sample_delivery
+
+log = structlog.get_logger("service.cli")
+ENV_FILE = Path(".env")
+
+
+def _settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"llmtune-receiver: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _first_run(settings: Settings, init_env: bool) -> Settings:
+    """Generate what a first start on a laptop lacks; return the settings to run with."""
+    secret = token = None
+    if init_env and not settings.webhook_secrets:
+        secret = firstrun.new_webhook_secret()
+        token = None if settings.admin_tokens else firstrun.new_admin_token()
+        firstrun.write_env(ENV_FILE, secret=secret, token=token)
+        settings = _settings_or_exit()
+    if not settings.admin_tokens:
+        token = firstrun.new_admin_token()
+        # Made once here in the parent: uvicorn's worker processes inherit it.
+        os.environ["ADMIN_TOKENS"] = token
+        settings = _settings_or_exit()
+    firstrun.announce(
+        secret=secret, token=token, env_path=ENV_FILE if secret else None, out=sys.stderr
+    )
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Apply migrations, then run the HTTP server."""
+    settings = _settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    if settings.is_sqlite and args.workers > 1:
+        print(
+            "llmtune-receiver: --workers above 1 needs PostgreSQL (SQLite has one writer)",
+            file=sys.stderr,
+        )
+        return 2
+    init_env = firstrun.stdin_is_terminal() if args.init_env is None else args.init_env
+    settings = _first_run(settings, init_env)
+    if not args.no_migrate:
+        migrate.upgrade(settings.database_url)
+        log.info("migrations_applied")
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply every pending migration."""
+    settings = _settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    migrate.upgrade(settings.database_url)
+    log.info("migrations_applied")
+    return 0
+
+
+def cmd_send_test_event(args: argparse.Namespace) -> int:
+    """Sign and post one delivery as LLMTune would; exit 0 only on a 2xx answer."""
+    secret = args.secret
+    if secret is None:
+        configured = _settings_or_exit().webhook_secrets
+        if not configured:
+            print(
+                "llmtune-receiver: give --secret (no WEBHOOK_SECRETS configured)", file=sys.stderr
+            )
+            return 2
+        secret = configured[0].get_secret_value()
+    job_id = args.job_id or f"job-{uuid.uuid4()}"
+    delivery = sample_delivery(args.format, args.event, secret, job_id, datetime.now(UTC))
+    try:
+        response = httpx.post(args.url, content=delivery.body, headers=delivery.headers, timeout=10)
+    except httpx.HTTPError as exc:
+        print(f"llmtune-receiver: could not deliver to {args.url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{response.status_code} {response.text}")
+    return 0 if response.is_success else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="llmtune-receiver", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="apply migrations and run the HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+    serve.add_argument(
+        "--init-env",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="write a .env with a generated secret when none is configured "
+        "(default: only when started from a terminal)",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    mig = sub.add_parser("migrate", help="apply pending database migrations")
+    mig.set_defaults(func=cmd_migrate)
+
+    send = sub.add_parser("send-test-event", help="post a signed sample delivery")
+    send.add_argument("--url", default="http://127.0.0.1:8000/webhooks/llmtune")
+    send.add_argument("--secret", help="webhook secret (default: first of WEBHOOK_SECRETS)")
+    send.add_argument("--event", default="training.completed")
+    send.add_argument("--format", choices=FORMATS, default="w3")
+    send.add_argument("--job-id", help="job id to put in the body (default: a fresh one)")
+    send.set_defaults(func=cmd_send_test_event)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `llmtune-receiver` command."""
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code

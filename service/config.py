@@ -1,0 +1,94 @@
+"""Typed settings, read once from the environment or a `.env` file and validated at start.
+
+A bad value must stop the service with one line naming the variable (`ConfigError`), never with a
+traceback or later at request time. Nothing here reads the environment at import.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./llmtune-receiver.db"
+WHSEC_PREFIX = "whsec_"
+
+
+class ConfigError(Exception):
+    """A configuration value is unusable; the message names the variable."""
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; field names map to upper-case environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", frozen=True
+    )
+
+    database_url: str = DEFAULT_DATABASE_URL
+    webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    webhook_allow_unsigned: bool = False
+    admin_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @field_validator("webhook_secrets", "admin_tokens", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("webhook_secrets")
+    @classmethod
+    def _secrets_not_empty(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for secret in value:
+            raw = secret.get_secret_value()
+            if raw == WHSEC_PREFIX:
+                raise ValueError("a secret is empty after the whsec_ prefix")
+        return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the store is the embedded SQLite file."""
+        return self.database_url.startswith("sqlite")
+
+
+def normalize_database_url(url: str) -> str:
+    """Map the URL forms operators paste (`postgres://`) onto the async drivers we ship."""
+    url = url.strip()
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("sqlite://") and not url.startswith("sqlite+aiosqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        return url
+    raise ValueError("must start with postgresql+asyncpg://, postgres:// or sqlite+aiosqlite://")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment and `.env`; raise `ConfigError` naming the variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]).upper() if first["loc"] else "settings"
+        message = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {message}") from None

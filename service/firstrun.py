@@ -1,0 +1,56 @@
+"""First start on a laptop: write a `.env` with a generated webhook secret and admin token.
+
+So that `make run` followed by `send-test-event` works at once, and the operator has a secret to
+paste into LLMTune. This message is the only place a secret is ever printed.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import TextIO
+
+
+def new_webhook_secret() -> str:
+    """A `whsec_` secret in the same form LLMTune's dashboard shows."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+
+
+def new_admin_token() -> str:
+    """A random admin Bearer token."""
+    return secrets.token_urlsafe(32)
+
+
+def write_env(path: Path, *, secret: str, token: str | None) -> None:
+    """Append the generated values to `path` (created with mode 0600 if missing)."""
+    lines = [f"WEBHOOK_SECRETS={secret}"]
+    if token is not None:
+        lines.append(f"ADMIN_TOKENS={token}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as handle:
+        if path.stat().st_size:
+            handle.write("\n")
+        handle.write("\n".join(lines) + "\n")
+    path.chmod(0o600)
+
+
+def announce(*, secret: str | None, token: str | None, env_path: Path | None, out: TextIO) -> None:
+    """Print generated credentials once, plainly, for the operator to copy."""
+    if secret is None and token is None:
+        return
+    where = f" (saved to {env_path})" if env_path else " (not saved: set ADMIN_TOKENS to keep it)"
+    out.write(f"\nllmtune-receiver generated credentials{where}:\n")
+    if secret is not None:
+        out.write(f"  webhook secret (paste into LLMTune): {secret}\n")
+    if token is not None:
+        out.write(f"  admin token (Authorization: Bearer ...): {token}\n")
+    out.write("\n")
+    out.flush()
+
+
+def stdin_is_terminal() -> bool:
+    """True when a person started us from a terminal."""
+    return sys.stdin is not None and sys.stdin.isatty()

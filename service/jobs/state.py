@@ -1,0 +1,49 @@
+"""The job state machine: statuses only move forward. Pure.
+
+`submitted < pending < running < completed | failed < deployed`. `completed` and `failed` share a
+rank, so whichever arrives first wins; a late or out-of-order event only fills timestamps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Status = Literal["submitted", "pending", "running", "completed", "failed", "deployed"]
+
+RANK: dict[str, int] = {
+    "submitted": 0,
+    "pending": 1,
+    "running": 2,
+    "completed": 3,
+    "failed": 3,
+    "deployed": 4,
+}
+
+TimestampField = Literal["started_at", "finished_at", "deployed_at"]
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What one lifecycle event asks of its job."""
+
+    status: Status
+    timestamp_field: TimestampField
+
+
+_BY_EVENT: dict[str, Transition] = {
+    "training.started": Transition("running", "started_at"),
+    "training.completed": Transition("completed", "finished_at"),
+    "training.failed": Transition("failed", "finished_at"),
+    "model.deployed": Transition("deployed", "deployed_at"),
+}
+
+
+def transition_for(event_type: str) -> Transition | None:
+    """The transition an event type drives, or None when it does not touch jobs."""
+    return _BY_EVENT.get(event_type)
+
+
+def advances(current: str, new: str) -> bool:
+    """True when moving from `current` to `new` goes forward (unknown statuses rank lowest)."""
+    return RANK.get(new, -1) > RANK.get(current, -1)

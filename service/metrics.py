@@ -1,0 +1,40 @@
+"""Prometheus metrics, one registry per app (tests build many apps in one process).
+
+Label values are bounded: known event names or `other`, outcome and reason slugs; never text
+taken from a request body.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class Metrics:
+    """The collectors the service updates, registered in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.received = Counter(
+            "llmtune_webhooks_received",
+            "Webhook deliveries received, by event type and outcome.",
+            ["event_type", "outcome"],
+            registry=self.registry,
+        )
+        self.signature_failures = Counter(
+            "llmtune_webhook_signature_failures",
+            "Deliveries refused with 401, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.duplicates = Counter(
+            "llmtune_webhook_duplicates",
+            "Deliveries recognised as repeats of a stored event.",
+            ["event_type"],
+            registry=self.registry,
+        )
+        self.ingest_seconds = Histogram(
+            "llmtune_webhook_ingest_seconds",
+            "Time from the first body byte read to the answer, for every delivery.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
+        )

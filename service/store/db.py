@@ -1,0 +1,55 @@
+"""Engine and session factories. Nothing is created at import: `create_app` and the CLI call these.
+
+SQLite is tuned for durability (WAL, synchronous=FULL: an acknowledged event survives power loss)
+and for failing fast: a locked database answers within 2 s so the caller can say 503 well inside
+LLMTune's 5 s delivery timeout. asyncpg's default 60 s connect timeout is cut for the same reason.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+CONNECT_TIMEOUT_SECONDS = 2.0
+SQLITE_BUSY_TIMEOUT_MS = 2000
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=FULL",
+        "PRAGMA foreign_keys=ON",
+        f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+    ):
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
+    """An async engine for `database_url` with the timeouts and pragmas the service relies on."""
+    if database_url.startswith("sqlite"):
+        engine = create_async_engine(
+            database_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=CONNECT_TIMEOUT_SECONDS,
+        connect_args={"timeout": CONNECT_TIMEOUT_SECONDS, "command_timeout": 10},
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions that keep loaded values after commit (responses are built after it)."""
+    return async_sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,127 @@
+"""The events table: insert-or-count-duplicate for ingest, keyset queries for the admin API.
+
+Functions take the caller's session and never commit: the unit of work (the ingest writer, an
+admin request) owns the transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.store.dialect import insert_for
+from service.store.paging import Page, after_cursor
+from service.store.tables import EventRow
+from service.webhooks.normalize import Event
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """Everything the writer stores for one delivery."""
+
+    id: str
+    source: str
+    event: Event
+    raw_body: bytes
+    headers: list[list[str]]
+    verified: bool
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Admin list filters; None means "any"."""
+
+    type: str | None = None
+    job_id: str | None = None
+    duplicate: bool | None = None
+    test: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def insert_event(session: AsyncSession, new: NewEvent) -> bool:
+    """Insert unless the dedup key exists (race-safe: the unique index decides). True if new."""
+    event = new.event
+    stmt = (
+        insert_for(session, EventRow)
+        .values(
+            id=new.id,
+            source=new.source,
+            dedup_key=event.dedup_key,
+            external_id=event.external_id,
+            type=event.type,
+            job_id=event.job_id,
+            occurred_at=event.occurred_at,
+            received_at=new.received_at,
+            raw_body=new.raw_body,
+            headers=new.headers,
+            verified=new.verified,
+            is_test=event.is_test,
+            duplicate_count=0,
+        )
+        .on_conflict_do_nothing(index_elements=[EventRow.dedup_key])
+        .returning(EventRow.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none() is not None
+
+
+async def count_duplicate(session: AsyncSession, *, dedup_key: str, at: datetime) -> str | None:
+    """Bump the stored event's duplicate counter; return its id (None if it has vanished)."""
+    stmt = (
+        sa.update(EventRow)
+        .where(EventRow.dedup_key == dedup_key)
+        .values(duplicate_count=EventRow.duplicate_count + 1, last_duplicate_at=at)
+        .returning(EventRow.id)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+def _filtered(stmt: sa.Select[EventRow], where: EventFilter) -> sa.Select[EventRow]:
+    if where.type is not None:
+        stmt = stmt.where(EventRow.type == where.type)
+    if where.job_id is not None:
+        stmt = stmt.where(EventRow.job_id == where.job_id)
+    if where.duplicate is not None:
+        stmt = stmt.where(
+            EventRow.duplicate_count > 0 if where.duplicate else EventRow.duplicate_count == 0
+        )
+    if where.test is not None:
+        stmt = stmt.where(EventRow.is_test.is_(where.test))
+    if where.since is not None:
+        stmt = stmt.where(EventRow.received_at >= where.since)
+    if where.until is not None:
+        stmt = stmt.where(EventRow.received_at < where.until)
+    return stmt
+
+
+async def list_events(
+    session: AsyncSession, *, where: EventFilter, limit: int, cursor: tuple[datetime, str] | None
+) -> Page[EventRow]:
+    """Newest first by (received_at, id), `limit` rows after `cursor`."""
+    stmt = _filtered(sa.select(EventRow), where).order_by(
+        EventRow.received_at.desc(), EventRow.id.desc()
+    )
+    if cursor is not None:
+        stmt = stmt.where(after_cursor(EventRow.received_at, EventRow.id, cursor))
+    rows = list((await session.scalars(stmt.limit(limit + 1))).all())
+    return Page.of(rows, limit, key=lambda row: (row.received_at, row.id))
+
+
+async def get_event(session: AsyncSession, event_id: str) -> EventRow | None:
+    """One event by our id, or None."""
+    return await session.get(EventRow, event_id)
+
+
+async def events_of_job(session: AsyncSession, llmtune_job_id: str) -> list[EventRow]:
+    """A job's events in the order they were stored (its timeline)."""
+    stmt = (
+        sa.select(EventRow)
+        .where(EventRow.job_id == llmtune_job_id)
+        .order_by(EventRow.received_at, EventRow.id)
+        .limit(500)
+    )
+    return list((await session.scalars(stmt)).all())

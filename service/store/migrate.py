@@ -1,0 +1,35 @@
+"""Alembic, driven from code: upgrade to head, and the head revisions a running app expects.
+
+Called from the CLI and test fixtures, outside any running event loop: the async `env.py` runs
+its own loop with `asyncio.run`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    """An Alembic config pointing at our migrations and `database_url`."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    # `%` is ConfigParser interpolation syntax; URLs with escaped passwords contain it.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade(database_url: str) -> None:
+    """Apply every migration up to head."""
+    command.upgrade(alembic_config(database_url), "head")
+
+
+def heads() -> frozenset[str]:
+    """The head revisions of the migrations shipped with this code."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return frozenset(script.get_heads())

@@ -1,0 +1,119 @@
+"""The schema, as SQLAlchemy 2 typed tables. Alembic migrations are written against this file.
+
+Raw bodies are kept as bytes (BLOB/bytea), never re-encoded. Times are always aware UTC, also on
+SQLite, which would otherwise read them back naive.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out, on every dialect."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        # SQLite stores text; naive UTC keeps its lexical order equal to time order.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: sa.JSON(),
+    }
+
+
+class EventRow(Base):
+    """One stored delivery; duplicates only bump `duplicate_count`."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    source: Mapped[str] = mapped_column(sa.String(20))
+    dedup_key: Mapped[str] = mapped_column(sa.Text, unique=True)
+    external_id: Mapped[str | None] = mapped_column(sa.Text)
+    type: Mapped[str] = mapped_column(sa.Text, index=True)
+    job_id: Mapped[str | None] = mapped_column(sa.Text, index=True)
+    occurred_at: Mapped[datetime | None]
+    received_at: Mapped[datetime]
+    raw_body: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    headers: Mapped[list[list[str]]] = mapped_column(sa.JSON)
+    verified: Mapped[bool]
+    is_test: Mapped[bool]
+    duplicate_count: Mapped[int] = mapped_column(server_default="0")
+    last_duplicate_at: Mapped[datetime | None]
+
+    __table_args__ = (sa.Index("ix_events_received_at_id", "received_at", "id"),)
+
+
+class JobRow(Base):
+    """A fine-tune job as far as events (and later our own submissions) tell us."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    llmtune_job_id: Mapped[str] = mapped_column(sa.Text, unique=True)
+    status: Mapped[str] = mapped_column(sa.String(20))
+    base_model: Mapped[str | None] = mapped_column(sa.Text)
+    artifact: Mapped[str | None] = mapped_column(sa.Text)
+    deployment_id: Mapped[str | None] = mapped_column(sa.Text)
+    metrics: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    deployed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (sa.Index("ix_jobs_created_at_id", "created_at", "id"),)
+
+
+class DeliveryRow(Base):
+    """One event to one route: the outbox row the dispatch worker claims."""
+
+    __tablename__ = "deliveries"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.ForeignKey("events.id", ondelete="CASCADE"))
+    route: Mapped[str] = mapped_column(sa.String(100))
+    handler: Mapped[str] = mapped_column(sa.String(100))
+    status: Mapped[str] = mapped_column(sa.String(20))
+    attempts: Mapped[int] = mapped_column(server_default="0")
+    next_attempt_at: Mapped[datetime]
+    lease_expires_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        sa.UniqueConstraint("event_id", "route", name="uq_deliveries_event_id_route"),
+        sa.Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+    )

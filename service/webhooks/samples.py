@@ -1,0 +1,84 @@
+"""Deliveries shaped and signed exactly as each LLMTune docs version describes. Pure.
+
+Used by `send-test-event`, and by tests as the reference for what the receiver must accept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+
+from service.webhooks.verify import sign
+
+Format = Literal["w1", "w2", "w3"]
+FORMATS: tuple[Format, ...] = ("w3", "w2", "w1")
+SAMPLE_MODEL = "meta-llama/Llama-3.3-70B-Instruct"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A body and the headers to post it with."""
+
+    body: bytes
+    headers: dict[str, str]
+
+
+def _iso(now: datetime, *, millis: bool) -> str:
+    text = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return text + (f".{now.microsecond // 1000:03d}Z" if millis else "Z")
+
+
+def _data(fmt: Format, event: str, job_id: str) -> dict[str, Any]:
+    if fmt == "w1":
+        data: dict[str, Any] = {"job_id": job_id, "model_id": "meta/llama-3.1-8b"}
+    elif fmt == "w2":
+        data = {"jobId": job_id, "baseModel": SAMPLE_MODEL}
+    else:
+        data = {"jobId": job_id, "modelName": SAMPLE_MODEL}
+    if event == "training.completed":
+        data["metrics"] = {"loss": 1.12, "tokens": 3250000, "duration_seconds": 1450}
+        if fmt == "w2":
+            data["artifact"] = "ionet-finetune-model-id"
+    elif event == "training.failed":
+        data["error"] = "sample failure sent by llmtune-receiver send-test-event"
+    elif event == "model.deployed":
+        data.update({"modelId": SAMPLE_MODEL, "deploymentId": f"deploy-{job_id}"})
+    return data
+
+
+def sample_body(fmt: Format, event: str, job_id: str, now: datetime) -> dict[str, Any]:
+    """A body in the envelope of docs version `fmt` (W1 `type`/`created_at`, W2, W3)."""
+    data = _data(fmt, event, job_id)
+    if fmt == "w1":
+        return {
+            "id": f"evt_{job_id}",
+            "type": event,
+            "workspace_id": "ws_test",
+            "data": data,
+            "created_at": _iso(now, millis=False),
+        }
+    if fmt == "w2":
+        return {"event": event, "data": data, "deliveredAt": _iso(now, millis=False)}
+    return {"event": event, "data": data, "timestamp": _iso(now, millis=True)}
+
+
+def signed_delivery(fmt: Format, body: bytes, secret: str, event: str) -> Delivery:
+    """Headers as each version sends them, signed with the whole secret string as the key."""
+    signature = sign(secret, body)
+    headers = {"Content-Type": "application/json"}
+    if fmt == "w3":
+        headers |= {"X-Webhook-Signature": signature, "X-Webhook-Event": event}
+    elif fmt == "w2":
+        headers["X-LLMTune-Signature"] = signature
+    else:
+        headers["X-LLMTune-Signature"] = f"sha256={signature}"
+    return Delivery(body=body, headers=headers)
+
+
+def sample_delivery(fmt: Format, event: str, secret: str, job_id: str, now: datetime) -> Delivery:
+    """A complete signed sample delivery."""
+    body = orjson.dumps(sample_body(fmt, event, job_id, now))
+    return signed_delivery(fmt, body, secret, event)
