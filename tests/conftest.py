@@ -1,0 +1,84 @@
+"""Databases for the tests: one SQLite file and one PostgreSQL database per run, both migrated.
+
+Storage tests take `db_url` (or `engine`), which runs them once per database. PostgreSQL lives at
+TEST_POSTGRES_URL; under CI a missing server fails the run, elsewhere it skips loudly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.store.db import make_engine
+from service.store.migrate import upgrade
+
+TEST_POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+TABLES = ("deliveries", "events", "jobs")
+
+
+def _plain_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _admin(url: str, statement: str) -> None:
+    connection = await asyncpg.connect(dsn=_plain_dsn(url), timeout=3)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this test run, dropped at the end."""
+    name = f"llmtune_test_{os.getpid()}"
+    try:
+        asyncio.run(_admin(TEST_POSTGRES_URL, f'CREATE DATABASE "{name}"'))
+    except (OSError, asyncpg.PostgresError) as exc:
+        message = f"PostgreSQL is not reachable at {TEST_POSTGRES_URL}: {exc!r}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (required under CI)", pytrace=False)
+        pytest.skip(f"{message}; storage tests ran on SQLite only")
+    url = make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        asyncio.run(_admin(TEST_POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated SQLite file for this test run."""
+    path: Path = tmp_path_factory.mktemp("sqlite") / "receiver.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """Each storage test runs once on SQLite and once on PostgreSQL."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest.fixture
+async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the test database, emptied before the test."""
+    engine = make_engine(db_url)
+    async with engine.begin() as connection:
+        for table in TABLES:
+            await connection.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+    yield engine
+    await engine.dispose()

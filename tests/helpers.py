@@ -1,0 +1,74 @@
+"""Shared test helpers: settings, a running app with its lifespan, and signed posts."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import orjson
+from asgi_lifespan import LifespanManager
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.app import Overrides, create_app
+from service.config import Settings
+
+SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLWxsbXR1bmUtcmVjZWl2ZXI="
+OTHER_SECRET = "rotated-user-chosen-secret"
+ADMIN_TOKEN = "test-admin-token"
+AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def make_settings(db_url: str, **values: Any) -> Settings:
+    """Test settings: no `.env`, known secrets and admin token."""
+    base: dict[str, Any] = {
+        "database_url": db_url,
+        "webhook_secrets": [SECRET, OTHER_SECRET],
+        "admin_tokens": [ADMIN_TOKEN],
+        "_env_file": None,
+    }
+    return Settings(**(base | values))
+
+
+def hex_signature(body: bytes, secret: str = SECRET) -> str:
+    """What LLMTune would send: hex HMAC-SHA256 keyed with the whole secret string."""
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def w3_headers(body: bytes, secret: str = SECRET) -> dict[str, str]:
+    """W3 headers for `body`."""
+    return {"Content-Type": "application/json", "X-Webhook-Signature": hex_signature(body, secret)}
+
+
+def w3_body(event: str = "training.completed", job_id: str = "job-1", **data: Any) -> bytes:
+    """A W3-shaped body."""
+    payload = {
+        "event": event,
+        "data": {"jobId": job_id, "modelName": "meta-llama/Llama-3.3-70B-Instruct", **data},
+        "timestamp": "2025-11-08T14:22:31.000Z",
+    }
+    return orjson.dumps(payload)
+
+
+@asynccontextmanager
+async def running_app(
+    settings: Settings, engine: AsyncEngine | None = None, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An app with its lifespan running, and a client talking to it in process."""
+    app = create_app(settings, overrides=Overrides(engine=engine, **overrides))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
+            yield client
+
+
+async def post_webhook(
+    client: httpx.AsyncClient, body: bytes, headers: dict[str, str] | None = None
+) -> httpx.Response:
+    """POST `body` to the webhook endpoint, W3-signed unless `headers` are given."""
+    return await client.post(
+        "/webhooks/llmtune", content=body, headers=w3_headers(body) if headers is None else headers
+    )

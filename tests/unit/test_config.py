@@ -1,0 +1,77 @@
+"""Settings parsing: comma lists, URL forms, and one-line errors that name the variable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.config import ConfigError, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("DATABASE_URL", "WEBHOOK_SECRETS", "ADMIN_TOKENS", "MAX_BODY_BYTES", "LOG_LEVEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)  # no stray .env
+
+
+def test_defaults() -> None:
+    """With nothing set: embedded SQLite, no secrets, 1 MiB cap."""
+    settings = load_settings()
+    assert settings.database_url == "sqlite+aiosqlite:///./llmtune-receiver.db"
+    assert settings.webhook_secrets == []
+    assert settings.max_body_bytes == 1024 * 1024
+    assert settings.is_sqlite
+
+
+def test_comma_separated_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """WEBHOOK_SECRETS is a comma list, spaces ignored (rotation keeps two)."""
+    monkeypatch.setenv("WEBHOOK_SECRETS", " whsec_a , plain ,")
+    secrets = [s.get_secret_value() for s in load_settings().webhook_secrets]
+    assert secrets == ["whsec_a", "plain"]
+
+
+def test_secrets_are_hidden_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A settings object printed by accident does not show secrets."""
+    monkeypatch.setenv("WEBHOOK_SECRETS", "whsec_topsecret")
+    assert "topsecret" not in repr(load_settings())
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgresql://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("sqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+    ],
+)
+def test_database_url_forms(monkeypatch: pytest.MonkeyPatch, given: str, expected: str) -> None:
+    """Pasted URL forms map onto the async drivers."""
+    monkeypatch.setenv("DATABASE_URL", given)
+    assert load_settings().database_url == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WEBHOOK_SECRETS", "whsec_"),
+        ("WEBHOOK_SECRETS", "good,whsec_"),
+        ("DATABASE_URL", "mysql://u@h/db"),
+        ("MAX_BODY_BYTES", "lots"),
+        ("MAX_BODY_BYTES", "10"),
+        ("LOG_LEVEL", "chatty"),
+        ("WEBHOOK_ALLOW_UNSIGNED", "maybe"),
+    ],
+)
+def test_bad_values_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    """A bad value stops start-up with a message that begins with the variable's name."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert message.startswith(f"{name}: ")
+    assert "\n" not in message

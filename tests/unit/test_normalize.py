@@ -1,0 +1,319 @@
+"""Normalization of every documented delivery shape, dedup keys, and strict parsing."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+
+from service.webhooks.normalize import (
+    BodyError,
+    dedup_key,
+    key_part,
+    metric_label,
+    normalize,
+    parse_body,
+    parse_time,
+)
+
+W3 = {
+    "event": "training.completed",
+    "data": {"jobId": "job-uuid", "modelName": "meta-llama/Llama-3.3-70B-Instruct"},
+    "timestamp": "2025-11-08T14:22:31.000Z",
+}
+W2_GENERIC = {
+    "event": "training.completed",
+    "data": {
+        "jobId": "job-uuid",
+        "baseModel": "meta-llama/Llama-3.3-70B-Instruct",
+        "artifact": "ionet-finetune-model-id",
+        "metrics": {"loss": 1.12, "tokens": 3250000, "duration_seconds": 1450},
+    },
+    "deliveredAt": "2025-11-08T14:22:31Z",
+}
+W2_TRAINING = {
+    "event": "training.completed",
+    "data": {
+        "jobId": "job-uuid",
+        "baseModel": "meta-llama/Llama-3.3-70B-Instruct",
+        "trainingMethod": "sft",
+        "status": "completed",
+        "metrics": {"loss": 1.12, "evalLoss": 1.02, "tokensPerSecond": 178, "totalTokens": 3250000},
+        "createdAt": "2025-11-01T15:23:54Z",
+        "completedAt": "2025-11-01T16:45:12Z",
+    },
+}
+W2_DEPLOYMENT = {
+    "event": "model.deployed",
+    "data": {
+        "deploymentId": "deploy-uuid",
+        "modelId": "meta-llama/Llama-3.3-70B-Instruct",
+        "version": "v1",
+    },
+}
+W1 = {
+    "id": "evt_12345",
+    "type": "training.completed",
+    "workspace_id": "ws_6789",
+    "data": {
+        "job_id": "ft_job_abc",
+        "model_id": "meta/llama-3.1-8b",
+        "metrics": {"loss": 1.12, "tokens": 3250000, "duration_seconds": 1450},
+    },
+    "created_at": "2025-11-09T10:15:00Z",
+    "signature": "sha256=...",
+}
+LLAMA = "meta-llama/Llama-3.3-70B-Instruct"
+
+
+def _event(payload: dict[str, Any]) -> Any:
+    raw = orjson.dumps(payload)
+    return normalize(parse_body(raw), raw)
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        pytest.param(
+            W3,
+            {
+                "type": "training.completed",
+                "job_id": "job-uuid",
+                "model": LLAMA,
+                "external_id": None,
+                "occurred_at": datetime(2025, 11, 8, 14, 22, 31, tzinfo=UTC),
+                "dedup_key": "sem:training.completed:job-uuid",
+            },
+            id="w3",
+        ),
+        pytest.param(
+            W2_GENERIC,
+            {
+                "type": "training.completed",
+                "job_id": "job-uuid",
+                "model": LLAMA,
+                "artifact": "ionet-finetune-model-id",
+                "metrics": {"loss": 1.12, "tokens": 3250000, "duration_seconds": 1450},
+                "occurred_at": datetime(2025, 11, 8, 14, 22, 31, tzinfo=UTC),
+                "dedup_key": "sem:training.completed:job-uuid",
+            },
+            id="w2-generic",
+        ),
+        pytest.param(
+            W2_TRAINING,
+            {
+                "type": "training.completed",
+                "job_id": "job-uuid",
+                "occurred_at": None,
+                "metrics": {
+                    "loss": 1.12,
+                    "evalLoss": 1.02,
+                    "tokensPerSecond": 178,
+                    "totalTokens": 3250000,
+                },
+                "dedup_key": "sem:training.completed:job-uuid",
+            },
+            id="w2-training-no-timestamp",
+        ),
+        pytest.param(
+            W2_DEPLOYMENT,
+            {
+                "type": "model.deployed",
+                "job_id": None,
+                "deployment_id": "deploy-uuid",
+                "model": LLAMA,
+                "dedup_key": "sem:model.deployed:deploy-uuid",
+            },
+            id="w2-deployment",
+        ),
+        pytest.param(
+            W1,
+            {
+                "type": "training.completed",
+                "external_id": "evt_12345",
+                "job_id": "ft_job_abc",
+                "model": "meta/llama-3.1-8b",
+                "occurred_at": datetime(2025, 11, 9, 10, 15, tzinfo=UTC),
+                "dedup_key": "id:evt_12345",
+            },
+            id="w1",
+        ),
+    ],
+)
+def test_documented_examples(payload: dict[str, Any], expected: dict[str, Any]) -> None:
+    """Every example in the contract file normalizes to the same fields."""
+    event = _event(payload)
+    for field, value in expected.items():
+        assert getattr(event, field) == value, field
+
+
+class TestDedupKey:
+    def test_retries_with_new_delivered_at_share_a_key(self) -> None:
+        """A W2 retry re-stamped with a new deliveredAt is still the same event."""
+        first = _event(W2_GENERIC)
+        retry = _event({**W2_GENERIC, "deliveredAt": "2025-11-08T14:30:00Z"})
+        assert first.dedup_key == retry.dedup_key
+
+    def test_unknown_event_uses_body_hash(self) -> None:
+        """Events outside the one-shot list are keyed by their exact bytes."""
+        raw = b'{"event":"usage.threshold_reached","data":{"metric":"spend"}}'
+        event = normalize(parse_body(raw), raw)
+        assert event.dedup_key == "body:" + hashlib.sha256(raw).hexdigest()
+
+    def test_lifecycle_event_without_job_id_uses_body_hash(self) -> None:
+        """A missing key part falls back to the body hash."""
+        event = _event({"event": "training.started", "data": {}})
+        assert event.dedup_key.startswith("body:")
+
+    def test_deployment_without_id_uses_model(self) -> None:
+        """model.deployed without a deploymentId is keyed by its model."""
+        event = _event({"event": "model.deployed", "data": {"modelId": "m-1"}})
+        assert event.dedup_key == "sem:model.deployed:m-1"
+
+    def test_kinds_never_collide(self) -> None:
+        """An id that looks like a semantic key stays in the id namespace."""
+        key = dedup_key(
+            event_type="x", external_id="sem:training.started:j", job_id=None, subject=None, raw=b""
+        )
+        assert key == "id:sem:training.started:j"
+
+    def test_numeric_id_is_an_id(self) -> None:
+        """Numeric ids count; booleans and objects do not."""
+        assert _event({"id": 42, "event": "x"}).dedup_key == "id:42"
+        assert _event({"id": True, "event": "x"}).dedup_key.startswith("body:")
+        assert _event({"id": {"a": 1}, "event": "x"}).dedup_key.startswith("body:")
+
+    def test_long_parts_are_hashed(self) -> None:
+        """Parts over 200 characters become their SHA-256 (index entries are bounded)."""
+        long_job = "j" * 5000
+        event = _event({"event": "training.started", "data": {"jobId": long_job}})
+        digest = hashlib.sha256(long_job.encode()).hexdigest()
+        assert event.job_id == f"sha256:{digest}"
+        assert event.dedup_key == f"sem:training.started:sha256:{digest}"
+        assert len(event.dedup_key) < 300
+
+
+class TestFields:
+    @pytest.mark.parametrize(
+        ("payload", "expected"),
+        [
+            pytest.param({"event": "a", "type": "b"}, "a", id="event-wins-over-type"),
+            pytest.param({"type": "b"}, "b", id="w1-type"),
+            pytest.param({}, "unknown", id="missing"),
+            pytest.param({"event": 7}, "unknown", id="not-a-string"),
+            pytest.param({"event": ""}, "unknown", id="empty"),
+            pytest.param({"event": "a\x00b"}, "a\ufffdb", id="nul-replaced"),
+        ],
+    )
+    def test_event_type(self, payload: dict[str, Any], expected: str) -> None:
+        """The name comes from `event`, then `type`; otherwise it is `unknown`."""
+        assert _event(payload).type == expected
+
+    @pytest.mark.parametrize(
+        ("error", "expected"),
+        [
+            pytest.param("OOM", "OOM", id="string"),
+            pytest.param(
+                {"message": "cancelled by user"}, "cancelled by user", id="object-message"
+            ),
+            pytest.param({"code": 3}, '{"code":3}', id="object-without-message"),
+            pytest.param(None, None, id="absent"),
+            pytest.param("", None, id="empty"),
+            pytest.param("x" * 5000, "x" * 2000, id="clipped"),
+        ],
+    )
+    def test_error(self, error: object, expected: str | None) -> None:
+        """`data.error` may be a string, an object or absent."""
+        assert _event({"event": "training.failed", "data": {"error": error}}).error == expected
+
+    def test_metrics_keep_only_scalars(self) -> None:
+        """Nested metric values are dropped so stored JSON stays flat."""
+        metrics = {"loss": 1.0, "nested": {"a": 1}, "name": "x\x00", "list": [1]}
+        event = _event({"event": "training.completed", "data": {"metrics": metrics}})
+        assert event.metrics == {"loss": 1.0, "name": "x\ufffd"}
+
+    @pytest.mark.parametrize(
+        ("payload", "expected"),
+        [
+            pytest.param({"event": "ping.test"}, True, id="dot-test-name"),
+            pytest.param({"event": "training.completed", "test": True}, True, id="top-level-flag"),
+            pytest.param({"event": "x", "data": {"isTest": True}}, True, id="data-flag"),
+            pytest.param({"event": "x", "test": "yes"}, False, id="non-boolean-flag"),
+            pytest.param(W3, False, id="real-event"),
+        ],
+    )
+    def test_is_test(self, payload: dict[str, Any], expected: bool) -> None:
+        """Recognisable test deliveries are flagged (never hidden)."""
+        assert _event(payload).is_test is expected
+
+    def test_data_not_an_object(self) -> None:
+        """A `data` that is not an object yields no fields, not an error."""
+        event = _event({"event": "training.started", "data": [1, 2]})
+        assert event.job_id is None
+
+
+class TestParseTime:
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("2025-11-08T14:22:31.000Z", datetime(2025, 11, 8, 14, 22, 31, tzinfo=UTC)),
+            ("2025-11-08T14:22:31Z", datetime(2025, 11, 8, 14, 22, 31, tzinfo=UTC)),
+            ("2025-11-08T16:22:31+02:00", datetime(2025, 11, 8, 14, 22, 31, tzinfo=UTC)),
+            ("2025-11-08T14:22:31", datetime(2025, 11, 8, 14, 22, 31, tzinfo=UTC)),
+            ("2025-11-08T14:22:31.123456Z", datetime(2025, 11, 8, 14, 22, 31, 123456, tzinfo=UTC)),
+        ],
+    )
+    def test_iso_forms(self, value: str, expected: datetime) -> None:
+        """ISO-8601 with or without fraction and offset; naive means UTC."""
+        assert parse_time(value) == expected
+
+    @pytest.mark.parametrize("value", ["yesterday", "", 1731075751, None, "2025-13-40T00:00:00Z"])
+    def test_unparsable_is_absent(self, value: object) -> None:
+        """A bad time is not an error: the field is just absent."""
+        assert parse_time(value) is None
+
+
+class TestParseBody:
+    @pytest.mark.parametrize(
+        ("raw", "reason"),
+        [
+            pytest.param(b"", "invalid_json", id="empty"),
+            pytest.param(b"not json", "invalid_json", id="text"),
+            pytest.param(b'{"a": NaN}', "invalid_json", id="nan"),
+            pytest.param(b'{"a": Infinity}', "invalid_json", id="infinity"),
+            pytest.param(b'{"a": "\xff"}', "invalid_json", id="bad-utf8"),
+            pytest.param(b'{"a": "\\ud800"}', "invalid_json", id="lone-surrogate"),
+            pytest.param(b"[1, 2]", "not_an_object", id="array"),
+            pytest.param(b'"text"', "not_an_object", id="string"),
+            pytest.param(b"null", "not_an_object", id="null"),
+            pytest.param(b'{"a":' * 300 + b"1" + b"}" * 300, "too_deep", id="too-deep"),
+            pytest.param(b"[" * 5000 + b"]" * 5000, "invalid_json", id="parser-depth-limit"),
+        ],
+    )
+    def test_rejected(self, raw: bytes, reason: str) -> None:
+        """Only strict JSON objects are accepted; each refusal has a reason."""
+        with pytest.raises(BodyError) as caught:
+            parse_body(raw)
+        assert caught.value.reason == reason
+
+    def test_accepts_nesting_up_to_the_limit(self) -> None:
+        """Nesting within the bound parses."""
+        raw = b'{"a":' * 150 + b"1" + b"}" * 150
+        assert isinstance(parse_body(raw), dict)
+
+
+def test_key_part_keeps_short_values() -> None:
+    """Short values are stored as they are."""
+    assert key_part("job-1") == "job-1"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "label"),
+    [("training.started", "training.started"), ("unknown", "unknown"), ("evil\nlabel", "other")],
+)
+def test_metric_label_is_bounded(event_type: str, label: str) -> None:
+    """Metric labels are known names or `other`, never body text."""
+    assert metric_label(event_type) == label
