@@ -8,7 +8,7 @@ from starlette.datastructures import QueryParams
 
 from service.errors import InvalidParameter
 from service.store.paging import SortKey, decode_cursor
-from service.webhooks.normalize import parse_time
+from service.webhooks.normalize import key_part, parse_time
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -62,6 +62,6 @@ def time_param(query: QueryParams, name: str) -> datetime | None:
 
 
 def text_param(query: QueryParams, name: str) -> str | None:
-    """A free-text filter, or None when absent."""
+    """A filter value in the form stored values take (no NUL, long values hashed), or None."""
     raw = query.get(name)
-    return raw if raw else None
+    return key_part(raw) if raw else None

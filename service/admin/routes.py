@@ -13,6 +13,7 @@ from starlette.routing import Route
 from service.admin import params, schemas
 from service.admin.auth import require_admin
 from service.errors import NotFound, StorageUnavailable
+from service.ids import looks_like_id
 from service.jsonresponse import JSONResponse
 from service.services import Services, services
 from service.store import deliveries, events, jobs
@@ -39,6 +40,14 @@ def admin(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     return wrapped
 
 
+def _path_id(request: Request, name: str, kind: str) -> str:
+    value: str = request.path_params[name]
+    # Not one of our ids: 404 without a query (a NUL byte would make PostgreSQL refuse it).
+    if not looks_like_id(value):
+        raise NotFound(f"no {kind} {value[:64]!r}")
+    return value
+
+
 def _page(page: Page[Any], render: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
     cursor = encode_cursor(page.next_key) if page.next_key else None
     return {"items": [render(row) for row in page.items], "nextCursor": cursor}
@@ -63,7 +72,7 @@ async def list_events(request: Request, svc: Services) -> dict[str, Any]:
 
 async def get_event(request: Request, svc: Services) -> dict[str, Any]:
     """One event with payload, raw body, redacted headers and deliveries."""
-    event_id = request.path_params["event_id"]
+    event_id = _path_id(request, "event_id", "event")
     async with svc.sessions() as session:
         row = await events.get_event(session, event_id)
         if row is None:
@@ -85,7 +94,7 @@ async def list_jobs(request: Request, svc: Services) -> dict[str, Any]:
 
 async def get_job(request: Request, svc: Services) -> dict[str, Any]:
     """One job with its timeline of events and their deliveries."""
-    job_id = request.path_params["job_id"]
+    job_id = _path_id(request, "job_id", "job")
     async with svc.sessions() as session:
         row = await jobs.get_job(session, job_id)
         if row is None:

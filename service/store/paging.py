@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 import sqlalchemy as sa
 
+from service.ids import looks_like_id
 from service.webhooks.normalize import parse_time
 
 T = TypeVar("T")
@@ -52,6 +53,8 @@ def decode_cursor(cursor: str) -> SortKey | None:
     except (ValueError, orjson.JSONDecodeError):
         return None
     if not (isinstance(value, list) and len(value) == 2 and isinstance(value[1], str)):
+        return None
+    if not looks_like_id(value[1]):
         return None
     at = parse_time(value[0])
     return None if at is None else (at, value[1])
