@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck format migrate check-migrations clean
+.PHONY: run test lint format bench migrate check-migrations clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+check-migrations: $(STAMP)
+	bash .ci/check-migrations
+
+bench: $(STAMP)
+	$(BIN)/python -m tests.perf.bench_ingest
 
 migrate: $(STAMP)
 	$(BIN)/llmtune-receiver migrate

@@ -37,21 +37,19 @@ def _settings_or_exit() -> Settings:
 
 def _first_run(settings: Settings, init_env: bool) -> Settings:
     """Generate what a first start on a laptop lacks; return the settings to run with."""
-    secret = token = None
-    if init_env and not settings.webhook_secrets:
-        secret = firstrun.new_webhook_secret()
-        token = None if settings.admin_tokens else firstrun.new_admin_token()
+    secret = firstrun.new_webhook_secret() if init_env and not settings.webhook_secrets else None
+    token = None if settings.admin_tokens else firstrun.new_admin_token()
+    if secret is None and token is None:
+        return settings
+    if init_env:
         firstrun.write_env(ENV_FILE, secret=secret, token=token)
-        settings = _settings_or_exit()
-    if not settings.admin_tokens:
-        token = firstrun.new_admin_token()
+    if token is not None:
         # Made once here in the parent: uvicorn's worker processes inherit it.
         os.environ["ADMIN_TOKENS"] = token
-        settings = _settings_or_exit()
     firstrun.announce(
-        secret=secret, token=token, env_path=ENV_FILE if secret else None, out=sys.stderr
+        secret=secret, token=token, env_path=ENV_FILE if init_env else None, out=sys.stderr
     )
-    return settings
+    return _settings_or_exit()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -24,9 +24,11 @@ def new_admin_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def write_env(path: Path, *, secret: str, token: str | None) -> None:
+def write_env(path: Path, *, secret: str | None, token: str | None) -> None:
     """Append the generated values to `path` (created with mode 0600 if missing)."""
-    lines = [f"WEBHOOK_SECRETS={secret}"]
+    lines = []
+    if secret is not None:
+        lines.append(f"WEBHOOK_SECRETS={secret}")
     if token is not None:
         lines.append(f"ADMIN_TOKENS={token}")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

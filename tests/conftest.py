@@ -6,7 +6,6 @@ TEST_POSTGRES_URL; under CI a missing server fails the run, elsewhere it skips l
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,11 +13,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.store.db import make_engine
 from service.store.migrate import upgrade
+from tests.pgdb import create_database, drop_database
 
 TEST_POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -26,35 +25,22 @@ TEST_POSTGRES_URL = os.environ.get(
 TABLES = ("deliveries", "events", "jobs")
 
 
-def _plain_dsn(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-async def _admin(url: str, statement: str) -> None:
-    connection = await asyncpg.connect(dsn=_plain_dsn(url), timeout=3)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 @pytest.fixture(scope="session")
 def postgresql_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this test run, dropped at the end."""
     name = f"llmtune_test_{os.getpid()}"
     try:
-        asyncio.run(_admin(TEST_POSTGRES_URL, f'CREATE DATABASE "{name}"'))
+        url = create_database(TEST_POSTGRES_URL, name)
     except (OSError, asyncpg.PostgresError) as exc:
         message = f"PostgreSQL is not reachable at {TEST_POSTGRES_URL}: {exc!r}"
         if os.environ.get("CI"):
             pytest.fail(f"{message} (required under CI)", pytrace=False)
         pytest.skip(f"{message}; storage tests ran on SQLite only")
-    url = make_url(TEST_POSTGRES_URL).set(database=name).render_as_string(hide_password=False)
     try:
         upgrade(url)
         yield url
     finally:
-        asyncio.run(_admin(TEST_POSTGRES_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop_database(TEST_POSTGRES_URL, name)
 
 
 @pytest.fixture(scope="session")

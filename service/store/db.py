@@ -21,7 +21,9 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 SQLITE_BUSY_TIMEOUT_MS = 2000
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take over BEGIN from the driver (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     for pragma in (
         "PRAGMA journal_mode=WAL",
@@ -33,13 +35,28 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_begin(connection: Any) -> None:
+    # A deferred transaction that starts reading and then writes can fail at once with "database
+    # is locked" when another connection committed in between (WAL snapshot); the busy timeout
+    # does not help there. IMMEDIATE takes the write lock up front, waiting up to the timeout.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine for `database_url` with the timeouts and pragmas the service relies on."""
     if database_url.startswith("sqlite"):
+        # SQLite has one writer: one pooled connection makes this process's transactions queue
+        # in order (FIFO, bounded by pool_timeout) instead of racing for the file lock, where
+        # the busy handler's polling can starve a waiter past any timeout.
         engine = create_async_engine(
-            database_url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            database_url,
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=CONNECT_TIMEOUT_SECONDS,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     return create_async_engine(
         database_url,

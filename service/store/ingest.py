@@ -45,7 +45,11 @@ class IngestWriter:
             async with self._sessions() as session, session.begin():
                 return await self._write(session, new)
         except (sqlalchemy.exc.SQLAlchemyError, OSError, TimeoutError) as exc:
-            log.warning("ingest_storage_error", error_type=type(exc).__name__)
+            # The driver's own message (never the statement or its parameters: they hold the body).
+            cause = getattr(exc, "orig", None) or exc
+            log.warning(
+                "ingest_storage_error", error_type=type(exc).__name__, cause=str(cause)[:200]
+            )
             raise StorageUnavailable("the event store is unavailable; retry later") from exc
 
     async def _write(self, session: AsyncSession, new: NewEvent) -> IngestResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -56,20 +57,23 @@ async def test_postgresql_outage_answers_503_then_recovers(
 
 async def test_sqlite_locked_answers_503(tmp_path: Path) -> None:
     """A SQLite file held locked by another writer: 503 after the busy timeout, not 2xx."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'locked.db'}"
+    path = tmp_path / "locked.db"
+    url = f"sqlite+aiosqlite:///{path}"
     await asyncio.to_thread(upgrade, url)
-    locker = make_engine(url)
     async with running_app(make_settings(url)) as client:
-        async with locker.connect() as connection:
-            await connection.exec_driver_sql("BEGIN EXCLUSIVE")
+        # Another program (here the stdlib driver) holds the file's lock.
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
             during = await post_webhook(client, w3_body(job_id="locked"))
-            await connection.rollback()
+        finally:
+            locker.rollback()
+            locker.close()
         assert during.status_code == 503
         assert during.headers["retry-after"] == "5"
         after = await post_webhook(client, w3_body(job_id="locked"))
         assert after.status_code == 200
         assert after.json()["duplicate"] is False
-    await locker.dispose()
 
 
 async def test_unopenable_sqlite_answers_503(tmp_path: Path) -> None:
