@@ -17,11 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.store.db import make_engine
 from service.store.migrate import upgrade
-from tests.pgdb import create_database, drop_database
+from tests.pgdb import TEST_POSTGRES_URL, create_database, drop_database
 
-TEST_POSTGRES_URL = os.environ.get(
-    "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
 TABLES = ("deliveries", "events", "jobs")
 
 

@@ -6,10 +6,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 import asyncpg
 from sqlalchemy.engine import make_url
+
+# Where the tests create their databases (trust auth on the local server by default).
+TEST_POSTGRES_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
 
 
 def database_url(admin_url: str, name: str) -> str:

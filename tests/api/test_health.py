@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.helpers import make_settings, running_app
+from tests.pgdb import TEST_POSTGRES_URL, create_database, drop_database
 
 
 async def test_healthz_and_readyz(engine: AsyncEngine, db_url: str) -> None:
@@ -19,10 +22,24 @@ async def test_healthz_and_readyz(engine: AsyncEngine, db_url: str) -> None:
     assert ready.json() == {"status": "ready"}
 
 
-async def test_readyz_refuses_an_unmigrated_database(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A reachable database without any schema, on each kind of store."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    request.getfixturevalue("postgresql_url")  # skips or fails as the other PostgreSQL tests do
+    name = f"llmtune_empty_{os.getpid()}"
+    url = create_database(TEST_POSTGRES_URL, name)
+    try:
+        yield url
+    finally:
+        drop_database(TEST_POSTGRES_URL, name)
+
+
+async def test_readyz_refuses_an_unmigrated_database(empty_db_url: str) -> None:
     """A database without our schema is reachable but not ready (migrations pending)."""
-    settings = make_settings(f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}")
-    async with running_app(settings) as client:
+    async with running_app(make_settings(empty_db_url)) as client:
         response = await client.get("/readyz")
         assert (await client.get("/healthz")).status_code == 200
     assert response.status_code == 503

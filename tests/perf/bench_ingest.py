@@ -29,9 +29,7 @@ from pathlib import Path
 import httpx
 
 from tests.helpers import SECRET, w3_body, w3_headers
-from tests.pgdb import create_database, drop_database
-
-ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+from tests.pgdb import TEST_POSTGRES_URL, create_database, drop_database
 
 
 def _free_port() -> int:
@@ -49,11 +47,11 @@ def database(kind: str) -> Iterator[str]:
             yield f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         return
     name = f"llmtune_bench_{os.getpid()}"
-    url = create_database(ADMIN_URL, name)
+    url = create_database(TEST_POSTGRES_URL, name)
     try:
         yield url
     finally:
-        drop_database(ADMIN_URL, name)
+        drop_database(TEST_POSTGRES_URL, name)
 
 
 @contextmanager
