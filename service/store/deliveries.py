@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.dispatch.routing import Route
 from service.ids import new_id
-from service.store.tables import DeliveryRow
+from service.store.tables import DELIVERIES, DeliveryRow
 
 
 async def enqueue(
@@ -24,7 +24,7 @@ async def enqueue(
     if not routes:
         return
     await session.execute(
-        sa.insert(DeliveryRow),
+        sa.insert(DELIVERIES),
         [
             {
                 "id": new_id("dlv"),

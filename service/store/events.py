@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.store.dialect import insert_for
 from service.store.paging import Page, after_cursor
-from service.store.tables import EventRow
+from service.store.tables import EVENTS, EventRow
 from service.webhooks.normalize import Event
 
 
@@ -47,7 +47,7 @@ async def insert_event(session: AsyncSession, new: NewEvent) -> bool:
     """Insert unless the dedup key exists (race-safe: the unique index decides). True if new."""
     event = new.event
     stmt = (
-        insert_for(session, EventRow)
+        insert_for(session, EVENTS)
         .values(
             id=new.id,
             source=new.source,
@@ -63,21 +63,23 @@ async def insert_event(session: AsyncSession, new: NewEvent) -> bool:
             is_test=event.is_test,
             duplicate_count=0,
         )
-        .on_conflict_do_nothing(index_elements=[EventRow.dedup_key])
-        .returning(EventRow.id)
+        .on_conflict_do_nothing(index_elements=[EVENTS.c.dedup_key])
+        .returning(EVENTS.c.id)
     )
-    return (await session.execute(stmt)).scalar_one_or_none() is not None
+    found: str | None = (await session.execute(stmt)).scalar_one_or_none()
+    return found is not None
 
 
 async def count_duplicate(session: AsyncSession, *, dedup_key: str, at: datetime) -> str | None:
     """Bump the stored event's duplicate counter; return its id (None if it has vanished)."""
     stmt = (
-        sa.update(EventRow)
-        .where(EventRow.dedup_key == dedup_key)
-        .values(duplicate_count=EventRow.duplicate_count + 1, last_duplicate_at=at)
-        .returning(EventRow.id)
+        sa.update(EVENTS)
+        .where(EVENTS.c.dedup_key == dedup_key)
+        .values(duplicate_count=EVENTS.c.duplicate_count + 1, last_duplicate_at=at)
+        .returning(EVENTS.c.id)
     )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    found: str | None = (await session.execute(stmt)).scalar_one_or_none()
+    return found
 
 
 def _filtered(stmt: sa.Select[EventRow], where: EventFilter) -> sa.Select[EventRow]:

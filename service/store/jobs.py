@@ -16,12 +16,12 @@ from service.ids import new_id
 from service.jobs.state import RANK, Transition
 from service.store.dialect import insert_for
 from service.store.paging import Page, after_cursor
-from service.store.tables import JobRow
+from service.store.tables import JOBS, JobRow
 from service.webhooks.normalize import Event
 
 
 def _rank_of_status() -> sa.ColumnElement[int]:
-    return sa.case(RANK, value=JobRow.status, else_=-1)
+    return sa.case(RANK, value=JOBS.c.status, else_=-1)
 
 
 async def advance_job(
@@ -37,8 +37,8 @@ async def advance_job(
         "metrics": event.metrics,
         "error": event.error,
     }
-    await session.execute(
-        insert_for(session, JobRow)
+    inserted = await session.execute(
+        insert_for(session, JOBS)
         .values(
             id=new_id("job"),
             llmtune_job_id=event.job_id,
@@ -48,25 +48,26 @@ async def advance_job(
             **{transition.timestamp_field: when},
             **fields,
         )
-        .on_conflict_do_nothing(index_elements=[JobRow.llmtune_job_id])
+        .on_conflict_do_nothing(index_elements=[JOBS.c.llmtune_job_id])
+        .returning(JOBS.c.id)
     )
+    if inserted.scalar_one_or_none() is not None:
+        return
     # The event that moves the job forward also brings the newest metrics and error.
     forward = {name: value for name, value in fields.items() if value is not None}
     await session.execute(
-        sa.update(JobRow)
-        .where(JobRow.llmtune_job_id == event.job_id, _rank_of_status() < RANK[transition.status])
+        sa.update(JOBS)
+        .where(JOBS.c.llmtune_job_id == event.job_id, _rank_of_status() < RANK[transition.status])
         .values(status=transition.status, updated_at=at, **forward)
     )
     fill = {name: _coalesce(name, value) for name, value in forward.items()}
     fill[transition.timestamp_field] = _coalesce(transition.timestamp_field, when)
-    await session.execute(
-        sa.update(JobRow).where(JobRow.llmtune_job_id == event.job_id).values(fill)
-    )
+    await session.execute(sa.update(JOBS).where(JOBS.c.llmtune_job_id == event.job_id).values(fill))
 
 
 def _coalesce(name: str, value: object) -> sa.ColumnElement[object]:
     # The bind takes the column's type, so UTC times and JSON are stored as the column stores them.
-    column = getattr(JobRow, name)
+    column = JOBS.c[name]
     return sa.func.coalesce(column, sa.bindparam(None, value, type_=column.type))
 
 

@@ -7,7 +7,7 @@ SQLite, which would otherwise read them back naive.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
@@ -117,3 +117,10 @@ class DeliveryRow(Base):
         sa.UniqueConstraint("event_id", "route", name="uq_deliveries_event_id_route"),
         sa.Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
     )
+
+
+# Core tables, for the write path: statements on them skip the ORM's bulk-persistence layer,
+# which cost more than the SQL itself on every ingest.
+EVENTS = cast(sa.Table, EventRow.__table__)
+JOBS = cast(sa.Table, JobRow.__table__)
+DELIVERIES = cast(sa.Table, DeliveryRow.__table__)
