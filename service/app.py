@@ -25,6 +25,7 @@ from service.config import Settings, load_settings
 from service.dispatch.routing import DEFAULT_ROUTES
 from service.dispatch.routing import Route as EventRoute
 from service.errors import EXCEPTION_HANDLERS
+from service.logs import configure_logging
 from service.metrics import Metrics
 from service.requestlog import RequestLogMiddleware
 from service.services import Services
@@ -72,8 +73,11 @@ def build_services(settings: Settings, overrides: Overrides) -> Services:
 def create_app(
     settings: Settings | None = None, *, overrides: Overrides | None = None
 ) -> Starlette:
-    """The ASGI application."""
-    settings = settings or load_settings()
+    """The ASGI application. Called bare (uvicorn's factory, also in each `--workers` process),
+    it loads Settings and configures logging itself; callers passing settings own logging."""
+    if settings is None:
+        settings = load_settings()
+        configure_logging(settings.log_level, settings.log_format)
     overrides = overrides or Overrides()
 
     @asynccontextmanager

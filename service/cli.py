@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import sqlalchemy.exc
 import structlog
 import uvicorn
 
@@ -52,6 +53,19 @@ def _first_run(settings: Settings, init_env: bool) -> Settings:
     return _settings_or_exit()
 
 
+def _migrate(settings: Settings) -> bool:
+    """Apply migrations; on failure print one line (no traceback) and return False."""
+    try:
+        migrate.upgrade(settings.database_url)
+    except (sqlalchemy.exc.SQLAlchemyError, OSError, TimeoutError) as exc:
+        cause = getattr(exc, "orig", None) or exc
+        reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        print(f"llmtune-receiver: cannot apply migrations: {reason}", file=sys.stderr)
+        return False
+    log.info("migrations_applied")
+    return True
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Apply migrations, then run the HTTP server."""
     settings = _settings_or_exit()
@@ -64,9 +78,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     init_env = firstrun.stdin_is_terminal() if args.init_env is None else args.init_env
     settings = _first_run(settings, init_env)
-    if not args.no_migrate:
-        migrate.upgrade(settings.database_url)
-        log.info("migrations_applied")
+    if not args.no_migrate and not _migrate(settings):
+        return 1
     uvicorn.run(
         "service.app:create_app",
         factory=True,
@@ -85,9 +98,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply every pending migration."""
     settings = _settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
-    migrate.upgrade(settings.database_url)
-    log.info("migrations_applied")
-    return 0
+    return 0 if _migrate(settings) else 1
 
 
 def cmd_send_test_event(args: argparse.Namespace) -> int:

@@ -218,6 +218,22 @@ def test_config_error_names_the_variable(tmp_path: Path, variable: str, value: s
     assert not db_path.exists()
 
 
+@pytest.mark.parametrize("command", [["migrate"], ["serve", "--no-init-env", "--port", "1"]])
+def test_unreachable_database_stops_with_one_line(tmp_path: Path, command: list[str]) -> None:
+    """Migrations that cannot reach the database end with exit 1 and one line, no traceback."""
+    env = service_env(
+        DATABASE_URL=f"postgresql+asyncpg://postgres@{HOST}:{free_port()}/x",
+        WEBHOOK_SECRETS=SECRET,
+        ADMIN_TOKENS="t",
+        LOG_LEVEL="warning",
+    )
+    result = run_cli(command, cwd=tmp_path, env=env)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("llmtune-receiver: cannot apply migrations: "), lines[0]
+
+
 def test_several_workers_need_postgresql(tmp_path: Path) -> None:
     """`serve --workers 2` on SQLite exits 2 with one line saying PostgreSQL is needed."""
     db_path = tmp_path / "receiver.db"
