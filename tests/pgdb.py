@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -41,6 +43,17 @@ def create_database(admin_url: str, name: str) -> str:
 def drop_database(admin_url: str, name: str) -> None:
     """Drop database `name`, disconnecting whoever is still on it."""
     asyncio.run(_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@contextmanager
+def temporary_database(prefix: str) -> Iterator[str]:
+    """A fresh, empty database on the test server, dropped afterwards."""
+    name = f"{prefix}_{os.getpid()}"
+    url = create_database(TEST_POSTGRES_URL, name)
+    try:
+        yield url
+    finally:
+        drop_database(TEST_POSTGRES_URL, name)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.store.dialect import insert_for
-from service.store.paging import Page, after_cursor
+from service.store.paging import Page, fetch_page
 from service.store.tables import EVENTS, EventRow
 from service.webhooks.normalize import Event
 
@@ -104,13 +104,10 @@ async def list_events(
     session: AsyncSession, *, where: EventFilter, limit: int, cursor: tuple[datetime, str] | None
 ) -> Page[EventRow]:
     """Newest first by (received_at, id), `limit` rows after `cursor`."""
-    stmt = _filtered(sa.select(EventRow), where).order_by(
-        EventRow.received_at.desc(), EventRow.id.desc()
+    stmt = _filtered(sa.select(EventRow), where)
+    return await fetch_page(
+        session, stmt, time_col=EventRow.received_at, id_col=EventRow.id, limit=limit, cursor=cursor
     )
-    if cursor is not None:
-        stmt = stmt.where(after_cursor(EventRow.received_at, EventRow.id, cursor))
-    rows = list((await session.scalars(stmt.limit(limit + 1))).all())
-    return Page.of(rows, limit, key=lambda row: (row.received_at, row.id))
 
 
 async def get_event(session: AsyncSession, event_id: str) -> EventRow | None:

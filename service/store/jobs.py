@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.ids import new_id
 from service.jobs.state import RANK, Transition
 from service.store.dialect import insert_for
-from service.store.paging import Page, after_cursor
+from service.store.paging import Page, fetch_page
 from service.store.tables import JOBS, JobRow
 from service.webhooks.normalize import Event
 
@@ -75,13 +75,12 @@ async def list_jobs(
     session: AsyncSession, *, status: str | None, limit: int, cursor: tuple[datetime, str] | None
 ) -> Page[JobRow]:
     """Newest first by (created_at, id)."""
-    stmt = sa.select(JobRow).order_by(JobRow.created_at.desc(), JobRow.id.desc())
+    stmt = sa.select(JobRow)
     if status is not None:
         stmt = stmt.where(JobRow.status == status)
-    if cursor is not None:
-        stmt = stmt.where(after_cursor(JobRow.created_at, JobRow.id, cursor))
-    rows = list((await session.scalars(stmt.limit(limit + 1))).all())
-    return Page.of(rows, limit, key=lambda row: (row.created_at, row.id))
+    return await fetch_page(
+        session, stmt, time_col=JobRow.created_at, id_col=JobRow.id, limit=limit, cursor=cursor
+    )
 
 
 async def get_job(session: AsyncSession, job_id: str) -> JobRow | None:

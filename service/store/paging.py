@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.ids import looks_like_id
 from service.webhooks.normalize import parse_time
@@ -33,10 +34,27 @@ class Page(Generic[T]):
         return cls(items=items, next_key=key(items[-1]) if more and items else None)
 
 
-def after_cursor(time_col: Any, id_col: Any, cursor: SortKey) -> sa.ColumnElement[bool]:
-    """Rows strictly after `cursor` in (time desc, id desc) order."""
+def _after(time_col: Any, id_col: Any, cursor: SortKey) -> sa.ColumnElement[bool]:
     at, last_id = cursor
     return sa.or_(time_col < at, sa.and_(time_col == at, id_col < last_id))
+
+
+async def fetch_page(
+    session: AsyncSession,
+    stmt: sa.Select[T],
+    *,
+    time_col: Any,
+    id_col: Any,
+    limit: int,
+    cursor: SortKey | None,
+) -> Page[T]:
+    """Rows of `stmt` newest first by (time, id), `limit` of them after `cursor`."""
+    stmt = stmt.order_by(time_col.desc(), id_col.desc())
+    if cursor is not None:
+        stmt = stmt.where(_after(time_col, id_col, cursor))
+    rows = list((await session.scalars(stmt.limit(limit + 1))).all())
+    time_key, id_key = time_col.key, id_col.key
+    return Page.of(rows, limit, key=lambda row: (getattr(row, time_key), getattr(row, id_key)))
 
 
 def encode_cursor(key: SortKey) -> str:

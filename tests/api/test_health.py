@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.helpers import make_settings, running_app
-from tests.pgdb import TEST_POSTGRES_URL, create_database, drop_database
+from tests.pgdb import temporary_database
 
 
 async def test_healthz_and_readyz(engine: AsyncEngine, db_url: str) -> None:
@@ -29,12 +28,8 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
         return
     request.getfixturevalue("postgresql_url")  # skips or fails as the other PostgreSQL tests do
-    name = f"llmtune_empty_{os.getpid()}"
-    url = create_database(TEST_POSTGRES_URL, name)
-    try:
+    with temporary_database("llmtune_empty") as url:
         yield url
-    finally:
-        drop_database(TEST_POSTGRES_URL, name)
 
 
 async def test_readyz_refuses_an_unmigrated_database(empty_db_url: str) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from tests.helpers import SECRET, w3_body, w3_headers
-from tests.pgdb import TEST_POSTGRES_URL, create_database, drop_database
+from tests.pgdb import temporary_database
 
 
 def _free_port() -> int:
@@ -46,12 +46,8 @@ def database(kind: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         return
-    name = f"llmtune_bench_{os.getpid()}"
-    url = create_database(TEST_POSTGRES_URL, name)
-    try:
+    with temporary_database("llmtune_bench") as url:
         yield url
-    finally:
-        drop_database(TEST_POSTGRES_URL, name)
 
 
 @contextmanager
