@@ -7,7 +7,7 @@ Migrations are not run here (the CLI runs them before the server starts).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +23,6 @@ from service.admin.routes import ROUTES as ADMIN_ROUTES
 from service.clock import Clock, SystemClock
 from service.config import Settings, load_settings
 from service.dispatch.routing import DEFAULT_ROUTES
-from service.dispatch.routing import Route as EventRoute
 from service.errors import EXCEPTION_HANDLERS
 from service.logs import configure_logging
 from service.metrics import Metrics
@@ -44,7 +43,6 @@ class Overrides:
 
     engine: AsyncEngine | None = None
     clock: Clock | None = None
-    routes: Sequence[EventRoute] | None = None
 
 
 def build_services(settings: Settings, overrides: Overrides) -> Services:
@@ -61,7 +59,7 @@ def build_services(settings: Settings, overrides: Overrides) -> Services:
         settings=settings,
         engine=engine,
         sessions=sessions,
-        writer=IngestWriter(sessions, overrides.routes or DEFAULT_ROUTES),
+        writer=IngestWriter(sessions, DEFAULT_ROUTES),
         signing_keys=signing_keys(secrets),
         admin_tokens=tuple(t.get_secret_value().encode() for t in settings.admin_tokens),
         metrics=Metrics(),

@@ -1,7 +1,8 @@
 """The job state machine: statuses only move forward. Pure.
 
 `submitted < pending < running < completed | failed < deployed`. `completed` and `failed` share a
-rank, so whichever arrives first wins; a late or out-of-order event only fills timestamps.
+rank, so whichever arrives first wins; a late or out-of-order event only fills timestamps. The
+store applies the rule in SQL (`UPDATE … WHERE rank(status) < :new`), built from `RANK`.
 """
 
 from __future__ import annotations
@@ -42,8 +43,3 @@ _BY_EVENT: dict[str, Transition] = {
 def transition_for(event_type: str) -> Transition | None:
     """The transition an event type drives, or None when it does not touch jobs."""
     return _BY_EVENT.get(event_type)
-
-
-def advances(current: str, new: str) -> bool:
-    """True when moving from `current` to `new` goes forward (unknown statuses rank lowest)."""
-    return RANK.get(new, -1) > RANK.get(current, -1)
