@@ -31,7 +31,8 @@ _UNSIGNED_OK = ("no_secret_configured", "missing_signature", "body_signature_uns
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, refusing (413) anything over `limit` bytes before or while reading it."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    # isascii: str.isdigit() also accepts digits like "²" that int() refuses.
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body exceeds {limit} bytes", details={"limit": limit})
     chunks: list[bytes] = []
     size = 0
