@@ -50,7 +50,12 @@ def build_services(settings: Settings, overrides: Overrides) -> Services:
     engine = overrides.engine or make_engine(settings.database_url)
     sessions = make_sessionmaker(engine)
     secrets = [secret.get_secret_value() for secret in settings.webhook_secrets]
-    if not secrets and not settings.webhook_allow_unsigned:
+    if settings.webhook_allow_unsigned:
+        log.warning(
+            "unsigned_webhooks_allowed",
+            message="WEBHOOK_ALLOW_UNSIGNED is on: unsigned deliveries are stored (dev only)",
+        )
+    elif not secrets:
         log.warning(
             "no_webhook_secret",
             message="WEBHOOK_SECRETS is empty: every webhook will be refused with 401",
