@@ -97,31 +97,33 @@ async def receive_webhook(request: Request) -> Response:
     started = time.perf_counter()
     label, outcome = "unparsed", "error"
     try:
-        label, result = await _ingest(request, svc)
+        body = await read_body(request, svc.settings.max_body_bytes)
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        verified = authenticate(
+            svc.signing_keys, headers, body, allow_unsigned=svc.settings.webhook_allow_unsigned
+        )
+        event = to_event(body)
+        label = metric_label(event.type)
+        result = await _store(svc, event, body, headers, verified=verified)
+        outcome = "duplicate" if result.duplicate else "stored"
     except ApiError as exc:
         outcome = _outcome(exc)
         if isinstance(exc, SignatureRejected):
             svc.metrics.signature_failures.labels(exc.reason).inc()
         raise
-    else:
-        outcome = "duplicate" if result.duplicate else "stored"
-        if result.duplicate:
-            svc.metrics.duplicates.labels(label).inc()
-        return JSONResponse(
-            {"received": True, "eventId": result.event_id, "duplicate": result.duplicate}
-        )
     finally:
         svc.metrics.received.labels(label, outcome).inc()
         svc.metrics.ingest_seconds.observe(time.perf_counter() - started)
-
-
-async def _ingest(request: Request, svc: Services) -> tuple[str, IngestResult]:
-    body = await read_body(request, svc.settings.max_body_bytes)
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-    verified = authenticate(
-        svc.signing_keys, headers, body, allow_unsigned=svc.settings.webhook_allow_unsigned
+    if result.duplicate:
+        svc.metrics.duplicates.labels(label).inc()
+    return JSONResponse(
+        {"received": True, "eventId": result.event_id, "duplicate": result.duplicate}
     )
-    event = to_event(body)
+
+
+async def _store(
+    svc: Services, event: Event, body: bytes, headers: list[tuple[str, str]], *, verified: bool
+) -> IngestResult:
     _warn_on_header_mismatch(headers, event)
     new = NewEvent(
         id=new_id("evt"),
@@ -133,13 +135,12 @@ async def _ingest(request: Request, svc: Services) -> tuple[str, IngestResult]:
         received_at=svc.clock.now(),
     )
     result = await svc.writer.write(new)
-    label = metric_label(event.type)
     structlog.contextvars.bind_contextvars(event_id=result.event_id, job_id=event.job_id)
     log.info(
         "webhook_stored",
-        event_type=label,
+        event_type=metric_label(event.type),
         duplicate=result.duplicate,
         verified=verified,
         body_bytes=len(body),
     )
-    return label, result
+    return result

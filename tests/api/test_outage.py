@@ -46,6 +46,9 @@ async def test_postgresql_outage_answers_503_then_recovers(
         assert during.json()["error"]["code"] == "STORAGE_UNAVAILABLE"
         assert (await client.get("/readyz")).status_code == 503
         assert (await client.get("/admin/events", headers=AUTH)).status_code == 503
+        metrics = (await client.get("/metrics")).text
+        unavailable = 'event_type="training.completed",outcome="unavailable"} 1.0'
+        assert f"llmtune_webhooks_received_total{{{unavailable}" in metrics
         proxy.restore()
         retried = await post_webhook(client, w3_body(job_id="during"))
         assert retried.status_code == 200
