@@ -104,7 +104,7 @@ async def receive_webhook(request: Request) -> Response:
         )
         event = to_event(body)
         label = metric_label(event.type)
-        result = await _store(svc, event, body, headers, verified=verified)
+        result = await _store(svc, event, body, headers, verified=verified, label=label)
         outcome = "duplicate" if result.duplicate else "stored"
     except ApiError as exc:
         outcome = _outcome(exc)
@@ -122,7 +122,13 @@ async def receive_webhook(request: Request) -> Response:
 
 
 async def _store(
-    svc: Services, event: Event, body: bytes, headers: list[tuple[str, str]], *, verified: bool
+    svc: Services,
+    event: Event,
+    body: bytes,
+    headers: list[tuple[str, str]],
+    *,
+    verified: bool,
+    label: str,
 ) -> IngestResult:
     _warn_on_header_mismatch(headers, event)
     new = NewEvent(
@@ -138,7 +144,7 @@ async def _store(
     structlog.contextvars.bind_contextvars(event_id=result.event_id, job_id=event.job_id)
     log.info(
         "webhook_stored",
-        event_type=metric_label(event.type),
+        event_type=label,
         duplicate=result.duplicate,
         verified=verified,
         body_bytes=len(body),

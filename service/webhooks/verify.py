@@ -107,17 +107,18 @@ def verify(keys: Sequence[SigningKey], headers: Iterable[tuple[str, str]], body:
             "body_signature_unsupported" if b'"signature"' in body else "missing_signature"
         )
         raise VerificationError(reason)
-    digests = [(key, hmac.new(key.key, body, hashlib.sha256).digest()) for key in keys]
-    malformed = 0
+    provided: list[tuple[str, bytes]] = []
     for name, value in presented:
         try:
-            provided = parse_signature(value)
+            provided.append((name, parse_signature(value)))
         except VerificationError:
-            malformed += 1
             continue
-        for key, expected in digests:
-            if hmac.compare_digest(expected, provided):
+    if not provided:
+        raise VerificationError("malformed_signature")
+    # One HMAC per key reading, computed only until one matches (the usual case: the first).
+    for key in keys:
+        expected = hmac.new(key.key, body, hashlib.sha256).digest()
+        for name, digest in provided:
+            if hmac.compare_digest(expected, digest):
                 return Verified(header=name, secret_index=key.secret_index, reading=key.reading)
-    raise VerificationError(
-        "malformed_signature" if malformed == len(presented) else "signature_mismatch"
-    )
+    raise VerificationError("signature_mismatch")
