@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import sqlalchemy.exc
 import structlog
 import uvicorn
 
@@ -22,6 +21,7 @@ from service import firstrun
 from service.config import ConfigError, Settings, load_settings
 from service.logs import configure_logging
 from service.store import migrate
+from service.store.db import STORAGE_ERRORS, describe_storage_error
 from service.webhooks.samples import FORMATS, sample_delivery
 
 log = structlog.get_logger("service.cli")
@@ -57,9 +57,8 @@ def _migrate(settings: Settings) -> bool:
     """Apply migrations; on failure print one line (no traceback) and return False."""
     try:
         migrate.upgrade(settings.database_url)
-    except (sqlalchemy.exc.SQLAlchemyError, OSError, TimeoutError) as exc:
-        cause = getattr(exc, "orig", None) or exc
-        reason = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+    except STORAGE_ERRORS as exc:
+        reason = describe_storage_error(exc)
         print(f"llmtune-receiver: cannot apply migrations: {reason}", file=sys.stderr)
         return False
     log.info("migrations_applied")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import sqlalchemy as sa
-import sqlalchemy.exc
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,6 +13,7 @@ from starlette.routing import Route
 from service.errors import error_body
 from service.jsonresponse import JSONResponse
 from service.services import Services, services
+from service.store.db import STORAGE_ERRORS
 
 READY_TIMEOUT_SECONDS = 2.0
 
@@ -36,7 +36,7 @@ async def readyz(request: Request) -> Response:
     try:
         async with asyncio.timeout(READY_TIMEOUT_SECONDS):
             revisions = await _schema_revisions(svc)
-    except (sqlalchemy.exc.SQLAlchemyError, OSError, TimeoutError) as exc:
+    except STORAGE_ERRORS as exc:
         detail = {"reason": "database_unreachable", "error": type(exc).__name__}
         return JSONResponse(
             error_body("STORAGE_UNAVAILABLE", "the database is not reachable", detail), 503

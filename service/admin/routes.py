@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import sqlalchemy.exc
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -17,6 +16,7 @@ from service.ids import looks_like_id
 from service.jsonresponse import JSONResponse
 from service.services import Services, services
 from service.store import deliveries, events, jobs
+from service.store.db import STORAGE_ERRORS
 from service.store.events import EventFilter
 from service.store.paging import Page, encode_cursor
 
@@ -31,7 +31,7 @@ def admin(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
         require_admin(request, svc.admin_tokens)
         try:
             body = await endpoint(request, svc)
-        except (sqlalchemy.exc.SQLAlchemyError, OSError, TimeoutError) as exc:
+        except STORAGE_ERRORS as exc:
             raise StorageUnavailable("the event store is unavailable; retry later") from exc
         return JSONResponse(body)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -17,7 +18,24 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+# What "the store cannot answer right now" looks like from here: driver and pool errors wrapped
+# by SQLAlchemy, refused or reset sockets, and timeouts. Callers map these to 503, never 500.
+STORAGE_ERRORS: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.SQLAlchemyError,
+    OSError,
+    TimeoutError,
+)
 CONNECT_TIMEOUT_SECONDS = 2.0
+
+
+def describe_storage_error(exc: BaseException) -> str:
+    """The driver's own first line, never SQLAlchemy's rendering (it carries the statement and
+    its parameters, which hold bodies)."""
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause)
+    return text.splitlines()[0][:200] if text else type(cause).__name__
+
+
 SQLITE_BUSY_TIMEOUT_MS = 2000
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import sqlalchemy.exc
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -19,6 +18,7 @@ from service.dispatch.routing import Route, routes_for
 from service.errors import StorageUnavailable
 from service.jobs.state import transition_for
 from service.store import deliveries, events, jobs
+from service.store.db import STORAGE_ERRORS, describe_storage_error
 from service.store.events import NewEvent
 
 log = structlog.get_logger(__name__)
@@ -44,11 +44,11 @@ class IngestWriter:
         try:
             async with self._sessions() as session, session.begin():
                 return await self._write(session, new)
-        except (sqlalchemy.exc.SQLAlchemyError, OSError, TimeoutError) as exc:
-            # The driver's own message (never the statement or its parameters: they hold the body).
-            cause = getattr(exc, "orig", None) or exc
+        except STORAGE_ERRORS as exc:
             log.warning(
-                "ingest_storage_error", error_type=type(exc).__name__, cause=str(cause)[:200]
+                "ingest_storage_error",
+                error_type=type(exc).__name__,
+                cause=describe_storage_error(exc),
             )
             raise StorageUnavailable("the event store is unavailable; retry later") from exc
 
