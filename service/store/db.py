@@ -26,6 +26,7 @@ STORAGE_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 CONNECT_TIMEOUT_SECONDS = 2.0
+SQLITE_BUSY_TIMEOUT_MS = 2000
 
 
 def describe_storage_error(exc: BaseException) -> str:
@@ -34,9 +35,6 @@ def describe_storage_error(exc: BaseException) -> str:
     cause = getattr(exc, "orig", None) or exc
     text = str(cause)
     return text.splitlines()[0][:200] if text else type(cause).__name__
-
-
-SQLITE_BUSY_TIMEOUT_MS = 2000
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
