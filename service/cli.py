@@ -1,4 +1,4 @@
-"""`llmtune-receiver serve | migrate | send-test-event`.
+"""`llmtune-receiver serve | migrate | send-test-event`: run, migrate and try the receiver.
 
 Configuration errors end the command with one line naming the variable and exit code 2.
 """
@@ -22,7 +22,7 @@ from service.config import ConfigError, Settings, load_settings
 from service.logs import configure_logging
 from service.store import migrate
 from service.store.db import STORAGE_ERRORS, describe_storage_error
-from service.webhooks.samples import FORMATS, sample_delivery
+from service.webhooks.samples import FORMATS, LIFECYCLE, Delivery, sample_delivery
 
 log = structlog.get_logger("service.cli")
 ENV_FILE = Path(".env")
@@ -48,7 +48,11 @@ def _first_run(settings: Settings, init_env: bool) -> Settings:
         # Made once here in the parent: uvicorn's worker processes inherit it.
         os.environ["ADMIN_TOKENS"] = token
     firstrun.announce(
-        secret=secret, token=token, env_path=ENV_FILE if init_env else None, out=sys.stderr
+        secret=secret,
+        token=token,
+        env_path=ENV_FILE if init_env else None,
+        out=sys.stderr,
+        show=sys.stderr.isatty(),
     )
     return _settings_or_exit()
 
@@ -89,6 +93,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # Explicit, so uvicorn's own default (trust 127.0.0.1) never lets a local caller spoof
+        # the client address or scheme; empty trusts no proxy.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     return 0
 
@@ -100,55 +108,86 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return 0 if _migrate(settings) else 1
 
 
-def cmd_send_test_event(args: argparse.Namespace) -> int:
-    """Sign and post one delivery as LLMTune would; exit 0 only on a 2xx answer."""
-    secret = args.secret
-    if secret is None:
-        configured = _settings_or_exit().webhook_secrets
-        if not configured:
-            print(
-                "llmtune-receiver: give --secret (no WEBHOOK_SECRETS configured)", file=sys.stderr
-            )
-            return 2
-        secret = configured[0].get_secret_value()
-    job_id = args.job_id or f"job-{uuid.uuid4()}"
-    delivery = sample_delivery(args.format, args.event, secret, job_id, datetime.now(UTC))
+def _secret_or_none(given: str | None) -> str | None:
+    if given is not None:
+        return given
+    configured = _settings_or_exit().webhook_secrets
+    if not configured:
+        print("llmtune-receiver: give --secret (no WEBHOOK_SECRETS configured)", file=sys.stderr)
+        return None
+    return configured[0].get_secret_value()
+
+
+def _post(url: str, delivery: Delivery) -> bool:
+    """Post one delivery, print the answer; True on 2xx."""
     try:
-        response = httpx.post(args.url, content=delivery.body, headers=delivery.headers, timeout=10)
+        response = httpx.post(url, content=delivery.body, headers=delivery.headers, timeout=10)
     except httpx.HTTPError as exc:
-        print(f"llmtune-receiver: could not deliver to {args.url}: {exc}", file=sys.stderr)
-        return 1
+        print(f"llmtune-receiver: could not deliver to {url}: {exc}", file=sys.stderr)
+        return False
     print(f"{response.status_code} {response.text}")
-    return 0 if response.is_success else 1
+    return response.is_success
+
+
+def cmd_send_test_event(args: argparse.Namespace) -> int:
+    """Sign and post deliveries as LLMTune would; exit 0 only when every answer is 2xx."""
+    secret = _secret_or_none(args.secret)
+    if secret is None:
+        return 2
+    job_id = args.job_id or f"job-{uuid.uuid4()}"
+    names = LIFECYCLE if args.lifecycle else (args.event,)
+    for name in names:
+        delivery = sample_delivery(args.format, name, secret, job_id, datetime.now(UTC))
+        if args.lifecycle:
+            print(f"{name} ", end="")
+        if not _post(args.url, delivery):
+            return 1
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="llmtune-receiver", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    defaults = argparse.ArgumentDefaultsHelpFormatter
 
-    serve = sub.add_parser("serve", help="apply migrations and run the HTTP server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    serve = sub.add_parser(
+        "serve", help="apply migrations and run the HTTP server", formatter_class=defaults
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="server processes (above 1 needs PostgreSQL)"
+    )
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
     serve.add_argument(
         "--init-env",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="write a .env with a generated secret when none is configured "
-        "(default: only when started from a terminal)",
+        "(default None: only when started from a terminal)",
     )
     serve.set_defaults(func=cmd_serve)
 
     mig = sub.add_parser("migrate", help="apply pending database migrations")
     mig.set_defaults(func=cmd_migrate)
 
-    send = sub.add_parser("send-test-event", help="post a signed sample delivery")
-    send.add_argument("--url", default="http://127.0.0.1:8000/webhooks/llmtune")
+    send = sub.add_parser(
+        "send-test-event", help="post signed sample deliveries", formatter_class=defaults
+    )
+    send.add_argument(
+        "--url", default="http://127.0.0.1:8000/webhooks/llmtune", help="where to post"
+    )
     send.add_argument("--secret", help="webhook secret (default: first of WEBHOOK_SECRETS)")
-    send.add_argument("--event", default="training.completed")
-    send.add_argument("--format", choices=FORMATS, default="w3")
+    send.add_argument("--event", default="training.completed", help="event name to send")
+    send.add_argument(
+        "--lifecycle",
+        action="store_true",
+        help=f"send {', '.join(LIFECYCLE)} for one job, in order (instead of --event)",
+    )
+    send.add_argument(
+        "--format", choices=FORMATS, default="w3", help="LLMTune docs version to imitate"
+    )
     send.add_argument("--job-id", help="job id to put in the body (default: a fresh one)")
     send.set_defaults(func=cmd_send_test_event)
     return parser

@@ -6,6 +6,7 @@ traceback or later at request time. Nothing here reads the environment at import
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -13,6 +14,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./llmtune-receiver.db"
 WHSEC_PREFIX = "whsec_"
+ACCEPTED_URL_SCHEMES = (
+    "postgresql+asyncpg://",
+    "postgresql://",
+    "postgres://",
+    "sqlite+aiosqlite://",
+    "sqlite://",
+)
 
 
 class ConfigError(Exception):
@@ -37,6 +45,8 @@ class Settings(BaseSettings):
     webhook_allow_unsigned: bool = False
     admin_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    forwarded_allow_ips: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 
@@ -59,6 +69,19 @@ class Settings(BaseSettings):
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
 
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        # uvicorn takes a comma list of addresses, networks or `*`; check each here so a typo
+        # stops start-up instead of silently trusting nobody (or everybody).
+        for part in value.split(","):
+            if part.strip() not in ("", "*"):
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"{part.strip()!r} is not an IP address or network") from None
+        return value
+
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
@@ -80,7 +103,7 @@ def normalize_database_url(url: str) -> str:
         return "sqlite+aiosqlite://" + url[len("sqlite://") :]
     if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
         return url
-    raise ValueError("must start with postgresql+asyncpg://, postgres:// or sqlite+aiosqlite://")
+    raise ValueError(f"must start with one of {', '.join(ACCEPTED_URL_SCHEMES)}")
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -39,9 +39,32 @@ def write_env(path: Path, *, secret: str | None, token: str | None) -> None:
     path.chmod(0o600)
 
 
-def announce(*, secret: str | None, token: str | None, env_path: Path | None, out: TextIO) -> None:
-    """Print generated credentials once, plainly, for the operator to copy."""
+def announce(
+    *,
+    secret: str | None,
+    token: str | None,
+    env_path: Path | None,
+    out: TextIO,
+    show: bool,
+) -> None:
+    """Tell the operator what was generated: the values themselves only when `show` (a person
+    at a terminal), otherwise where they are, so a log collector never keeps them."""
     if secret is None and token is None:
+        return
+    generated = " and ".join(
+        name
+        for name, value in (("a webhook secret", secret), ("an admin token", token))
+        if value is not None
+    )
+    if not show:
+        where = (
+            f"saved to {env_path}; read them there"
+            if env_path
+            else "not saved and not shown (stderr is not a terminal): set ADMIN_TOKENS to use "
+            "the admin API"
+        )
+        out.write(f"llmtune-receiver generated {generated} ({where})\n")
+        out.flush()
         return
     where = f" (saved to {env_path})" if env_path else " (not saved: set ADMIN_TOKENS to keep it)"
     out.write(f"\nllmtune-receiver generated credentials{where}:\n")

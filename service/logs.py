@@ -1,16 +1,71 @@
-"""structlog configuration: JSON off a TTY, a readable console on one; stdlib and uvicorn logs too.
+"""structlog configuration, and the canonical log line: one line per request or ingest.
 
+JSON off a TTY, a readable console on one; stdlib and uvicorn logs go through the same formatter.
 This is the one piece of process-global state the service has. Nothing here may log a secret,
 a signature or a whole body: callers log sizes and hashes.
+
+Canonical line: the HTTP edge opens a `canonical_line()` per request and writes it once at the
+end; code below it (the ingest service) `annotate`s that line with what it learned instead of
+writing lines of its own. Outside a request (a poll, an internal event) `annotate` returns False
+and the caller writes its own line.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import structlog
+
+LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+
+
+@dataclass(slots=True)
+class CanonicalLine:
+    """Fields gathered for the one line a request writes, and the level it deserves."""
+
+    fields: dict[str, Any] = field(default_factory=dict)
+    level: str = "info"
+
+    def raise_level(self, level: str) -> None:
+        """Keep the most severe level asked for."""
+        if LEVELS[level] > LEVELS[self.level]:
+            self.level = level
+
+
+_current: ContextVar[CanonicalLine | None] = ContextVar("canonical_line", default=None)
+
+
+@contextmanager
+def canonical_line() -> Iterator[CanonicalLine]:
+    """Collect annotations for one request's line (the caller writes it)."""
+    line = CanonicalLine()
+    token = _current.set(line)
+    try:
+        yield line
+    finally:
+        _current.reset(token)
+
+
+def annotate(level: str = "info", **fields: Any) -> bool:
+    """Add `fields` to the current canonical line; False when there is none."""
+    line = _current.get()
+    if line is None:
+        return False
+    line.fields.update(fields)
+    line.raise_level(level)
+    return True
+
+
+def _orjson_dumps(value: Any, **_: Any) -> str:
+    # orjson is several times faster than the stdlib for the one JSON object each line is.
+    return orjson.dumps(value, default=repr).decode("utf-8")
 
 
 def _renderer(fmt: str) -> Any:
@@ -18,11 +73,14 @@ def _renderer(fmt: str) -> Any:
     if use_console:
         # plain_traceback: the rich formatter would print local variables, secrets included.
         return structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
-    return structlog.processors.JSONRenderer()
+    return structlog.processors.JSONRenderer(serializer=_orjson_dumps)
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
-    """Route structlog and stdlib logging through one formatter at `level`."""
+def configure_logging(level: str = "info", fmt: str = "auto", *, cache: bool = True) -> None:
+    """Route structlog and stdlib logging through one formatter at `level`.
+
+    `cache=False` is for tests: cached loggers would not see `structlog.testing.capture_logs`.
+    """
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -35,11 +93,14 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         final.append(structlog.processors.dict_tracebacks)
     final.append(renderer)
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        # Caching would make structlog.testing.capture_logs blind in tests; the cost is small.
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=cache,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(

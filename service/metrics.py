@@ -1,12 +1,21 @@
 """Prometheus metrics, one registry per app (tests build many apps in one process).
 
 Label values are bounded: known event names or `other`, outcome and reason slugs; never text
-taken from a request body.
+taken from a request body. The registry also carries prometheus-client's process and platform
+collectors (memory, CPU, open file descriptors), which show a slow-client pile-up.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+_FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
 class Metrics:
@@ -14,9 +23,11 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
         self.received = Counter(
             "llmtune_webhooks_received",
-            "Webhook deliveries received, by event type and outcome.",
+            "Deliveries received, by event type and outcome.",
             ["event_type", "outcome"],
             registry=self.registry,
         )
@@ -34,7 +45,13 @@ class Metrics:
         )
         self.ingest_seconds = Histogram(
             "llmtune_webhook_ingest_seconds",
-            "Time from the first body byte read to the answer, for every delivery.",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            "Time from a whole body in hand to its outcome (verify, parse, commit).",
+            buckets=_FAST_BUCKETS,
+            registry=self.registry,
+        )
+        self.body_read_seconds = Histogram(
+            "llmtune_webhook_body_read_seconds",
+            "Time spent receiving webhook bodies from the client, whatever the outcome.",
+            buckets=(*_FAST_BUCKETS, 10, 30),
             registry=self.registry,
         )

@@ -1,17 +1,14 @@
-"""What the lifespan builds and every route reads from `request.state.services`."""
+"""What the lifespan builds once per app; the HTTP layer reads it from `request.state`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
-from starlette.requests import Request
-
 from service.clock import Clock
 from service.config import Settings
+from service.ingest import Ingest
 from service.metrics import Metrics
-from service.store.ingest import IngestWriter
-from service.webhooks.verify import SigningKey
+from service.store.db import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,17 +16,9 @@ class Services:
     """The app's dependencies, built once per app in its lifespan."""
 
     settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    writer: IngestWriter
-    signing_keys: tuple[SigningKey, ...]
+    db: Database
+    ingest: Ingest
     admin_tokens: tuple[bytes, ...]
     metrics: Metrics
     clock: Clock
     schema_heads: frozenset[str]
-
-
-def services(request: Request) -> Services:
-    """The running app's services."""
-    found: Services = request.state.services
-    return found

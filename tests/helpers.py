@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.app import Overrides, create_app
 from service.config import Settings
+from service.store.db import Database, make_sessionmaker
 
 SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLWxsbXR1bmUtcmVjZWl2ZXI="
 OTHER_SECRET = "rotated-user-chosen-secret"
@@ -72,3 +73,9 @@ async def post_webhook(
     return await client.post(
         "/webhooks/llmtune", content=body, headers=w3_headers(body) if headers is None else headers
     )
+
+
+def single_engine_database(engine: AsyncEngine) -> Database:
+    """A `Database` whose reads and writes share `engine` (the test owns and disposes it)."""
+    sessions = make_sessionmaker(engine)
+    return Database(engine=engine, read_engine=engine, sessions=sessions, read_sessions=sessions)

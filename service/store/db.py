@@ -1,15 +1,25 @@
-"""Engine and session factories. Nothing is created at import: `create_app` and the CLI call these.
+"""Engines, sessions and units of work. Nothing is created at import: `create_app` and the CLI
+call these.
 
 SQLite is tuned for durability (WAL, synchronous=FULL: an acknowledged event survives power loss)
 and for failing fast: a locked database answers within 2 s so the caller can say 503 well inside
 LLMTune's 5 s delivery timeout. asyncpg's default 60 s connect timeout is cut for the same reason.
+On SQLite, writes queue on one connection (`BEGIN IMMEDIATE`) while reads use connections of
+their own with a plain deferred `BEGIN`, which WAL lets run beside the writer.
+
+Every failure to reach the store leaves this package as `StoreUnavailable`; the HTTP edge maps
+it to 503. A connection the server dropped (restart, failover, `pg_terminate_backend`) is retried
+once on a fresh connection, so the first request after a healthy restart does not fail.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import sqlalchemy.exc
+import structlog
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -17,6 +27,9 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # What "the store cannot answer right now" looks like from here: driver and pool errors wrapped
 # by SQLAlchemy, refused or reset sockets, and timeouts. Callers map these to 503, never 500.
@@ -27,6 +40,11 @@ STORAGE_ERRORS: tuple[type[BaseException], ...] = (
 )
 CONNECT_TIMEOUT_SECONDS = 2.0
 SQLITE_BUSY_TIMEOUT_MS = 2000
+SQLITE_READERS = 4
+
+
+class StoreUnavailable(Exception):
+    """The store cannot answer right now (unreachable, locked, failing); retrying later may work."""
 
 
 def describe_storage_error(exc: BaseException) -> str:
@@ -58,9 +76,43 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _sqlite_read_connect(dbapi_connection: Any, record: Any) -> None:
+    _sqlite_connect(dbapi_connection, record)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
+
+
+def _sqlite_read_begin(connection: Any) -> None:
+    # Deferred: a WAL reader takes no lock, so it never waits behind the writer's queue.
+    connection.exec_driver_sql("BEGIN")
+
+
+def is_sqlite(url: str) -> bool:
+    """True for the embedded SQLite store."""
+    return url.startswith("sqlite")
+
+
+def make_read_engine(database_url: str) -> AsyncEngine | None:
+    """On SQLite, a pool of read-only connections beside the single writer; elsewhere None (the
+    one engine serves reads and writes)."""
+    if not is_sqlite(database_url):
+        return None
+    engine = create_async_engine(
+        database_url,
+        pool_size=SQLITE_READERS,
+        max_overflow=0,
+        pool_timeout=CONNECT_TIMEOUT_SECONDS,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
+    event.listen(engine.sync_engine, "connect", _sqlite_read_connect)
+    event.listen(engine.sync_engine, "begin", _sqlite_read_begin)
+    return engine
+
+
 def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
     """An async engine for `database_url` with the timeouts and pragmas the service relies on."""
-    if database_url.startswith("sqlite"):
+    if is_sqlite(database_url):
         # SQLite has one writer: one pooled connection makes this process's transactions queue
         # in order (FIFO, bounded by pool_timeout) instead of racing for the file lock, where
         # the busy handler's polling can starve a waiter past any timeout.
@@ -86,3 +138,68 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions that keep loaded values after commit (responses are built after it)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def _dropped_connection(exc: BaseException) -> bool:
+    # SQLAlchemy flags a disconnect it detected; it has already invalidated the pool's older
+    # connections, so a second try gets a fresh one.
+    return isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated
+
+
+async def retry_dropped(work: Callable[[], Awaitable[T]]) -> T:
+    """Run `work`; once more if the server had dropped the connection; `StoreUnavailable` on any
+    storage failure. Only for work that is safe to repeat (ours is: writes are idempotent)."""
+    for attempt in (1, 2):
+        try:
+            return await work()
+        except STORAGE_ERRORS as exc:
+            if attempt == 1 and _dropped_connection(exc):
+                log.info("store_connection_dropped", cause=describe_storage_error(exc))
+                continue
+            log.warning(
+                "store_unavailable",
+                error_type=type(exc).__name__,
+                cause=describe_storage_error(exc),
+            )
+            raise StoreUnavailable(describe_storage_error(exc)) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class Database:
+    """The store's engines and session factories; reads and writes separated on SQLite."""
+
+    engine: AsyncEngine
+    read_engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    read_sessions: async_sessionmaker[AsyncSession]
+
+    async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work` in one write transaction and commit (see `retry_dropped`)."""
+
+        async def attempt() -> T:
+            async with self.sessions() as session, session.begin():
+                return await work(session)
+
+        return await retry_dropped(attempt)
+
+    async def read(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """Run `work` in a read transaction on a reader connection (see `retry_dropped`)."""
+
+        async def attempt() -> T:
+            async with self.read_sessions() as session, session.begin():
+                return await work(session)
+
+        return await retry_dropped(attempt)
+
+
+def open_database(database_url: str, *, engine: AsyncEngine | None = None) -> Database:
+    """The `Database` for `database_url`, around `engine` when one is given."""
+    engine = engine or make_engine(database_url)
+    read_engine = make_read_engine(database_url) or engine
+    return Database(
+        engine=engine,
+        read_engine=read_engine,
+        sessions=make_sessionmaker(engine),
+        read_sessions=make_sessionmaker(read_engine),
+    )

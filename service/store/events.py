@@ -11,11 +11,12 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
+from service.events import Event
 from service.store.dialect import insert_for
 from service.store.paging import Page, fetch_page
 from service.store.tables import EVENTS, EventRow
-from service.webhooks.normalize import Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ async def insert_event(session: AsyncSession, new: NewEvent) -> bool:
             occurred_at=event.occurred_at,
             received_at=new.received_at,
             raw_body=new.raw_body,
+            body_bytes=len(new.raw_body),
             headers=new.headers,
             verified=new.verified,
             is_test=event.is_test,
@@ -104,7 +106,7 @@ async def list_events(
     session: AsyncSession, *, where: EventFilter, limit: int, cursor: tuple[datetime, str] | None
 ) -> Page[EventRow]:
     """Newest first by (received_at, id), `limit` rows after `cursor`."""
-    stmt = _filtered(sa.select(EventRow), where)
+    stmt = _filtered(sa.select(EventRow).options(defer(EventRow.raw_body, raiseload=True)), where)
     return await fetch_page(
         session, stmt, time_col=EventRow.received_at, id_col=EventRow.id, limit=limit, cursor=cursor
     )
@@ -119,6 +121,7 @@ async def events_of_job(session: AsyncSession, llmtune_job_id: str) -> list[Even
     """A job's events in the order they were stored (its timeline)."""
     stmt = (
         sa.select(EventRow)
+        .options(defer(EventRow.raw_body, raiseload=True))
         .where(EventRow.job_id == llmtune_job_id)
         .order_by(EventRow.received_at, EventRow.id)
         .limit(500)

@@ -12,12 +12,12 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.events import Event
 from service.ids import new_id
 from service.jobs.state import RANK, Transition
 from service.store.dialect import insert_for
 from service.store.paging import Page, fetch_page
 from service.store.tables import JOBS, JobRow
-from service.webhooks.normalize import Event
 
 
 def _rank_of_status() -> sa.ColumnElement[int]:

@@ -12,8 +12,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.events import parse_time
 from service.ids import looks_like_id
-from service.webhooks.normalize import parse_time
 
 T = TypeVar("T")
 SortKey = tuple[datetime, str]

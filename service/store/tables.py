@@ -65,6 +65,7 @@ class EventRow(Base):
     occurred_at: Mapped[datetime | None]
     received_at: Mapped[datetime]
     raw_body: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    body_bytes: Mapped[int] = mapped_column(server_default="0")
     headers: Mapped[list[list[str]]] = mapped_column(sa.JSON)
     verified: Mapped[bool]
     is_test: Mapped[bool]

@@ -1,27 +1,19 @@
-"""Turn a W1, W2 or W3 delivery body into one `Event` with its dedup key. Pure.
+"""Turn a W1, W2 or W3 delivery body into one `events.Event`. Pure: LLMTune's wire formats only.
 
-Called only after the signature is verified. Everything produced here must be storable as is:
-strings lose NUL characters (PostgreSQL refuses them) and long values that end up in an index are
-replaced by their SHA-256, so the database can never refuse an accepted body.
+Called only after the signature is verified. Everything produced here must be storable as is
+(see `service.events` for the sanitizers), so the database can never refuse an accepted body.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-MAX_DEPTH = 200  # far deeper than any LLMTune body, and within what orjson can serialize back
-MAX_KEY_PART = 200  # longer key parts are hashed: index entries have a size limit
-MAX_TEXT = 2000  # free-text fields (error messages) are clipped to this many characters
-UNKNOWN_TYPE = "unknown"
+from service.events import UNKNOWN_TYPE, Event, clean_text, dedup_key, key_part, parse_time
 
-TRAINING_EVENTS = frozenset({"training.started", "training.completed", "training.failed"})
-ONE_SHOT_EVENTS = TRAINING_EVENTS | {"model.deployed", "deployment.created", "deployment.deleted"}
-KNOWN_EVENTS = ONE_SHOT_EVENTS | {"deployment.paused", "usage.threshold_reached"}
+MAX_DEPTH = 200  # far deeper than any LLMTune body, and within what orjson can serialize back
+MAX_TEXT = 2000  # free-text fields (error messages) are clipped to this many characters
 
 
 class BodyError(ValueError):
@@ -32,23 +24,6 @@ class BodyError(ValueError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One delivery, whatever the docs version it was shaped by."""
-
-    type: str
-    dedup_key: str
-    external_id: str | None
-    job_id: str | None
-    model: str | None
-    artifact: str | None
-    deployment_id: str | None
-    metrics: dict[str, Any] | None
-    error: str | None
-    occurred_at: datetime | None
-    is_test: bool
-
-
 def parse_body(raw: bytes) -> dict[str, Any]:
     """Strict UTF-8 JSON with an object at the top (no NaN/Infinity, bounded nesting)."""
     try:
@@ -57,36 +32,42 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise BodyError("invalid_json", f"body is not valid JSON: {exc.msg}") from None
     if not isinstance(value, dict):
         raise BodyError("not_an_object", "body must be a JSON object")
-    if _depth_exceeds(value, MAX_DEPTH):
+    if nesting_exceeds(raw, MAX_DEPTH):
         raise BodyError("too_deep", f"body nests deeper than {MAX_DEPTH} levels")
     return value
 
 
-def _depth_exceeds(value: object, limit: int) -> bool:
-    stack: list[tuple[object, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            stack.extend((child, depth + 1) for child in item)
-    return False
+_KEEP = b'[]{}"'
+_DROP = bytes(b for b in range(256) if b not in _KEEP)
+# Depth does not depend on the bracket kind and valid JSON pairs them properly: fold `{}` to `[]`.
+_FOLD = bytes.maketrans(b"{}", b"[]")
 
 
-def clean_text(value: str, limit: int | None = None) -> str:
-    """Drop NUL characters (PostgreSQL text refuses them) and clip to `limit` characters."""
-    text = value.replace("\x00", "\ufffd")
-    return text if limit is None else text[:limit]
+def _brackets_outside_strings(raw: bytes) -> bytes:
+    # Valid JSON has backslashes only inside strings, as escapes read left to right: dropping
+    # `\\` pairs, then `\"`, leaves only the quotes that open and close strings.
+    text = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    # Keep brackets and quotes. A `""` with no bracket between can go: it is an empty-of-brackets
+    # string, or the gap between two strings; either way quotes still alternate open/close.
+    kept = text.translate(_FOLD, _DROP).replace(b'""', b"")
+    return b"".join(kept.split(b'"')[0::2])
 
 
-def key_part(value: str) -> str:
-    """A value fit for an indexed column: itself, or `sha256:<hex>` when longer than 200."""
-    text = clean_text(value)
-    if len(text) <= MAX_KEY_PART:
-        return text
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+def nesting_exceeds(raw: bytes, limit: int) -> bool:
+    """True when the JSON text `raw` (already known to be valid) nests deeper than `limit`.
+
+    Works on the bytes with C-speed primitives instead of walking the parsed value (a Python
+    walk took 12 ms on a 290 kB body): keep only brackets outside strings, then peel off the
+    innermost pairs once per level; the number of rounds is the depth of containers.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    brackets = _brackets_outside_strings(raw)
+    for _ in range(limit):
+        if not brackets:
+            return False
+        brackets = brackets.replace(b"[]", b"")
+    return bool(brackets)
 
 
 def _ident(value: object) -> str | None:
@@ -105,22 +86,6 @@ def _first(data: dict[str, Any], *names: str) -> str | None:
         if found is not None:
             return found
     return None
-
-
-def parse_time(value: object) -> datetime | None:
-    """Any ISO-8601 timestamp as aware UTC; anything unparsable is simply absent."""
-    if not isinstance(value, str) or not 10 <= len(value) <= 64:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:
-        return None
 
 
 def _metrics(value: object) -> dict[str, Any] | None:
@@ -160,19 +125,6 @@ def _is_test(event_type: str, payload: dict[str, Any], data: dict[str, Any]) -> 
     )
 
 
-def dedup_key(
-    *, event_type: str, external_id: str | None, job_id: str | None, subject: str | None, raw: bytes
-) -> str:
-    """`id:<id>`, else `sem:<type>:<job|deployment>` for one-shot events, else `body:<sha256>`."""
-    if external_id:
-        return f"id:{external_id}"
-    if event_type in ONE_SHOT_EVENTS:
-        part = job_id if event_type in TRAINING_EVENTS else subject
-        if part:
-            return f"sem:{event_type}:{part}"
-    return "body:" + hashlib.sha256(raw).hexdigest()
-
-
 def normalize(payload: dict[str, Any], raw: bytes) -> Event:
     """One `Event` from a parsed body; never raises on any JSON object."""
     name = payload.get("event", payload.get("type"))
@@ -207,8 +159,3 @@ def normalize(payload: dict[str, Any], raw: bytes) -> Event:
         occurred_at=occurred_at,
         is_test=_is_test(event_type, payload, data),
     )
-
-
-def metric_label(event_type: str) -> str:
-    """A bounded metric label: the event name when known, else `other`."""
-    return event_type if event_type in KNOWN_EVENTS or event_type == UNKNOWN_TYPE else "other"

@@ -5,6 +5,7 @@ Used by `send-test-event`, and by tests as the reference for what the receiver m
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -15,6 +16,8 @@ from service.webhooks.verify import sign
 
 Format = Literal["w1", "w2", "w3"]
 FORMATS: tuple[Format, ...] = ("w3", "w2", "w1")
+# The events of one job's life, in the order LLMTune sends them (`send-test-event --lifecycle`).
+LIFECYCLE = ("training.started", "training.completed", "model.deployed")
 SAMPLE_MODEL = "meta-llama/Llama-3.3-70B-Instruct"
 
 
@@ -49,12 +52,17 @@ def _data(fmt: Format, event: str, job_id: str) -> dict[str, Any]:
     return data
 
 
+def w1_event_id(job_id: str, event: str) -> str:
+    """W1's `evt_…` id: one per event of a job, the same when that event is sent again."""
+    return "evt_" + hashlib.sha256(f"{job_id}\n{event}".encode()).hexdigest()[:20]
+
+
 def sample_body(fmt: Format, event: str, job_id: str, now: datetime) -> dict[str, Any]:
     """A body in the envelope of docs version `fmt` (W1 `type`/`created_at`, W2, W3)."""
     data = _data(fmt, event, job_id)
     if fmt == "w1":
         return {
-            "id": f"evt_{job_id}",
+            "id": w1_event_id(job_id, event),
             "type": event,
             "workspace_id": "ws_test",
             "data": data,

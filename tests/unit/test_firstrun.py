@@ -6,6 +6,8 @@ import io
 import stat
 from pathlib import Path
 
+import pytest
+
 from service.firstrun import announce, new_admin_token, new_webhook_secret, write_env
 
 
@@ -34,14 +36,30 @@ def test_write_env_appends_to_existing_file(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_announce_prints_once_and_says_where() -> None:
-    """The operator sees each generated value once, and whether it was saved."""
+def test_announce_at_a_terminal_prints_each_value_once() -> None:
+    """A person at a terminal sees each generated value once, and whether it was saved."""
     out = io.StringIO()
-    announce(secret="whsec_s", token="t0k3n", env_path=Path(".env"), out=out)
+    announce(secret="whsec_s", token="t0k3n", env_path=Path(".env"), out=out, show=True)
     text = out.getvalue()
     assert text.count("whsec_s") == 1
     assert text.count("t0k3n") == 1
     assert "saved to .env" in text
+
+
+@pytest.mark.parametrize("env_path", [Path(".env"), None])
+def test_announce_off_a_terminal_never_prints_values(env_path: Path | None) -> None:
+    """Off a terminal (a log collector), only where the values are is said, never the values."""
+    out = io.StringIO()
+    announce(secret="whsec_s", token="t0k3n", env_path=env_path, out=out, show=False)
+    text = out.getvalue()
+    assert "whsec_s" not in text
+    assert "t0k3n" not in text
+    assert ("saved to .env" in text) is (env_path is not None)
+    assert text.count("\n") == 1
+
+
+def test_announce_nothing_generated_says_nothing() -> None:
+    """With nothing generated there is nothing to say."""
     quiet = io.StringIO()
-    announce(secret=None, token=None, env_path=None, out=quiet)
+    announce(secret=None, token=None, env_path=None, out=quiet, show=True)
     assert quiet.getvalue() == ""

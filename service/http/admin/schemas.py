@@ -35,7 +35,7 @@ def event_summary(row: EventRow) -> dict[str, Any]:
         "isTest": row.is_test,
         "duplicateCount": row.duplicate_count,
         "lastDuplicateAt": rfc3339(row.last_duplicate_at),
-        "bodyBytes": len(row.raw_body),
+        "bodyBytes": row.body_bytes,
     }
 
 

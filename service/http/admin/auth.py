@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from starlette.requests import Request
 
-from service.errors import Unauthorized
+from service.http.errors import Unauthorized
 
 
 def bearer_token(request: Request) -> bytes | None:

@@ -15,9 +15,10 @@ from service.dispatch.routing import DEFAULT_ROUTES, Route
 from service.ids import new_id
 from service.store.db import make_sessionmaker
 from service.store.events import NewEvent
-from service.store.ingest import IngestWriter
 from service.store.tables import DeliveryRow, EventRow, JobRow
+from service.store.writer import IngestWriter
 from service.webhooks.normalize import normalize, parse_body
+from tests.helpers import single_engine_database
 
 T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
 
@@ -46,7 +47,7 @@ async def rows(engine: AsyncEngine, model: type[Any]) -> list[Any]:
 
 @pytest.fixture
 def writer(engine: AsyncEngine) -> IngestWriter:
-    return IngestWriter(make_sessionmaker(engine), DEFAULT_ROUTES)
+    return IngestWriter(single_engine_database(engine), DEFAULT_ROUTES)
 
 
 class TestDedup:
@@ -94,7 +95,7 @@ class TestDedup:
     async def test_routes_decide_deliveries(self, engine: AsyncEngine) -> None:
         """Only subscribed routes get a delivery; an unsubscribed event gets none."""
         routes = [Route("slack", "slack", ("training.*",)), Route("deploys", "log", ("model.*",))]
-        writer = IngestWriter(make_sessionmaker(engine), routes)
+        writer = IngestWriter(single_engine_database(engine), routes)
         await writer.write(new_event(lifecycle("training.failed")))
         await writer.write(new_event({"event": "usage.threshold_reached"}))
         assert [d.route for d in await rows(engine, DeliveryRow)] == ["slack"]

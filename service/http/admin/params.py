@@ -6,9 +6,9 @@ from datetime import datetime
 
 from starlette.datastructures import QueryParams
 
-from service.errors import InvalidParameter
+from service.events import key_part, parse_time
+from service.http.errors import InvalidParameter
 from service.store.paging import SortKey, decode_cursor
-from service.webhooks.normalize import key_part, parse_time
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200

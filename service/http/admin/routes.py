@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from service.admin import params, schemas
-from service.admin.auth import require_admin
-from service.errors import NotFound, StorageUnavailable
+from service.http.admin import params, schemas
+from service.http.admin.auth import require_admin
+from service.http.context import services
+from service.http.errors import NotFound
+from service.http.responses import JSONResponse
 from service.ids import looks_like_id
-from service.jsonresponse import JSONResponse
-from service.services import Services, services
+from service.services import Services
 from service.store import deliveries, events, jobs
-from service.store.db import STORAGE_ERRORS
 from service.store.events import EventFilter
 from service.store.paging import Page, encode_cursor
 
@@ -29,11 +30,7 @@ def admin(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def wrapped(request: Request) -> Response:
         svc = services(request)
         require_admin(request, svc.admin_tokens)
-        try:
-            body = await endpoint(request, svc)
-        except STORAGE_ERRORS as exc:
-            raise StorageUnavailable("the event store is unavailable; retry later") from exc
-        return JSONResponse(body)
+        return JSONResponse(await endpoint(request, svc))
 
     wrapped.__name__ = endpoint.__name__
     wrapped.__doc__ = endpoint.__doc__
@@ -65,47 +62,53 @@ async def list_events(request: Request, svc: Services) -> dict[str, Any]:
         until=params.time_param(query, "until"),
     )
     limit, cursor = params.limit_param(query), params.cursor_param(query)
-    async with svc.sessions() as session:
-        page = await events.list_events(session, where=where, limit=limit, cursor=cursor)
+    page = await svc.db.read(
+        lambda session: events.list_events(session, where=where, limit=limit, cursor=cursor)
+    )
     return _page(page, schemas.event_summary)
 
 
 async def get_event(request: Request, svc: Services) -> dict[str, Any]:
     """One event with payload, raw body, redacted headers and deliveries."""
     event_id = _path_id(request, "event_id", "event")
-    async with svc.sessions() as session:
+
+    async def read(session: AsyncSession) -> dict[str, Any]:
         row = await events.get_event(session, event_id)
         if row is None:
             raise NotFound(f"no event {event_id!r}")
-        rows = await deliveries.deliveries_of(session, [row.id])
-    return schemas.event_detail(row, rows)
+        return schemas.event_detail(row, await deliveries.deliveries_of(session, [row.id]))
+
+    return await svc.db.read(read)
 
 
 async def list_jobs(request: Request, svc: Services) -> dict[str, Any]:
     """Jobs, newest first, optionally filtered by status."""
     query = request.query_params
     limit, cursor = params.limit_param(query), params.cursor_param(query)
-    async with svc.sessions() as session:
-        page = await jobs.list_jobs(
-            session, status=params.text_param(query, "status"), limit=limit, cursor=cursor
-        )
+    status = params.text_param(query, "status")
+    page = await svc.db.read(
+        lambda session: jobs.list_jobs(session, status=status, limit=limit, cursor=cursor)
+    )
     return _page(page, schemas.job_summary)
 
 
 async def get_job(request: Request, svc: Services) -> dict[str, Any]:
     """One job with its timeline of events and their deliveries."""
     job_id = _path_id(request, "job_id", "job")
-    async with svc.sessions() as session:
+
+    async def read(session: AsyncSession) -> dict[str, Any]:
         row = await jobs.get_job(session, job_id)
         if row is None:
             raise NotFound(f"no job {job_id!r}")
         timeline = await events.events_of_job(session, row.llmtune_job_id)
         rows = await deliveries.deliveries_of(session, [event.id for event in timeline])
-    return {
-        **schemas.job_summary(row),
-        "events": [schemas.event_summary(event) for event in timeline],
-        "deliveries": [schemas.delivery_view(d) for d in rows],
-    }
+        return {
+            **schemas.job_summary(row),
+            "events": [schemas.event_summary(event) for event in timeline],
+            "deliveries": [schemas.delivery_view(d) for d in rows],
+        }
+
+    return await svc.db.read(read)
 
 
 ROUTES = [

@@ -1,0 +1,161 @@
+"""Errors the service answers with, and the one table that turns them into HTTP responses.
+
+    ApiError(status, code)                      every error a client may see
+    ├── InvalidParameter       400 INVALID_PARAMETER   a query parameter is malformed
+    ├── ClientDisconnected     400 CLIENT_DISCONNECTED the sender gave up mid-body
+    ├── Unauthorized           401 UNAUTHORIZED        admin API without a valid Bearer token
+    ├── NotFound               404 NOT_FOUND
+    ├── BodyTimeout            408 REQUEST_TIMEOUT     the body did not arrive within the deadline
+    └── PayloadTooLarge        413 PAYLOAD_TOO_LARGE
+
+    Domain errors raised below the HTTP layer, mapped here and nowhere else:
+    BodyError          → 400 INVALID_JSON
+    VerificationError  → 401 MISSING_SIGNATURE | INVALID_SIGNATURE
+    StoreUnavailable   → 503 STORAGE_UNAVAILABLE (with Retry-After) so LLMTune retries
+
+Sender faults are 4xx, our own faults 5xx. Every body has LLMTune's shape:
+`{"error": {"message": ..., "code": ..., "details": ...}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from service.http.responses import JSONResponse
+from service.store.db import StoreUnavailable
+from service.webhooks.normalize import BodyError
+from service.webhooks.verify import VerificationError
+
+log = structlog.get_logger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+
+class ApiError(Exception):
+    """Base of every HTTP-level error answered to a client."""
+
+    status = 500
+    code = "INTERNAL_ERROR"
+
+    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers for this error."""
+        return {}
+
+
+class InvalidParameter(ApiError):
+    status, code = 400, "INVALID_PARAMETER"
+
+
+class ClientDisconnected(ApiError):
+    status, code = 400, "CLIENT_DISCONNECTED"
+
+
+class Unauthorized(ApiError):
+    status, code = 401, "UNAUTHORIZED"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
+
+
+class NotFound(ApiError):
+    status, code = 404, "NOT_FOUND"
+
+
+class BodyTimeout(ApiError):
+    status, code = 408, "REQUEST_TIMEOUT"
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
+
+
+class PayloadTooLarge(ApiError):
+    status, code = 413, "PAYLOAD_TOO_LARGE"
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """LLMTune's error envelope."""
+    return {"error": {"message": message, "code": code, "details": details}}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An error answer in LLMTune's shape."""
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+def storage_unavailable(message: str, details: dict[str, Any] | None = None) -> Response:
+    """503 with Retry-After: the one way the service says "cannot store now, retry"."""
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    return error_response(503, "STORAGE_UNAVAILABLE", message, details, headers)
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    """Answer an `ApiError` in LLMTune's shape."""
+    assert isinstance(exc, ApiError)  # noqa: S101 - registered for ApiError only
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers())
+
+
+async def handle_verification_error(request: Request, exc: Exception) -> Response:
+    """401: the delivery is not proven to come from LLMTune."""
+    assert isinstance(exc, VerificationError)  # noqa: S101 - registered for it only
+    if exc.missing:
+        return error_response(401, "MISSING_SIGNATURE", "signature missing", {"reason": exc.reason})
+    message = {
+        "malformed_signature": "signature is malformed (expected 64 hex digits, optional sha256=)",
+        "no_secret_configured": "no webhook secret is configured",
+    }.get(exc.reason, "signature does not match")
+    return error_response(401, "INVALID_SIGNATURE", message, {"reason": exc.reason})
+
+
+async def handle_body_error(request: Request, exc: Exception) -> Response:
+    """400: signed, but not a JSON object we accept."""
+    assert isinstance(exc, BodyError)  # noqa: S101 - registered for it only
+    return error_response(400, "INVALID_JSON", str(exc), {"reason": exc.reason})
+
+
+async def handle_store_unavailable(request: Request, exc: Exception) -> Response:
+    """503 so the sender retries; dedup absorbs the repeat."""
+    return storage_unavailable("the event store is unavailable; retry later")
+
+
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 (unknown path or method) in the same shape."""
+    assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
+    code = _HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+    return JSONResponse(
+        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    """Last resort: log the bug, answer in our shape, never leak the traceback."""
+    log.exception("unhandled_error", path=request.url.path)
+    return JSONResponse(error_body("INTERNAL_ERROR", "internal error"), status_code=500)
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: handle_api_error,
+    VerificationError: handle_verification_error,
+    BodyError: handle_body_error,
+    StoreUnavailable: handle_store_unavailable,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

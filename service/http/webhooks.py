@@ -1,0 +1,89 @@
+"""`POST /webhooks/llmtune`: read the body (size cap, deadline), hand it to ingest, answer.
+
+HTTP only: everything between the bytes and the commit is the ingest service's. The answer is
+2xx only after ingest returns, which is after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.http.context import services
+from service.http.errors import BodyTimeout, ClientDisconnected, PayloadTooLarge
+from service.http.responses import JSONResponse
+from service.services import Services
+
+WEBHOOK_PATH = "/webhooks/llmtune"
+
+
+async def read_body(request: Request, *, limit: int, deadline_seconds: float) -> bytes:
+    """The whole body, refusing (413) anything over `limit` bytes before or while reading it,
+    and giving up (408) when it has not all arrived within `deadline_seconds`."""
+    declared = request.headers.get("content-length")
+    # isascii: str.isdigit() also accepts digits like "²" that int() refuses.
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body exceeds {limit} bytes", details={"limit": limit})
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(deadline_seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body exceeds {limit} bytes", details={"limit": limit})
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(
+            f"the body did not arrive within {deadline_seconds:g} s",
+            details={"receivedBytes": size},
+        ) from None
+    except ClientDisconnect:
+        raise ClientDisconnected("the client disconnected before the body was complete") from None
+    return b"".join(chunks)
+
+
+_UNREAD_OUTCOMES: dict[type[Exception], str] = {
+    PayloadTooLarge: "too_large",
+    BodyTimeout: "body_timeout",
+    ClientDisconnected: "client_disconnected",
+}
+
+
+async def _timed_read(request: Request, svc: Services) -> bytes:
+    # Upload time has its own histogram: a stalled client must not inflate ingest latency.
+    started = time.perf_counter()
+    try:
+        return await read_body(
+            request,
+            limit=svc.settings.max_body_bytes,
+            deadline_seconds=svc.settings.body_timeout_seconds,
+        )
+    except (PayloadTooLarge, BodyTimeout, ClientDisconnected) as exc:
+        svc.ingest.count_unread(_UNREAD_OUTCOMES[type(exc)])
+        raise
+    finally:
+        svc.metrics.body_read_seconds.observe(time.perf_counter() - started)
+
+
+async def receive_webhook(request: Request) -> Response:
+    """Read one LLMTune delivery and acknowledge it once ingest has durably stored it."""
+    svc = services(request)
+    body = await _timed_read(request, svc)
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+    accepted = await svc.ingest.accept(body, headers, source="webhook")
+    return JSONResponse(
+        {"received": True, "eventId": accepted.event_id, "duplicate": accepted.duplicate}
+    )
+
+
+# A sender may be configured with or without the trailing slash; both are this endpoint (a
+# redirect would be answered with an empty body that LLMTune counts as a failure).
+ROUTES = [
+    Route(WEBHOOK_PATH, receive_webhook, methods=["POST"]),
+    Route(WEBHOOK_PATH + "/", receive_webhook, methods=["POST"]),
+]
