@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 import orjson
 from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import ASGIApp
 
 from service.app import Overrides, create_app
 from service.config import Settings
@@ -55,13 +57,22 @@ def w3_body(event: str = "training.completed", job_id: str = "job-1", **data: An
 
 
 @asynccontextmanager
+async def started_app(
+    settings: Settings, engine: AsyncEngine | None = None, **overrides: Any
+) -> AsyncIterator[ASGIApp]:
+    """An app with its lifespan running, for tests that speak ASGI to it directly."""
+    app = create_app(settings, overrides=Overrides(engine=engine, **overrides))
+    async with LifespanManager(app) as manager:
+        yield manager.app
+
+
+@asynccontextmanager
 async def running_app(
     settings: Settings, engine: AsyncEngine | None = None, **overrides: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An app with its lifespan running, and a client talking to it in process."""
-    app = create_app(settings, overrides=Overrides(engine=engine, **overrides))
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
+    async with started_app(settings, engine, **overrides) as app:
+        transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as client:
             yield client
 
@@ -79,3 +90,16 @@ def single_engine_database(engine: AsyncEngine) -> Database:
     """A `Database` whose reads and writes share `engine` (the test owns and disposes it)."""
     sessions = make_sessionmaker(engine)
     return Database(engine=engine, read_engine=engine, sessions=sessions, read_sessions=sessions)
+
+
+def join_sqlite_threads(timeout: float = 5.0) -> None:
+    """Wait until every aiosqlite worker thread has exited.
+
+    A connection that failed to open stops its thread after the caller has its error; the
+    thread then reports to the event loop, which must still be running. Call this once every
+    engine of the test is disposed. (Threads are named after their target since Python 3.10.)
+    """
+    for thread in threading.enumerate():
+        if thread.name.endswith("(_connection_worker_thread)"):
+            thread.join(timeout)
+            assert not thread.is_alive(), f"{thread.name} still running after {timeout} s"

@@ -8,8 +8,12 @@ from datetime import UTC, datetime
 import httpx
 import orjson
 import pytest
+import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
+from service.store.events import NewEvent
+from service.store.writer import WriteResult
 from service.webhooks.samples import FORMATS, Format, sample_delivery
 from tests.helpers import (
     AUTH,
@@ -29,6 +33,13 @@ NOW = datetime(2025, 11, 8, 14, 22, 31, tzinfo=UTC)
 async def client(engine: AsyncEngine, db_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with running_app(make_settings(db_url), engine) as client:
         yield client
+
+
+class BrokenWriter:
+    """A writer with a bug in it: every write raises something no handler expects."""
+
+    async def write(self, new: NewEvent) -> WriteResult:
+        raise RuntimeError("a bug")
 
 
 def error_of(response: httpx.Response) -> dict[str, object]:
@@ -189,17 +200,38 @@ class TestRejected:
     async def test_no_secret_configured_refuses_everything(
         self, engine: AsyncEngine, db_url: str
     ) -> None:
-        """With no secret, every delivery is 401 (and start-up warned about it)."""
-        async with running_app(make_settings(db_url, webhook_secrets=[]), engine) as client:
-            response = await post_webhook(client, w3_body())
+        """With no secret, every delivery is 401, and start-up warned about it."""
+        with capture_logs() as lines:
+            async with running_app(make_settings(db_url, webhook_secrets=[]), engine) as client:
+                response = await post_webhook(client, w3_body())
         assert response.status_code == 401
         assert error_of(response)["details"] == {"reason": "no_secret_configured"}
+        warnings = [line["event"] for line in lines if line["log_level"] == "warning"]
+        assert warnings[0] == "no_webhook_secret"
+
+    async def test_signed_invalid_body_is_logged_at_warning(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        """A signed body refused as invalid writes its request line at warning, with the reason."""
+        with capture_logs() as lines:
+            response = await post_webhook(client, b"[1]")
+        assert response.status_code == 400
+        [line] = [line for line in lines if line["event"] == "request"]
+        assert (line["log_level"], line["status"], line["reason"]) == (
+            "warning",
+            400,
+            "not_an_object",
+        )
 
 
 class TestUnsignedMode:
     async def test_unsigned_is_stored_as_unverified(self, engine: AsyncEngine, db_url: str) -> None:
-        """WEBHOOK_ALLOW_UNSIGNED stores unsigned bodies flagged verified=false."""
+        """WEBHOOK_ALLOW_UNSIGNED stores unsigned bodies flagged verified=false, and says so."""
         settings = make_settings(db_url, webhook_allow_unsigned=True)
+        with capture_logs() as lines:
+            async with running_app(settings, engine):
+                pass
+        assert "unsigned_webhooks_allowed" in [line["event"] for line in lines]
         async with running_app(settings, engine) as client:
             response = await post_webhook(client, w3_body(), {})
             assert response.status_code == 200
@@ -224,6 +256,23 @@ class TestErrorShape:
         response = await client.get("/webhooks/llmtune")
         assert response.status_code == 405
         assert error_of(response)["code"] == "METHOD_NOT_ALLOWED"
+
+    async def test_unexpected_error_is_500_with_the_request_id(
+        self, engine: AsyncEngine, db_url: str
+    ) -> None:
+        """A bug answers 500 in our shape; its traceback line and request line carry the id."""
+        with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as lines:
+            async with running_app(make_settings(db_url), engine, writer=BrokenWriter()) as client:
+                response = await post_webhook(client, w3_body(), None)
+        assert response.status_code == 500
+        assert error_of(response)["code"] == "INTERNAL_ERROR"
+        request_id = response.headers["x-request-id"]
+        by_event = {line["event"]: line for line in lines}
+        assert by_event["unhandled_error"]["request_id"] == request_id
+        assert (by_event["request"]["request_id"], by_event["request"]["log_level"]) == (
+            request_id,
+            "error",
+        )
 
     async def test_request_id_is_echoed(self, client: httpx.AsyncClient) -> None:
         """A sane X-Request-Id is echoed; otherwise one is generated."""

@@ -76,9 +76,15 @@ class TestParseSignature:
 
 
 def test_sign_matches_verify() -> None:
-    """`sign` (used by send-test-event) produces what `verify` accepts."""
+    """`sign` (used by send-test-event) keys with the whole secret: `verify` says so."""
     body = b'{"event":"x"}'
-    assert verify(signing_keys(["s3cret"]), [("X-Webhook-Signature", sign("s3cret", body))], body)
+    keys = signing_keys(["other", "whsec_s3cret"])
+    verified = verify(keys, [("X-LLMTune-Signature", sign("whsec_s3cret", body))], body)
+    assert (verified.header, verified.secret_index, verified.reading) == (
+        "x-llmtune-signature",
+        1,
+        "whole",
+    )
 
 
 def test_missing_reports_missing_flag() -> None:
