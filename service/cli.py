@@ -149,44 +149,54 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="llmtune-receiver", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    defaults = argparse.ArgumentDefaultsHelpFormatter
 
-    serve = sub.add_parser(
-        "serve", help="apply migrations and run the HTTP server", formatter_class=defaults
-    )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
+    serve = sub.add_parser("serve", help="apply migrations and run the HTTP server")
     serve.add_argument(
-        "--workers", type=int, default=1, help="server processes (above 1 needs PostgreSQL)"
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
     )
-    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes; above 1 needs PostgreSQL (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--no-migrate", action="store_true", help="do not apply migrations first (default: apply)"
+    )
     serve.add_argument(
         "--init-env",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="write a .env with a generated secret when none is configured "
-        "(default None: only when started from a terminal)",
+        help="write a .env with a generated secret and admin token when none is configured "
+        "(default: only when started from a terminal)",
     )
     serve.set_defaults(func=cmd_serve)
 
     mig = sub.add_parser("migrate", help="apply pending database migrations")
     mig.set_defaults(func=cmd_migrate)
 
-    send = sub.add_parser(
-        "send-test-event", help="post signed sample deliveries", formatter_class=defaults
-    )
+    send = sub.add_parser("send-test-event", help="post signed sample deliveries")
     send.add_argument(
-        "--url", default="http://127.0.0.1:8000/webhooks/llmtune", help="where to post"
+        "--url",
+        default="http://127.0.0.1:8000/webhooks/llmtune",
+        help="where to post (default: %(default)s)",
     )
     send.add_argument("--secret", help="webhook secret (default: first of WEBHOOK_SECRETS)")
-    send.add_argument("--event", default="training.completed", help="event name to send")
+    send.add_argument(
+        "--event", default="training.completed", help="event name to send (default: %(default)s)"
+    )
     send.add_argument(
         "--lifecycle",
         action="store_true",
-        help=f"send {', '.join(LIFECYCLE)} for one job, in order (instead of --event)",
+        help=f"send {', '.join(LIFECYCLE)} for one job, in order, instead of one --event "
+        "(default: off)",
     )
     send.add_argument(
-        "--format", choices=FORMATS, default="w3", help="LLMTune docs version to imitate"
+        "--format",
+        choices=FORMATS,
+        default="w3",
+        help="LLMTune docs version to imitate (default: %(default)s)",
     )
     send.add_argument("--job-id", help="job id to put in the body (default: a fresh one)")
     send.set_defaults(func=cmd_send_test_event)

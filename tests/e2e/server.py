@@ -37,6 +37,8 @@ SETTINGS_VARIABLES = frozenset(
         "MAX_BODY_BYTES",
         "LOG_LEVEL",
         "LOG_FORMAT",
+        "BODY_TIMEOUT_SECONDS",
+        "FORWARDED_ALLOW_IPS",
     }
 )
 # A proxy would take the CLI's requests to 127.0.0.1 elsewhere.

@@ -6,12 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, load_settings
+from service.config import ACCEPTED_URL_SCHEMES, ConfigError, load_settings
 
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("DATABASE_URL", "WEBHOOK_SECRETS", "ADMIN_TOKENS", "MAX_BODY_BYTES", "LOG_LEVEL"):
+    for name in (
+        "DATABASE_URL",
+        "WEBHOOK_SECRETS",
+        "ADMIN_TOKENS",
+        "MAX_BODY_BYTES",
+        "LOG_LEVEL",
+        "FORWARDED_ALLOW_IPS",
+        "BODY_TIMEOUT_SECONDS",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no stray .env
 
@@ -63,6 +71,8 @@ def test_database_url_forms(monkeypatch: pytest.MonkeyPatch, given: str, expecte
         ("MAX_BODY_BYTES", "10"),
         ("LOG_LEVEL", "chatty"),
         ("WEBHOOK_ALLOW_UNSIGNED", "maybe"),
+        ("FORWARDED_ALLOW_IPS", "10.0.0.1,proxy.internal"),
+        ("BODY_TIMEOUT_SECONDS", "0"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -75,3 +85,19 @@ def test_bad_values_name_the_variable(
     message = str(caught.value)
     assert message.startswith(f"{name}: ")
     assert "\n" not in message
+
+
+def test_database_url_error_lists_every_accepted_scheme(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unusable URL is answered with every scheme that would have worked."""
+    monkeypatch.setenv("DATABASE_URL", "mysql://u@h/db")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    for scheme in ACCEPTED_URL_SCHEMES:
+        assert scheme in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["", "*", "127.0.0.1", "10.0.0.0/8, ::1"])
+def test_forwarded_allow_ips_forms(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    """Addresses, networks, `*` or nothing (trust no proxy, the default)."""
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", value)
+    assert load_settings().forwarded_allow_ips == value
