@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench migrate check-migrations clean
+.PHONY: run test lint format bench migrate check-migrations check-wheel clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,13 +16,19 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(BIN)/llmtune-receiver serve --init-env
 
+# `make test` measures branch coverage of service/, servers started by the e2e tests included
+# (see [tool.coverage.run]); extra pytest options go in PYTEST_ARGS (.ci/run adds the floor).
+COVERAGE := --cov=service --cov-branch --cov-report=term-missing:skip-covered
+PYTEST_ARGS ?=
+
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(COVERAGE) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .
@@ -31,6 +37,9 @@ format: $(STAMP)
 check-migrations: $(STAMP)
 	bash .ci/check-migrations
 
+check-wheel: $(STAMP)
+	bash .ci/check-wheel
+
 bench: $(STAMP)
 	$(BIN)/python -m tests.perf.bench_ingest
 
@@ -38,4 +47,4 @@ migrate: $(STAMP)
 	$(BIN)/llmtune-receiver migrate
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis .import_linter_cache .coverage .coverage.*

@@ -12,13 +12,20 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+def migrations_dir() -> Path:
+    """The Alembic scripts: packaged in the wheel, else the source checkout's `migrations/`."""
+    # An installed wheel holds service/migrations (mapped from the top-level folder by pyproject).
+    packaged = Path(__file__).resolve().parents[1] / "migrations"
+    if (packaged / "env.py").is_file():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "migrations"
 
 
 def alembic_config(database_url: str) -> Config:
     """An Alembic config pointing at our migrations and `database_url`."""
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("script_location", str(migrations_dir()))
     # `%` is ConfigParser interpolation syntax; URLs with escaped passwords contain it.
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
