@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 import structlog
@@ -76,35 +76,60 @@ def _renderer(fmt: str) -> Any:
     return structlog.processors.JSONRenderer(serializer=_orjson_dumps)
 
 
-def configure_logging(level: str = "info", fmt: str = "auto", *, cache: bool = True) -> None:
-    """Route structlog and stdlib logging through one formatter at `level`.
+class _NamedWriteLogger(structlog.WriteLogger):
+    """structlog's plain line writer, carrying the logger's name for `add_logger_name`."""
 
+    def __init__(self, file: TextIO, name: str) -> None:
+        super().__init__(file)
+        self.name = name
+
+
+def _write_logger(*args: Any) -> _NamedWriteLogger:
+    return _NamedWriteLogger(sys.stderr, str(args[0]) if args else "")
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", *, cache: bool = True) -> None:
+    """Our own lines go straight from structlog to stderr; stdlib lines (uvicorn, alembic,
+    SQLAlchemy) go through the same renderer via `ProcessorFormatter`. Both at `level`.
+
+    The direct path is about twice as fast per line as routing ours through stdlib logging.
     `cache=False` is for tests: cached loggers would not see `structlog.testing.capture_logs`.
     """
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
     renderer = _renderer(fmt)
-    final: list[Any] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
-    if not isinstance(renderer, structlog.dev.ConsoleRenderer):
-        final.append(structlog.processors.dict_tracebacks)
-    final.append(renderer)
+    tracebacks = (
+        []
+        if isinstance(renderer, structlog.dev.ConsoleRenderer)
+        else [structlog.processors.dict_tracebacks]
+    )
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
-            structlog.stdlib.filter_by_level,
-            *shared,
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.stdlib.add_logger_name,
+            timestamper,
+            *tracebacks,
+            renderer,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+        logger_factory=_write_logger,
         cache_logger_on_first_use=cache,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=final)
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                timestamper,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                *tracebacks,
+                renderer,
+            ],
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
