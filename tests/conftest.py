@@ -12,14 +12,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.store.db import make_engine
 from service.store.migrate import upgrade
-from tests.pgdb import TEST_POSTGRES_URL, create_database, drop_database
-
-TABLES = ("deliveries", "events", "jobs")
+from tests.helpers import emptied_engine
+from tests.pgdb import TEST_POSTGRES_URL, create_database, drop_database, temporary_database
 
 
 @pytest.fixture(scope="session")
@@ -56,12 +53,20 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A reachable database without any schema, on each kind of store."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    request.getfixturevalue("postgresql_url")  # skips or fails as the other PostgreSQL tests do
+    with temporary_database("llmtune_empty") as url:
+        yield url
+
+
 @pytest.fixture
 async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     """An engine on the test database, emptied before the test."""
-    engine = make_engine(db_url)
-    async with engine.begin() as connection:
-        for table in TABLES:
-            await connection.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+    engine = await emptied_engine(db_url)
     yield engine
     await engine.dispose()

@@ -11,14 +11,16 @@ from typing import Any
 
 import httpx
 import orjson
+import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp
 
 from service.app import Overrides, create_app
 from service.config import Settings
-from service.store.db import Database, make_sessionmaker
+from service.store.db import Database, make_engine, make_sessionmaker
 
+TABLES = ("deliveries", "events", "jobs")
 SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLWxsbXR1bmUtcmVjZWl2ZXI="
 OTHER_SECRET = "rotated-user-chosen-secret"
 ADMIN_TOKEN = "test-admin-token"
@@ -103,3 +105,12 @@ def join_sqlite_threads(timeout: float = 5.0) -> None:
         if thread.name.endswith("(_connection_worker_thread)"):
             thread.join(timeout)
             assert not thread.is_alive(), f"{thread.name} still running after {timeout} s"
+
+
+async def emptied_engine(url: str) -> AsyncEngine:
+    """An engine on `url` after deleting every row of our tables (the caller disposes it)."""
+    engine = make_engine(url)
+    async with engine.begin() as connection:
+        for table in TABLES:
+            await connection.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+    return engine

@@ -93,21 +93,32 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+def _sqlite_engine(
+    database_url: str, *, pool_size: int, on_connect: Any, on_begin: Any
+) -> AsyncEngine:
+    engine = create_async_engine(
+        database_url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=CONNECT_TIMEOUT_SECONDS,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
+    event.listen(engine.sync_engine, "connect", on_connect)
+    event.listen(engine.sync_engine, "begin", on_begin)
+    return engine
+
+
 def make_read_engine(database_url: str) -> AsyncEngine | None:
     """On SQLite, a pool of read-only connections beside the single writer; elsewhere None (the
     one engine serves reads and writes)."""
     if not is_sqlite(database_url):
         return None
-    engine = create_async_engine(
+    return _sqlite_engine(
         database_url,
         pool_size=SQLITE_READERS,
-        max_overflow=0,
-        pool_timeout=CONNECT_TIMEOUT_SECONDS,
-        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        on_connect=_sqlite_read_connect,
+        on_begin=_sqlite_read_begin,
     )
-    event.listen(engine.sync_engine, "connect", _sqlite_read_connect)
-    event.listen(engine.sync_engine, "begin", _sqlite_read_begin)
-    return engine
 
 
 def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
@@ -116,16 +127,9 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         # SQLite has one writer: one pooled connection makes this process's transactions queue
         # in order (FIFO, bounded by pool_timeout) instead of racing for the file lock, where
         # the busy handler's polling can starve a waiter past any timeout.
-        engine = create_async_engine(
-            database_url,
-            pool_size=1,
-            max_overflow=0,
-            pool_timeout=CONNECT_TIMEOUT_SECONDS,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        return _sqlite_engine(
+            database_url, pool_size=1, on_connect=_sqlite_connect, on_begin=_sqlite_begin
         )
-        event.listen(engine.sync_engine, "connect", _sqlite_connect)
-        event.listen(engine.sync_engine, "begin", _sqlite_begin)
-        return engine
     return create_async_engine(
         database_url,
         pool_size=pool_size,

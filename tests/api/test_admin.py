@@ -191,7 +191,10 @@ class TestEventDetail:
             0,
         )
 
-    @pytest.mark.parametrize("event_id", ["evt_missing", "x" * 500, "%00", "'; drop table events"])
+    @pytest.mark.parametrize(
+        "event_id",
+        ["evt_0123456789abcdef", "evt_missing", "x" * 500, "%00", "'; drop table events"],
+    )
     async def test_unknown_or_malformed_id_is_404(
         self, client: httpx.AsyncClient, event_id: str
     ) -> None:
@@ -233,7 +236,9 @@ class TestJobs:
         failed = (await client.get("/admin/jobs?status=failed", headers=AUTH)).json()["items"]
         assert [j["llmtuneJobId"] for j in failed] == ["job-0"]
 
-    async def test_unknown_job_is_404(self, client: httpx.AsyncClient) -> None:
-        """An id that is not ours is 404."""
-        response = await client.get("/admin/jobs/job_nope", headers=AUTH)
+    @pytest.mark.parametrize("job_id", ["job_nope", "job_0123456789abcdef"])
+    async def test_unknown_job_is_404(self, client: httpx.AsyncClient, job_id: str) -> None:
+        """An id that is not ours, or ours in shape but not stored, is 404."""
+        response = await client.get(f"/admin/jobs/{job_id}", headers=AUTH)
         assert response.status_code == 404
+        assert response.json()["error"]["code"] == "NOT_FOUND"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.store.migrate import alembic_config
 from tests.helpers import make_settings, post_webhook, running_app, w3_body
-from tests.pgdb import temporary_database
 
 
 async def test_healthz_and_readyz(engine: AsyncEngine, db_url: str) -> None:
@@ -23,17 +21,6 @@ async def test_healthz_and_readyz(engine: AsyncEngine, db_url: str) -> None:
         ready = await client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"status": "ready"}
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
-def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A reachable database without any schema, on each kind of store."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-        return
-    request.getfixturevalue("postgresql_url")  # skips or fails as the other PostgreSQL tests do
-    with temporary_database("llmtune_empty") as url:
-        yield url
 
 
 async def test_readyz_refuses_an_unmigrated_database(empty_db_url: str) -> None:

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from service.store.db import make_engine
 from service.store.migrate import upgrade
 from tests.helpers import (
     AUTH,
+    emptied_engine,
     join_sqlite_threads,
     make_settings,
     post_webhook,
@@ -41,10 +40,7 @@ async def test_postgresql_outage_answers_503_then_recovers(
     """With PostgreSQL cut off mid-run, ingest is 503 + Retry-After; afterwards the retry lands."""
     through_proxy = make_url(postgresql_url).set(host="127.0.0.1", port=proxy.port)
     url = through_proxy.render_as_string(hide_password=False)
-    engine = make_engine(url)
-    async with engine.begin() as connection:
-        await connection.execute(sa.text("DELETE FROM deliveries"))
-        await connection.execute(sa.text("DELETE FROM events"))
+    engine = await emptied_engine(url)
     async with running_app(make_settings(url), engine) as client:
         assert (await post_webhook(client, w3_body(job_id="before"))).status_code == 200
         proxy.cut()
@@ -100,10 +96,7 @@ async def test_unopenable_sqlite_answers_503(tmp_path: Path) -> None:
 async def test_dropped_connections_do_not_fail_the_next_webhook(postgresql_url: str) -> None:
     """After the server kills every connection of ours (a restart, a failover), the next
     webhook and the next admin read succeed: the dead connection is replaced, not reported."""
-    engine = make_engine(postgresql_url)
-    async with engine.begin() as connection:
-        await connection.execute(sa.text("DELETE FROM deliveries"))
-        await connection.execute(sa.text("DELETE FROM events"))
+    engine = await emptied_engine(postgresql_url)
     async with running_app(make_settings(postgresql_url), engine) as client:
         assert (await post_webhook(client, w3_body(job_id="before-kill"))).status_code == 200
         assert (await client.get("/admin/events", headers=AUTH)).status_code == 200
