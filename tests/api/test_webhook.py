@@ -105,6 +105,14 @@ class TestAccepted:
         assert (await post_webhook(client, body, headers)).status_code == 200
 
 
+# The word each refusal's message must carry, so an operator reading it knows what to fix.
+MESSAGE_WORD = {
+    "missing_signature": "missing",
+    "malformed_signature": "malformed",
+    "signature_mismatch": "does not match",
+}
+
+
 class TestRejected:
     @pytest.mark.parametrize(
         ("headers", "status", "code", "reason"),
@@ -147,6 +155,7 @@ class TestRejected:
         error = error_of(response)
         assert error["code"] == code
         assert error["details"] == {"reason": reason}
+        assert MESSAGE_WORD[reason] in str(error["message"])
         assert (await client.get("/admin/events", headers=AUTH)).json()["items"] == []
 
     async def test_w1_body_signature_is_not_proof(self, client: httpx.AsyncClient) -> None:
