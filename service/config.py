@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     admin_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    public_url: str = "http://localhost:8000"
     forwarded_allow_ips: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -1,0 +1,155 @@
+"""What every handler is: a small object made from one route's options that turns one delivery
+into an `Outcome`. No I/O here; handlers do their own, with the dependencies they are given.
+
+A handler never raises for a destination's failure: it answers `Retry` (transient: the worker
+backs off and tries again) or `Fail` (permanent: the delivery goes dead at once). An exception
+that escapes is treated as `Retry` by the worker and logged as a bug.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar, Protocol
+
+import httpx
+
+from service.clock import Clock
+from service.events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One event on its way to one route. `id` is stable across attempts: destinations use it
+    as an idempotency key."""
+
+    id: str
+    attempt: int
+    route: str
+    event_id: str
+    event: Event
+    payload: dict[str, Any]
+    received_at: datetime
+    source: str = "webhook"
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    """Delivered. `summary` is a short note for the attempt record (a status line, an id)."""
+
+    summary: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Not delivered, worth trying again; `after` (seconds) is the destination's own wish."""
+
+    error: str
+    after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """Not delivered and never will be as things stand (bad request, bad credentials)."""
+
+    error: str
+
+
+Outcome = Ok | Retry | Fail
+
+
+class OptionsError(ValueError):
+    """A route's options do not suit its handler; the message says which option and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerDeps:
+    """What the service hands every handler it builds."""
+
+    http: httpx.AsyncClient
+    clock: Clock
+    public_url: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Handler(Protocol):
+    """A route's handler. Built once per route by `from_options`, then called per delivery."""
+
+    name: ClassVar[str]
+
+    async def handle(self, delivery: Delivery) -> Outcome:
+        """Deliver one event; never raise for the destination's failures."""
+        ...
+
+
+class HandlerType(Protocol):
+    """The class of a handler: its registered name and how it is built from route options."""
+
+    name: ClassVar[str]
+
+    def from_options(self, options: Mapping[str, Any], deps: HandlerDeps) -> Handler:
+        """Validate `options` (raise `OptionsError`) and build the route's handler."""
+        ...
+
+
+# 4xx answers that mean "later", not "never" (timeouts, conflicts, too early, rate limits).
+_TRANSIENT_4XX = frozenset({408, 409, 425, 429})
+MAX_ERROR_TEXT = 500
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """`Retry-After` as seconds from `now`: delta-seconds or an HTTP date; None if unusable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def outcome_for_status(
+    status: int, *, body: str, retry_after: str | None, now: datetime
+) -> Outcome:
+    """The usual reading of an HTTP answer: 2xx delivered; 5xx and 408/409/425/429 later;
+    any other 4xx never (the request itself is wrong)."""
+    summary = f"HTTP {status}"
+    if 200 <= status < 300:
+        return Ok(summary)
+    detail = f"{summary}: {body[:MAX_ERROR_TEXT]}" if body else summary
+    if status >= 500 or status in _TRANSIENT_4XX:
+        return Retry(detail, after=parse_retry_after(retry_after, now))
+    return Fail(detail)
+
+
+def event_document(delivery: Delivery) -> dict[str, Any]:
+    """The normalized event as forwarded and rendered: camelCase, times RFC 3339 UTC."""
+    event = delivery.event
+    return {
+        "id": delivery.event_id,
+        "type": event.type,
+        "jobId": event.job_id,
+        "model": event.model,
+        "artifact": event.artifact,
+        "deploymentId": event.deployment_id,
+        "metrics": event.metrics,
+        "error": event.error,
+        "occurredAt": _rfc3339(event.occurred_at),
+        "receivedAt": _rfc3339(delivery.received_at),
+        "isTest": event.is_test,
+        "source": delivery.source,
+        "payload": delivery.payload,
+    }
+
+
+def _rfc3339(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
