@@ -10,6 +10,7 @@ from __future__ import annotations
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     PlatformCollector,
     ProcessCollector,
@@ -53,5 +54,34 @@ class Metrics:
             "llmtune_webhook_body_read_seconds",
             "Time spent receiving webhook bodies from the client, whatever the outcome.",
             buckets=(*_FAST_BUCKETS, 10, 30),
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "llmtune_deliveries",
+            "Delivery attempts finished, by route and the status they left the delivery in.",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.handler_seconds = Histogram(
+            "llmtune_handler_seconds",
+            "Time a handler took for one attempt, by handler.",
+            ["handler"],
+            buckets=(*_FAST_BUCKETS, 10, 30),
+            registry=self.registry,
+        )
+        self.delivery_lag_seconds = Histogram(
+            "llmtune_delivery_lag_seconds",
+            "Time from storing an event to a successful delivery of it.",
+            buckets=(*_FAST_BUCKETS, 10, 30, 60, 300, 3600),
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "llmtune_delivery_queue_depth",
+            "Deliveries not yet finished (pending, in flight or retrying).",
+            registry=self.registry,
+        )
+        self.oldest_due_seconds = Gauge(
+            "llmtune_delivery_oldest_due_seconds",
+            "How long the oldest unfinished delivery has been due.",
             registry=self.registry,
         )

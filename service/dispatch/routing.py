@@ -1,15 +1,19 @@
 """Which routes an event goes to. Pure.
 
-A route subscribes to event-name patterns (`training.*`, `model.deployed`, `*`). Until routes are
-configurable, every event goes to the default `log` route; deliveries are recorded now and run by
-the dispatch worker.
+A route subscribes one handler, with its options, to event-name patterns (`training.*`,
+`model.deployed`, `*`). With no routes file, every event goes to the default `log` route.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from types import MappingProxyType
+from typing import Any
+
+# A Svix-like day of retries: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_MAX_ATTEMPTS = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +23,10 @@ class Route:
     name: str
     handler: str
     events: tuple[str, ...]
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    rate_limit: float | None = None
+    enabled: bool = True
 
 
 DEFAULT_ROUTES: tuple[Route, ...] = (Route(name="log", handler="log", events=("*",)),)
@@ -30,5 +38,5 @@ def matches(route: Route, event_type: str) -> bool:
 
 
 def routes_for(event_type: str, routes: Sequence[Route]) -> list[Route]:
-    """The routes that subscribe to `event_type`, in configuration order."""
-    return [route for route in routes if matches(route, event_type)]
+    """The enabled routes that subscribe to `event_type`, in configuration order."""
+    return [route for route in routes if route.enabled and matches(route, event_type)]

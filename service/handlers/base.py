@@ -87,7 +87,8 @@ class Handler(Protocol):
 class HandlerType(Protocol):
     """The class of a handler: its registered name and how it is built from route options."""
 
-    name: ClassVar[str]
+    # A plain attribute: the class object, not an instance, satisfies this protocol.
+    name: str
 
     def from_options(self, options: Mapping[str, Any], deps: HandlerDeps) -> Handler:
         """Validate `options` (raise `OptionsError`) and build the route's handler."""

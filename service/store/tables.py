@@ -98,7 +98,11 @@ class JobRow(Base):
 
 
 class DeliveryRow(Base):
-    """One event to one route: the outbox row the dispatch worker claims."""
+    """One event to one route: the outbox row the dispatch worker claims.
+
+    `seq` is the store order (a sequence on PostgreSQL, max + 1 under SQLite's single writer):
+    a delivery waits while an earlier one of the same job and route is still unfinished.
+    """
 
     __tablename__ = "deliveries"
 
@@ -106,8 +110,11 @@ class DeliveryRow(Base):
     event_id: Mapped[str] = mapped_column(sa.ForeignKey("events.id", ondelete="CASCADE"))
     route: Mapped[str] = mapped_column(sa.String(100))
     handler: Mapped[str] = mapped_column(sa.String(100))
+    job_id: Mapped[str | None] = mapped_column(sa.Text)
+    seq: Mapped[int] = mapped_column(sa.BigInteger)
     status: Mapped[str] = mapped_column(sa.String(20))
     attempts: Mapped[int] = mapped_column(server_default="0")
+    max_attempts: Mapped[int] = mapped_column(server_default="9")
     next_attempt_at: Mapped[datetime]
     lease_expires_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(sa.Text)
@@ -117,7 +124,24 @@ class DeliveryRow(Base):
     __table_args__ = (
         sa.UniqueConstraint("event_id", "route", name="uq_deliveries_event_id_route"),
         sa.Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
+        sa.Index("ix_deliveries_job_id_route_seq", "job_id", "route", "seq"),
+        sa.Index("ix_deliveries_created_at_id", "created_at", "id"),
     )
+
+
+class AttemptRow(Base):
+    """One try of one delivery: when, how long, and what came of it."""
+
+    __tablename__ = "delivery_attempts"
+
+    delivery_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("deliveries.id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(primary_key=True)
+    started_at: Mapped[datetime]
+    duration_ms: Mapped[float] = mapped_column(sa.Float)
+    outcome: Mapped[str] = mapped_column(sa.String(20))
+    detail: Mapped[str | None] = mapped_column(sa.Text)
 
 
 # Core tables, for the write path: statements on them skip the ORM's bulk-persistence layer,
@@ -125,3 +149,4 @@ class DeliveryRow(Base):
 EVENTS = cast(sa.Table, EventRow.__table__)
 JOBS = cast(sa.Table, JobRow.__table__)
 DELIVERIES = cast(sa.Table, DeliveryRow.__table__)
+ATTEMPTS = cast(sa.Table, AttemptRow.__table__)

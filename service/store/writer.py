@@ -9,7 +9,7 @@ dedup absorbs the repeat.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,13 +32,23 @@ class WriteResult:
 class IngestWriter:
     """Stores verified, normalized events; one transaction each."""
 
-    def __init__(self, db: Database, routes: Sequence[Route]) -> None:
+    def __init__(
+        self,
+        db: Database,
+        routes: Sequence[Route],
+        *,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._db = db
         self._routes = tuple(routes)
+        self._on_commit = on_commit
 
     async def write(self, new: NewEvent) -> WriteResult:
         """Store `new` (or count it as a duplicate) and commit; raise `StoreUnavailable`."""
-        return await self._db.write(lambda session: self._write(session, new))
+        result = await self._db.write(lambda session: self._write(session, new))
+        if not result.duplicate and self._on_commit is not None:
+            self._on_commit()  # wake this process's dispatch worker
+        return result
 
     async def _write(self, session: AsyncSession, new: NewEvent) -> WriteResult:
         event = new.event
@@ -56,6 +66,7 @@ class IngestWriter:
         await deliveries.enqueue(
             session,
             event_id=new.id,
+            job_id=event.job_id,
             routes=routes_for(event.type, self._routes),
             at=new.received_at,
         )

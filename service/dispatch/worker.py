@@ -1,0 +1,306 @@
+"""The dispatch worker: claim due deliveries, run their handlers, record every attempt, and
+reschedule (`policy.py`) or bury them. Runs inside `serve` or as `llmtune-receiver worker`.
+
+It wakes at once when ingest stores new work (an in-process signal, and PostgreSQL's
+LISTEN/NOTIFY across processes) and polls as a fallback. At most `concurrency` handler calls
+run at a time, each route at most `rate_limit` per second (per process). On stop it lets
+in-flight attempts finish for a grace period, then gives the rest back (their leases).
+A delivery that goes `dead` is announced as an internal `delivery.dead` event through the
+ingest service, so operators can route it like any other event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import orjson
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.clock import Clock
+from service.dispatch.notify import Notifier
+from service.dispatch.policy import decide
+from service.dispatch.routing import Route
+from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
+from service.ingest import Ingest
+from service.metrics import Metrics
+from service.store import deliveries
+from service.store.db import Database, StoreUnavailable
+from service.store.deliveries import Claimed, Finish
+from service.webhooks.normalize import normalize
+
+log = structlog.get_logger("service.dispatch")
+DEAD_EVENT = "delivery.dead"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """How hard the worker works."""
+
+    concurrency: int = 16
+    poll_seconds: float = 1.0
+    lease: timedelta = timedelta(seconds=60)
+    attempt_timeout_seconds: float = 30.0
+    grace_seconds: float = 10.0
+    stats_every_seconds: float = 5.0
+
+
+class RateLimiter:
+    """At most `per_second` starts per second, spaced evenly (in this process)."""
+
+    def __init__(self, per_second: float) -> None:
+        self._interval = 1.0 / per_second
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        """Return when the next start is allowed."""
+        async with self._lock:
+            now = time.monotonic()
+            if self._next > now:
+                await asyncio.sleep(self._next - now)
+            self._next = max(now, self._next) + self._interval
+
+
+class Worker:
+    """Delivers stored events to their routes' handlers."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        routes: Mapping[str, Route],
+        handlers: Mapping[str, Handler],
+        ingest: Ingest | None,
+        metrics: Metrics,
+        clock: Clock,
+        notifier: Notifier,
+        config: WorkerConfig | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._db = db
+        self._routes = routes
+        self._handlers = handlers
+        self._ingest = ingest
+        self._metrics = metrics
+        self._clock = clock
+        self._notifier = notifier
+        self._config = config or WorkerConfig()
+        self._rng = rng or random.Random()
+        self._limiters = {
+            name: RateLimiter(route.rate_limit)
+            for name, route in routes.items()
+            if route.rate_limit is not None
+        }
+        self._running: dict[asyncio.Task[None], Claimed] = {}
+        self._slots = asyncio.Semaphore(self._config.concurrency)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until `stop` is set, then drain (see the module docstring)."""
+        last_stats = 0.0
+        try:
+            while not stop.is_set():
+                claimed = await self._claim_some()
+                if time.monotonic() - last_stats >= self._config.stats_every_seconds:
+                    await self._record_queue_stats()
+                    last_stats = time.monotonic()
+                if not claimed:
+                    await self._idle(stop)
+        finally:
+            await self._drain()
+
+    async def run_until_idle(self, max_rounds: int = 1000) -> int:
+        """Claim and finish work until nothing is due (tests, `worker --once`); attempts made."""
+        made = 0
+        for _ in range(max_rounds):
+            claimed = await self._claim_some()
+            if not claimed and not self._running:
+                break
+            if self._running:
+                await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
+            made += len(claimed)
+        return made
+
+    async def _claim_some(self) -> list[Claimed]:
+        free = self._config.concurrency - len(self._running)
+        if free <= 0:
+            return []
+        now = self._clock.now()
+        try:
+            claimed = await self._db.write(
+                lambda s: deliveries.claim(s, now=now, lease=self._config.lease, limit=free)
+            )
+        except StoreUnavailable:
+            return []  # logged by the store; the next round tries again
+        for item in claimed:
+            task = asyncio.create_task(self._attempt(item))
+            self._running[task] = item
+            task.add_done_callback(self._running.pop)
+        return claimed
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        waiters = {
+            asyncio.ensure_future(stop.wait()),
+            asyncio.ensure_future(self._notifier.wait()),
+        }
+        if len(self._running) >= self._config.concurrency:
+            waiters |= set(self._running)
+        try:
+            await asyncio.wait(
+                waiters, timeout=self._config.poll_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for waiter in waiters:
+                if waiter not in self._running:
+                    waiter.cancel()
+
+    async def _drain(self) -> None:
+        if not self._running:
+            return
+        pending = set(self._running)
+        _, unfinished = await asyncio.wait(pending, timeout=self._config.grace_seconds)
+        abandoned = [self._running[task] for task in unfinished if task in self._running]
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        now = self._clock.now()
+
+        async def release_all(session: AsyncSession) -> None:
+            for item in abandoned:
+                await deliveries.release(session, item, now=now)
+
+        # If the store is down, the leases simply expire and the deliveries come due again.
+        with contextlib.suppress(StoreUnavailable):
+            await self._db.write(release_all)
+        for item in abandoned:
+            log.info("delivery_released", delivery_id=item.id, route=item.route)
+
+    async def _attempt(self, item: Claimed) -> None:
+        delivery = _delivery(item)
+        started_at = self._clock.now()
+        started = time.perf_counter()
+        outcome = await self._call(item, delivery)
+        elapsed = time.perf_counter() - started
+        decision = decide(
+            outcome,
+            attempt=item.attempt,
+            max_attempts=item.max_attempts,
+            now=self._clock.now(),
+            rng=self._rng,
+        )
+        detail = outcome.summary if isinstance(outcome, Ok) else outcome.error
+        result = Finish(
+            status=decision.status,
+            next_attempt_at=decision.next_attempt_at,
+            outcome=type(outcome).__name__.lower(),
+            detail=detail,
+            started_at=started_at,
+            duration_ms=round(elapsed * 1000, 2),
+        )
+        now = self._clock.now()
+        try:
+            recorded = await self._db.write(lambda s: deliveries.finish(s, item, result, now=now))
+        except StoreUnavailable:
+            # The lease will expire and the delivery will be tried again: at least once.
+            log.warning("delivery_result_unsaved", delivery_id=item.id, route=item.route)
+            return
+        self._observe(item, delivery, decision.status if recorded else "overtaken", elapsed)
+        log.info(
+            "delivery_attempt",
+            delivery_id=item.id,
+            route=item.route,
+            attempt=item.attempt,
+            event_type=delivery.event.type,
+            job_id=item.job_id,
+            status=decision.status if recorded else "overtaken",
+            detail=detail,
+            duration_ms=result.duration_ms,
+        )
+        if recorded and decision.status == "dead":
+            await self._announce_dead(item, delivery, detail)
+
+    async def _call(self, item: Claimed, delivery: Delivery) -> Outcome:
+        handler = self._handlers.get(item.route)
+        if handler is None:
+            return Fail(f"route {item.route!r} is not configured (any more)")
+        limiter = self._limiters.get(item.route)
+        async with self._slots:
+            if limiter is not None:
+                await limiter.wait()
+            try:
+                async with asyncio.timeout(self._config.attempt_timeout_seconds):
+                    return await handler.handle(delivery)
+            except TimeoutError:
+                limit = self._config.attempt_timeout_seconds
+                return Retry(f"the handler did not finish within {limit:g} s")
+            except Exception as exc:
+                log.exception("handler_crashed", route=item.route, delivery_id=item.id)
+                return Retry(f"handler error: {type(exc).__name__}")
+
+    def _observe(self, item: Claimed, delivery: Delivery, status: str, elapsed: float) -> None:
+        self._metrics.deliveries.labels(item.route, status).inc()
+        self._metrics.handler_seconds.labels(item.handler).observe(elapsed)
+        if status == "succeeded":
+            lag = (self._clock.now() - delivery.received_at).total_seconds()
+            self._metrics.delivery_lag_seconds.observe(max(0.0, lag))
+
+    async def _record_queue_stats(self) -> None:
+        now = self._clock.now()
+        try:
+            depth, oldest = await self._db.read(lambda s: deliveries.queue_stats(s, now=now))
+        except StoreUnavailable:
+            return
+        self._metrics.queue_depth.set(depth)
+        self._metrics.oldest_due_seconds.set(oldest)
+
+    async def _announce_dead(self, item: Claimed, delivery: Delivery, error: str | None) -> None:
+        if self._ingest is None or delivery.event.type == DEAD_EVENT:
+            return  # never a delivery.dead about a delivery.dead
+        body = dead_event_body(item, delivery, error, now=self._clock.now())
+        try:
+            await self._ingest.accept(body, [], source="internal", trusted=True)
+        except StoreUnavailable:
+            log.warning("dead_event_unsaved", delivery_id=item.id)
+
+
+def _delivery(item: Claimed) -> Delivery:
+    payload = orjson.loads(item.raw_body)
+    return Delivery(
+        id=item.id,
+        attempt=item.attempt,
+        route=item.route,
+        event_id=item.event_id,
+        event=normalize(payload, item.raw_body),
+        payload=payload,
+        received_at=item.received_at,
+        source=item.source,
+    )
+
+
+def dead_event_body(
+    item: Claimed, delivery: Delivery, error: str | None, *, now: datetime
+) -> bytes:
+    """The internal `delivery.dead` event, shaped like LLMTune's W3 events so it routes and
+    renders like one; its id makes a repeat of the same death a duplicate."""
+    return orjson.dumps(
+        {
+            "id": f"dead_{item.id}_{item.attempt}",
+            "event": DEAD_EVENT,
+            "data": {
+                "deliveryId": item.id,
+                "route": item.route,
+                "eventId": item.event_id,
+                "eventType": delivery.event.type,
+                "jobId": item.job_id,
+                "attempts": item.attempt,
+                "error": error,
+            },
+            "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        }
+    )

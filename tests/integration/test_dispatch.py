@@ -1,0 +1,326 @@
+"""The dispatch worker on SQLite and PostgreSQL: claims, retries, dead letters, leases, order.
+
+Handlers here are small scripted ones (the real handlers are tested against real sinks in their
+own modules): these tests are about the queue, not the destinations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import ClassVar
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.clock import FakeClock
+from service.dispatch.notify import Notifier
+from service.dispatch.routing import Route
+from service.dispatch.worker import Worker, WorkerConfig
+from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
+from service.ingest import Ingest
+from service.metrics import Metrics
+from service.store import deliveries
+from service.store.db import Database
+from service.store.tables import AttemptRow, DeliveryRow, EventRow
+from service.store.writer import IngestWriter
+from service.webhooks.verify import signing_keys
+from tests.helpers import SECRET, single_engine_database, w3_body
+
+T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
+
+
+@dataclass
+class Scripted:
+    """A handler that answers from a script (then Ok) and records what it was given."""
+
+    name: ClassVar[str] = "scripted"
+    script: list[Outcome] = field(default_factory=list)
+    seen: list[Delivery] = field(default_factory=list)
+    gate: asyncio.Event | None = None
+
+    async def handle(self, delivery: Delivery) -> Outcome:
+        self.seen.append(delivery)
+        if self.gate is not None:
+            await self.gate.wait()
+        return self.script.pop(0) if self.script else Ok("fine")
+
+
+@dataclass
+class Harness:
+    db: Database
+    clock: FakeClock
+    ingest: Ingest
+    worker: Worker
+    handlers: dict[str, Scripted]
+
+    async def post(self, event: str = "training.started", job: str = "job-1") -> str:
+        accepted = await self.ingest.accept(w3_body(event, job), [], source="test", trusted=True)
+        return accepted.event_id
+
+    async def rows(self) -> list[DeliveryRow]:
+        async with self.db.sessions() as session:
+            stmt = sa.select(DeliveryRow).order_by(DeliveryRow.seq)
+            return list((await session.scalars(stmt)).all())
+
+    async def attempts(self) -> list[AttemptRow]:
+        async with self.db.sessions() as session:
+            stmt = sa.select(AttemptRow).order_by(AttemptRow.started_at, AttemptRow.number)
+            return list((await session.scalars(stmt)).all())
+
+    async def events(self) -> list[EventRow]:
+        async with self.db.sessions() as session:
+            return list((await session.scalars(sa.select(EventRow))).all())
+
+
+async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
+    """Wait until `condition()` holds (checked every 10 ms), failing after `within` seconds."""
+    async with asyncio.timeout(within):
+        while not condition():  # noqa: ASYNC110 - the condition is another task's state
+            await asyncio.sleep(0.01)
+
+
+def make_harness(
+    engine: AsyncEngine,
+    routes: Sequence[Route] = (Route("hook", "scripted", ("training.*",), max_attempts=3),),
+    config: WorkerConfig | None = None,
+) -> Harness:
+    db = single_engine_database(engine)
+    clock = FakeClock(T0)
+    metrics = Metrics()
+    notifier = Notifier()
+    writer = IngestWriter(db, routes, on_commit=notifier.notify)
+    ingest = Ingest(
+        writer, keys=signing_keys([SECRET]), allow_unsigned=False, metrics=metrics, clock=clock
+    )
+    handlers = {route.name: Scripted() for route in routes}
+    worker = Worker(
+        db,
+        routes={route.name: route for route in routes},
+        handlers=dict[str, Handler](handlers),
+        ingest=ingest,
+        metrics=metrics,
+        clock=clock,
+        notifier=notifier,
+        config=config,
+        rng=random.Random(7),
+    )
+    return Harness(db, clock, ingest, worker, handlers)
+
+
+class TestOutcomes:
+    async def test_success_is_recorded_with_its_attempt(self, engine: AsyncEngine) -> None:
+        """An Ok answer: the delivery succeeds and one attempt row says so."""
+        h = make_harness(engine)
+        event_id = await h.post()
+        assert await h.worker.run_until_idle() == 1
+        [row] = await h.rows()
+        assert (row.status, row.attempts, row.event_id, row.job_id) == (
+            "succeeded",
+            1,
+            event_id,
+            "job-1",
+        )
+        [attempt] = await h.attempts()
+        assert (attempt.number, attempt.outcome, attempt.detail) == (1, "ok", "fine")
+        [seen] = h.handlers["hook"].seen
+        assert (seen.id, seen.attempt, seen.event.type) == (row.id, 1, "training.started")
+
+    async def test_retry_then_success(self, engine: AsyncEngine) -> None:
+        """A transient failure is retried when due (not before) and then succeeds."""
+        h = make_harness(engine)
+        h.handlers["hook"].script = [Retry("HTTP 503", after=30)]
+        await h.post()
+        await h.worker.run_until_idle()
+        [row] = await h.rows()
+        assert (row.status, row.attempts, row.last_error) == ("retrying", 1, "HTTP 503")
+        assert row.next_attempt_at == T0 + timedelta(seconds=30)
+        assert await h.worker.run_until_idle() == 0  # not due yet
+        h.clock.advance(timedelta(seconds=30))
+        assert await h.worker.run_until_idle() == 1
+        [row] = await h.rows()
+        assert (row.status, row.attempts, row.last_error) == ("succeeded", 2, None)
+        assert [a.outcome for a in await h.attempts()] == ["retry", "ok"]
+        ids = {d.id for d in h.handlers["hook"].seen}
+        assert len(ids) == 1  # the same idempotency key on every attempt
+
+    async def test_dead_after_max_attempts_is_announced(self, engine: AsyncEngine) -> None:
+        """Retries that run out leave the delivery dead and store a `delivery.dead` event."""
+        h = make_harness(engine)
+        h.handlers["hook"].script = [Retry("HTTP 500")] * 3
+        await h.post()
+        for _ in range(3):
+            await h.worker.run_until_idle()
+            h.clock.advance(timedelta(hours=12))
+        [row] = await h.rows()
+        assert (row.status, row.attempts, row.last_error) == ("dead", 3, "HTTP 500")
+        dead = [e for e in await h.events() if e.type == "delivery.dead"]
+        assert [(e.source, e.job_id) for e in dead] == [("internal", "job-1")]
+
+    async def test_permanent_failure_is_dead_at_once(self, engine: AsyncEngine) -> None:
+        """A Fail answer is not retried."""
+        h = make_harness(engine)
+        h.handlers["hook"].script = [Fail("HTTP 400: bad")]
+        await h.post()
+        await h.worker.run_until_idle()
+        [row] = await h.rows()
+        assert (row.status, row.attempts) == ("dead", 1)
+
+    async def test_no_dead_event_about_a_dead_event(self, engine: AsyncEngine) -> None:
+        """A route that also takes `delivery.dead` and fails it does not loop."""
+        route = Route("all", "scripted", ("*",), max_attempts=1)
+        h = make_harness(engine, [route])
+        h.handlers["all"].script = [Fail("no"), Fail("no again")]
+        await h.post()
+        await h.worker.run_until_idle()
+        await h.worker.run_until_idle()
+        types = sorted(e.type for e in await h.events())
+        assert types == ["delivery.dead", "training.started"]
+        assert [r.status for r in await h.rows()] == ["dead", "dead"]
+
+    async def test_crashing_handler_is_retried_not_fatal(self, engine: AsyncEngine) -> None:
+        """An exception escaping a handler counts as a transient failure."""
+        h = make_harness(engine)
+
+        async def boom(delivery: Delivery) -> Outcome:
+            raise RuntimeError("bug")
+
+        h.handlers["hook"].handle = boom  # type: ignore[method-assign]
+        await h.post()
+        await h.worker.run_until_idle()
+        [row] = await h.rows()
+        assert (row.status, row.last_error) == ("retrying", "handler error: RuntimeError")
+
+
+class TestOrder:
+    async def test_later_event_waits_for_earlier_of_same_job(self, engine: AsyncEngine) -> None:
+        """`completed` is not delivered while `started` of the same job is still retrying;
+        another job's delivery is not held up."""
+        h = make_harness(engine)
+        h.handlers["hook"].script = [Retry("HTTP 503", after=60)]
+        await h.post("training.started", "job-a")
+        await h.post("training.completed", "job-a")
+        await h.post("training.started", "job-b")
+        await h.worker.run_until_idle()
+        order = [(d.event.job_id, d.event.type) for d in h.handlers["hook"].seen]
+        assert order == [("job-a", "training.started"), ("job-b", "training.started")]
+        h.clock.advance(timedelta(seconds=60))
+        await h.worker.run_until_idle()
+        order = [(d.event.job_id, d.event.type) for d in h.handlers["hook"].seen]
+        assert order[2:] == [("job-a", "training.started"), ("job-a", "training.completed")]
+
+    async def test_dead_predecessor_releases_its_successors(self, engine: AsyncEngine) -> None:
+        """Once the earlier delivery is dead, the later one of the job goes out."""
+        h = make_harness(engine)
+        h.handlers["hook"].script = [Fail("HTTP 400")]
+        await h.post("training.started", "job-a")
+        await h.post("training.failed", "job-a")
+        await h.worker.run_until_idle()
+        assert [r.status for r in await h.rows()] == ["dead", "succeeded"]
+
+
+class TestLeases:
+    async def test_expired_lease_is_claimed_again(self, engine: AsyncEngine) -> None:
+        """A worker that vanished mid-attempt: after the lease, another attempt is made."""
+        h = make_harness(engine)
+        await h.post()
+        now = h.clock.now()
+        [first] = await h.db.write(
+            lambda s: deliveries.claim(s, now=now, lease=timedelta(seconds=60), limit=10)
+        )
+        assert (
+            await h.db.write(
+                lambda s: deliveries.claim(s, now=now, lease=timedelta(seconds=60), limit=10)
+            )
+            == []
+        )
+        h.clock.advance(timedelta(seconds=61))
+        assert await h.worker.run_until_idle() == 1
+        [row] = await h.rows()
+        assert (row.status, row.attempts) == ("succeeded", 2)
+        assert first.attempt == 1
+
+    async def test_stale_worker_cannot_overwrite_a_newer_attempt(self, engine: AsyncEngine) -> None:
+        """The result of an attempt whose lease was taken over is not recorded."""
+        h = make_harness(engine)
+        await h.post()
+        lease = timedelta(seconds=60)
+        now = h.clock.now()
+        [stale] = await h.db.write(lambda s: deliveries.claim(s, now=now, lease=lease, limit=1))
+        later = now + timedelta(seconds=61)
+        [fresh] = await h.db.write(lambda s: deliveries.claim(s, now=later, lease=lease, limit=1))
+        assert (stale.attempt, fresh.attempt) == (1, 2)
+        result = deliveries.Finish("dead", None, "fail", "stale says dead", later, 1.0)
+        assert not await h.db.write(lambda s: deliveries.finish(s, stale, result, now=later))
+        [row] = await h.rows()
+        assert (row.status, row.attempts) == ("in_flight", 2)
+        assert await h.attempts() == []
+
+    async def test_stop_releases_unfinished_attempts(self, engine: AsyncEngine) -> None:
+        """On stop, an attempt still running after the grace period is given back, due now."""
+        h = make_harness(engine, config=WorkerConfig(grace_seconds=0.05, poll_seconds=0.01))
+        h.handlers["hook"].gate = asyncio.Event()  # never opens
+        await h.post()
+        stop = asyncio.Event()
+        running = asyncio.create_task(h.worker.run(stop))
+        await until(lambda: bool(h.handlers["hook"].seen))
+        stop.set()
+        await running
+        [row] = await h.rows()
+        assert (row.status, row.attempts, row.lease_expires_at) == ("pending", 0, None)
+
+
+async def test_concurrent_claims_never_share_a_delivery(engine: AsyncEngine) -> None:
+    """Claims racing on separate connections each get different deliveries."""
+    h = make_harness(engine)
+    for index in range(20):
+        await h.post("training.started", f"job-{index}")
+    now = h.clock.now()
+    batches = await asyncio.gather(
+        *(
+            h.db.write(lambda s: deliveries.claim(s, now=now, lease=timedelta(seconds=60), limit=5))
+            for _ in range(6)
+        )
+    )
+    ids = [item.id for batch in batches for item in batch]
+    assert len(ids) == len(set(ids)) == 20
+
+
+async def test_wakes_at_once_on_new_work(engine: AsyncEngine) -> None:
+    """A running worker with a long poll interval still delivers promptly when ingest stores."""
+    h = make_harness(engine, config=WorkerConfig(poll_seconds=30))
+    stop = asyncio.Event()
+    running = asyncio.create_task(h.worker.run(stop))
+    await asyncio.sleep(0.05)  # let it go idle
+    await h.post()
+    await until(lambda: bool(h.handlers["hook"].seen))
+    stop.set()
+    await running
+    assert [r.status for r in await h.rows()] == ["succeeded"]
+
+
+@pytest.mark.parametrize("rate", [5.0])
+async def test_rate_limit_spaces_calls(engine: AsyncEngine, rate: float) -> None:
+    """A route with `rate_limit` starts its calls at most that many per second."""
+    route = Route("slow", "scripted", ("*",), rate_limit=rate)
+    h = make_harness(engine, [route])
+    for index in range(4):
+        await h.post("training.started", f"job-{index}")
+    loop = asyncio.get_running_loop()
+    started: list[float] = []
+    original = h.handlers["slow"].handle
+
+    async def timed(delivery: Delivery) -> Outcome:
+        started.append(loop.time())
+        return await original(delivery)
+
+    h.handlers["slow"].handle = timed  # type: ignore[method-assign]
+    await h.worker.run_until_idle()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(started)]
+    assert len(started) == 4
+    assert min(gaps) >= 1 / rate * 0.9

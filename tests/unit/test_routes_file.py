@@ -1,0 +1,87 @@
+"""The routes file: what parses, what `${VAR}` becomes, and the one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.dispatch.routes_file import RoutesError, parse_routes
+from service.dispatch.routing import DEFAULT_MAX_ATTEMPTS, Route
+
+ENV = {"SLACK_URL": "https://hooks.example/T1", "TOKEN": "s3cret"}
+
+FULL = """
+[[routes]]
+name = "slack-lifecycle"
+events = ["training.*", "model.deployed"]
+handler = "slack"
+options = { webhook_url = "${SLACK_URL}" }
+rate_limit = 1
+
+[[routes]]
+name = "forward"
+events = ["*"]
+handler = "http"
+max_attempts = 3
+enabled = false
+options = { url = "https://ops.example/in", headers = ["x-${TOKEN}"] }
+"""
+
+
+def test_full_file() -> None:
+    """Every key is read; `${VAR}` expands inside strings, lists and tables."""
+    slack, forward = parse_routes(FULL, ENV)
+    assert slack == Route(
+        name="slack-lifecycle",
+        handler="slack",
+        events=("training.*", "model.deployed"),
+        options=slack.options,
+        max_attempts=DEFAULT_MAX_ATTEMPTS,
+        rate_limit=1.0,
+        enabled=True,
+    )
+    assert dict(slack.options) == {"webhook_url": "https://hooks.example/T1"}
+    assert (forward.max_attempts, forward.enabled) == (3, False)
+    assert dict(forward.options) == {"url": "https://ops.example/in", "headers": ["x-s3cret"]}
+
+
+def test_empty_file_has_no_routes() -> None:
+    """A file without [[routes]] configures none (the caller decides the default)."""
+    assert parse_routes("", ENV) == ()
+
+
+def _one(**fields: str) -> str:
+    base = {"name": '"r1"', "events": '["*"]', "handler": '"log"'}
+    lines = [f"{key} = {value}" for key, value in (base | fields).items() if value != "-"]
+    return "[[routes]]\n" + "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("[[routes]\n", "not valid TOML", id="toml"),
+        pytest.param("routes = 3\n", "array of tables", id="not-tables"),
+        pytest.param(_one(name="-"), "route #1: name", id="no-name"),
+        pytest.param(_one(name='"has space"'), "name must be", id="bad-name"),
+        pytest.param(_one(events='"*"'), "route 'r1': events must be", id="events-not-list"),
+        pytest.param(_one(events="[]"), "route 'r1': events must be", id="events-empty"),
+        pytest.param(_one(events='["a b"]'), "'a b' is not an event name", id="bad-pattern"),
+        pytest.param(_one(events='["x.[ab"]'), "unclosed", id="unclosed-bracket"),
+        pytest.param(_one(handler="-"), "route 'r1': handler", id="no-handler"),
+        pytest.param(_one(options='"x"'), "options must be a table", id="options-not-table"),
+        pytest.param(_one(max_attempts="0"), "max_attempts", id="zero-attempts"),
+        pytest.param(_one(max_attempts="true"), "max_attempts", id="bool-attempts"),
+        pytest.param(_one(rate_limit="-1"), "rate_limit", id="negative-rate"),
+        pytest.param(_one(enabled='"yes"'), "enabled must be", id="enabled-text"),
+        pytest.param(_one(retries="3"), "unknown key(s) retries", id="unknown-key"),
+        pytest.param(
+            _one(options='{ url = "${MISSING}" }'), "${MISSING} is not set", id="missing-var"
+        ),
+        pytest.param(_one() + _one(), "route 'r1': the name is used twice", id="duplicate"),
+    ],
+)
+def test_errors_name_the_route_and_the_problem(text: str, message: str) -> None:
+    """Each mistake is one line that says which route and what is wrong."""
+    with pytest.raises(RoutesError) as caught:
+        parse_routes(text, ENV)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
