@@ -1,0 +1,230 @@
+"""The `http` handler: POSTs the normalized event to the operator's own URL, signed the Standard
+Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,...`).
+
+The URL comes from configuration, but its DNS does not, so every attempt resolves the host and,
+unless the route says `allow_private = true`, refuses when any address is not public
+(`addresses.py`). The request then goes to the checked address itself: the URL carries the IP,
+the `Host` header the original authority, and TLS sends SNI and verifies the certificate for the
+original hostname (httpcore's `sni_hostname` request extension), so a DNS answer that changes
+between the check and the connection (rebinding) is never used. Redirects are not followed: the
+new host would escape the check. This module must never put the secret in an error or a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, ClassVar
+
+import httpx
+import orjson
+
+from service.handlers import signing
+from service.handlers.addresses import IPAddress, first_refused, resolve
+from service.handlers.base import (
+    MAX_ERROR_TEXT,
+    Delivery,
+    Fail,
+    HandlerDeps,
+    OptionsError,
+    Outcome,
+    Retry,
+    event_document,
+    outcome_for_status,
+)
+
+DEFAULT_TIMEOUT = 10.0
+MAX_TIMEOUT = 120.0
+KNOWN_OPTIONS = ("allow_private", "secret", "timeout", "url")
+PREVIEW_BYTES = 2048  # of an error answer; a hostile endpoint may send gigabytes
+
+
+def _user_agent() -> str:
+    try:
+        return f"llmtune-receiver/{version('llmtune-receiver')}"
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "llmtune-receiver"
+
+
+USER_AGENT = _user_agent()
+
+
+@dataclass(frozen=True, slots=True)
+class HttpForwardHandler:
+    """Forwards each delivery's event document to one URL."""
+
+    name: ClassVar[str] = "http"
+
+    url: httpx.URL
+    secret: str = field(repr=False)
+    deps: HandlerDeps = field(repr=False)
+    allow_private: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], deps: HandlerDeps) -> HttpForwardHandler:
+        """Validate the route's options (`OptionsError` names the option) and build the handler."""
+        unknown = sorted(set(options) - set(KNOWN_OPTIONS))
+        if unknown:
+            raise OptionsError(f"{unknown[0]}: unknown option (known: {', '.join(KNOWN_OPTIONS)})")
+        allow_private = options.get("allow_private", False)
+        if not isinstance(allow_private, bool):
+            raise OptionsError("allow_private: must be true or false")
+        return cls(
+            url=_parse_url(options.get("url"), allow_private=allow_private),
+            secret=_check_secret(options.get("secret")),
+            deps=deps,
+            allow_private=allow_private,
+            timeout=_check_timeout(options.get("timeout", DEFAULT_TIMEOUT)),
+        )
+
+    async def handle(self, delivery: Delivery) -> Outcome:
+        """Resolve, check, sign and POST; transport trouble is `Retry`, never an exception."""
+        body = orjson.dumps(event_document(delivery))
+        try:
+            async with asyncio.timeout(self.timeout):
+                addresses = await resolve(self._host, self.url.port or _default_port(self.url))
+                refused = None if self.allow_private else first_refused(addresses)
+                if refused is not None:
+                    return Fail(f"refused: {self.url.host} resolves to a private address")
+                if not addresses:
+                    return Retry(f"{self.url.host} resolves to no address")
+                return await self._post(addresses, delivery.id, body)
+        except TimeoutError:  # before OSError: TimeoutError is one
+            return Retry(f"TimeoutError: no answer within {self.timeout:g} s")
+        except (OSError, httpx.TransportError) as exc:  # OSError: name resolution
+            return Retry(_error_text(exc))
+
+    @property
+    def _host(self) -> str:
+        """The hostname as sent on the wire (IDNA), for DNS, SNI and certificate checks."""
+        return self.url.raw_host.decode("ascii")
+
+    def _headers(self, msg_id: str, body: bytes) -> dict[str, str]:
+        timestamp = math.floor(self.deps.clock.now().timestamp())
+        headers = {
+            "host": self.url.netloc.decode("ascii"),
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": signing.sign(self.secret, msg_id, timestamp, body),
+        }
+        if self.url.scheme == "https":
+            # The pool keys connections by (scheme, IP, port) only, so a kept-alive connection
+            # verified for another hostname on the same IP could be reused and this hostname's
+            # certificate never checked. One connection per delivery avoids that.
+            headers["connection"] = "close"
+        return headers
+
+    async def _post(self, addresses: list[IPAddress], msg_id: str, body: bytes) -> Outcome:
+        """POST to each checked address in turn until one accepts the connection."""
+        headers = self._headers(msg_id, body)
+        failure: httpx.TransportError | None = None
+        for address in addresses:
+            request = self.deps.http.build_request(
+                "POST",
+                self.url.copy_with(host=str(address), fragment=None),
+                content=body,
+                headers=headers,
+                timeout=self.timeout,
+                extensions={"sni_hostname": self._host},
+            )
+            try:
+                response = await self.deps.http.send(request, stream=True, follow_redirects=False)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                failure = exc  # nothing was sent: the next address may answer
+                continue
+            try:
+                return await self._read(response)
+            finally:
+                await response.aclose()
+        return Retry(_error_text(failure) if failure else "no address to connect to")
+
+    async def _read(self, response: httpx.Response) -> Outcome:
+        status = response.status_code
+        if 300 <= status < 400:
+            target = _redirect_host(self.url, response.headers.get("location"))
+            return Fail(f"HTTP {status}: redirect to {target} not followed (update the url)")
+        text = "" if response.is_success else await _preview(response)
+        return outcome_for_status(
+            status,
+            body=text,
+            retry_after=response.headers.get("retry-after"),
+            now=self.deps.clock.now(),
+        )
+
+
+def _parse_url(value: object, *, allow_private: bool) -> httpx.URL:
+    if value is None:
+        raise OptionsError("url: required")
+    if not isinstance(value, str):
+        raise OptionsError("url: must be a string")
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise OptionsError(f"url: not a valid URL ({exc})") from None
+    if url.scheme == "http" and not allow_private:
+        raise OptionsError("url: must be https:// (http:// only with allow_private = true)")
+    if url.scheme not in ("http", "https"):
+        raise OptionsError("url: must be an https:// URL")
+    if not url.raw_host:
+        raise OptionsError("url: has no host")
+    try:  # what the resolver will do with it: labels of 1 to 63 characters
+        url.raw_host.decode("ascii").encode("idna")
+    except UnicodeError:
+        raise OptionsError("url: the host is not a valid DNS name") from None
+    return url
+
+
+def _check_secret(value: object) -> str:
+    if value is None:
+        raise OptionsError("secret: required")
+    if not isinstance(value, str):
+        raise OptionsError("secret: must be a string")
+    try:
+        signing.decode_secret(value)
+    except ValueError as exc:
+        raise OptionsError(f"secret: {exc}") from None
+    return value
+
+
+def _check_timeout(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise OptionsError("timeout: must be a number of seconds")
+    if not 0 < value <= MAX_TIMEOUT:
+        raise OptionsError(f"timeout: must be more than 0 and at most {MAX_TIMEOUT:g} seconds")
+    return float(value)
+
+
+def _default_port(url: httpx.URL) -> int:
+    return 443 if url.scheme == "https" else 80
+
+
+def _redirect_host(base: httpx.URL, location: str | None) -> str:
+    """Only the host of a redirect target: its path or query may carry tokens."""
+    if not location:
+        return "nowhere (no Location)"
+    try:
+        return base.join(location).host or "an unusable Location"
+    except httpx.InvalidURL:
+        return "an unusable Location"
+
+
+async def _preview(response: httpx.Response) -> str:
+    """The start of an answer's body, read no further than needed."""
+    data = bytearray()
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) >= PREVIEW_BYTES:
+            break
+    return bytes(data[:PREVIEW_BYTES]).decode("utf-8", errors="replace").strip()
+
+
+def _error_text(exc: BaseException) -> str:
+    message = str(exc)
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return text[:MAX_ERROR_TEXT]
