@@ -7,79 +7,40 @@ Migrations are not run here (the CLI runs them before the server starts).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from service.clock import Clock, SystemClock
+from service.bootstrap import Overrides, built_services
 from service.config import Settings, load_settings
-from service.dispatch.routing import DEFAULT_ROUTES
 from service.http import probes, webhooks
 from service.http.admin.routes import ROUTES as ADMIN_ROUTES
 from service.http.errors import EXCEPTION_HANDLERS
 from service.http.requestlog import RequestLogMiddleware
-from service.ingest import Ingest
 from service.logs import configure_logging
-from service.metrics import Metrics
 from service.services import Services
-from service.store.db import Database, open_database
-from service.store.migrate import heads
-from service.store.writer import IngestWriter
-from service.webhooks.verify import signing_keys
+from service.store.listen import listening
 
-log = structlog.get_logger(__name__)
+__all__ = ["Overrides", "create_app"]
 
 
-@dataclass(frozen=True, slots=True)
-class Overrides:
-    """Parts a test (or an embedding program) supplies instead of the defaults."""
-
-    engine: AsyncEngine | None = None
-    clock: Clock | None = None
-    writer: IngestWriter | None = None
-
-
-def _warn_about_secrets(settings: Settings) -> None:
-    if settings.webhook_allow_unsigned:
-        log.warning(
-            "unsigned_webhooks_allowed",
-            message="WEBHOOK_ALLOW_UNSIGNED is on: unsigned deliveries are stored (dev only)",
-        )
-    elif not settings.webhook_secrets:
-        log.warning(
-            "no_webhook_secret",
-            message="WEBHOOK_SECRETS is empty: every webhook will be refused with 401",
-        )
-
-
-def build_services(settings: Settings, overrides: Overrides, db: Database) -> Services:
-    """Everything routes need, built from settings plus any overrides."""
-    _warn_about_secrets(settings)
-    metrics = Metrics()
-    clock = overrides.clock or SystemClock()
-    writer = overrides.writer or IngestWriter(db, DEFAULT_ROUTES)
-    ingest = Ingest(
-        writer,
-        keys=signing_keys([secret.get_secret_value() for secret in settings.webhook_secrets]),
-        allow_unsigned=settings.webhook_allow_unsigned,
-        metrics=metrics,
-        clock=clock,
-    )
-    return Services(
-        settings=settings,
-        db=db,
-        ingest=ingest,
-        admin_tokens=tuple(t.get_secret_value().encode() for t in settings.admin_tokens),
-        metrics=metrics,
-        clock=clock,
-        schema_heads=heads(),
-    )
+@asynccontextmanager
+async def _worker_running(svc: Services) -> AsyncIterator[None]:
+    """The dispatch worker beside the web server, stopped (drained) with it."""
+    stop = asyncio.Event()
+    async with listening(svc.db.engine, svc.notifier.notify):
+        task = asyncio.create_task(svc.worker.run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 class ReceiverApp(Starlette):
@@ -102,14 +63,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        db = open_database(settings.database_url, engine=chosen.engine)
-        try:
-            yield {"services": build_services(settings, chosen, db)}
-        finally:
-            if db.read_engine is not db.engine:
-                await db.read_engine.dispose()
-            if chosen.engine is None:
-                await db.engine.dispose()
+        async with built_services(settings, chosen) as svc:
+            if settings.run_worker:
+                async with _worker_running(svc):
+                    yield {"services": svc}
+            else:
+                yield {"services": svc}
 
     app = ReceiverApp(
         routes=[*webhooks.ROUTES, *ADMIN_ROUTES, *probes.ROUTES],

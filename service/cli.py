@@ -1,4 +1,4 @@
-"""`llmtune-receiver serve | migrate | send-test-event`: run, migrate and try the receiver.
+"""`llmtune-receiver serve | worker | migrate | send-test-event`: run, migrate and try it.
 
 Configuration errors end the command with one line naming the variable and exit code 2.
 """
@@ -6,7 +6,9 @@ Configuration errors end the command with one line naming the variable and exit 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import signal
 import sys
 import uuid
 from collections.abc import Sequence
@@ -18,10 +20,17 @@ import structlog
 import uvicorn
 
 from service import firstrun
+from service.bootstrap import Overrides, built_services, configured_routes
+from service.clock import SystemClock
 from service.config import ConfigError, Settings, load_settings
+from service.dispatch.routes_file import RoutesError
+from service.dispatch.routing import Route
+from service.handlers.base import HandlerDeps
+from service.handlers.registry import RouteError, available, build_handlers
 from service.logs import configure_logging
 from service.store import migrate
 from service.store.db import STORAGE_ERRORS, describe_storage_error
+from service.store.listen import listening
 from service.webhooks.samples import FORMATS, LIFECYCLE, Delivery, sample_delivery
 
 log = structlog.get_logger("service.cli")
@@ -79,10 +88,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if not _routes_usable(settings):
+        return 2
     init_env = firstrun.stdin_is_terminal() if args.init_env is None else args.init_env
     settings = _first_run(settings, init_env)
     if not args.no_migrate and not _migrate(settings):
         return 1
+    if args.no_worker:
+        # Read by create_app in each server process (uvicorn builds the app there).
+        os.environ["RUN_WORKER"] = "false"
     uvicorn.run(
         "service.app:create_app",
         factory=True,
@@ -99,6 +113,49 @@ def cmd_serve(args: argparse.Namespace) -> int:
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     return 0
+
+
+def _routes_usable(settings: Settings) -> bool:
+    """Check the routes file and every route's handler options before anything starts."""
+    try:
+        routes = configured_routes(settings, Overrides())
+        asyncio.run(_build_handlers_once(settings, routes))
+    except (RoutesError, RouteError) as exc:
+        print(f"llmtune-receiver: routes: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+async def _build_handlers_once(settings: Settings, routes: tuple[Route, ...]) -> None:
+    async with httpx.AsyncClient() as http:
+        deps = HandlerDeps(http=http, clock=SystemClock(), public_url=settings.public_url)
+        build_handlers(routes, deps, available())
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run the dispatch worker alone (scale it apart from the web servers)."""
+    settings = _settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    if not _routes_usable(settings):
+        return 2
+    asyncio.run(_work(settings, once=args.once))
+    return 0
+
+
+async def _work(settings: Settings, *, once: bool) -> None:
+    async with built_services(settings, Overrides()) as svc:
+        if once:
+            made = await svc.worker.run_until_idle()
+            log.info("worker_idle", attempts=made)
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        async with listening(svc.db.engine, svc.notifier.notify) as listens:
+            log.info("worker_started", listening=listens, routes=[r.name for r in svc.routes])
+            await svc.worker.run(stop)
+        log.info("worker_stopped")
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -171,7 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a .env with a generated secret and admin token when none is configured "
         "(default: only when started from a terminal)",
     )
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not run the dispatch worker in this process (default: run it)",
+    )
     serve.set_defaults(func=cmd_serve)
+
+    work = sub.add_parser("worker", help="run the dispatch worker without a web server")
+    work.add_argument(
+        "--once",
+        action="store_true",
+        help="deliver what is due, then exit (default: run until SIGTERM)",
+    )
+    work.set_defaults(func=cmd_worker)
 
     mig = sub.add_parser("migrate", help="apply pending database migrations")
     mig.set_defaults(func=cmd_migrate)

@@ -7,6 +7,7 @@ traceback or later at request time. Nothing here reads the environment at import
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -47,6 +48,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     public_url: str = "http://localhost:8000"
+    routes_file: Path | None = None
+    run_worker: bool = True
     forwarded_allow_ips: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 from service.clock import Clock
 from service.config import Settings
+from service.dispatch.notify import Notifier
+from service.dispatch.routing import Route
+from service.dispatch.worker import Worker
 from service.ingest import Ingest
 from service.metrics import Metrics
 from service.store.db import Database
@@ -13,11 +16,14 @@ from service.store.db import Database
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """The app's dependencies, built once per app in its lifespan."""
+    """The app's dependencies, built once per app (see `bootstrap.py`)."""
 
     settings: Settings
     db: Database
     ingest: Ingest
+    worker: Worker
+    notifier: Notifier
+    routes: tuple[Route, ...]
     admin_tokens: tuple[bytes, ...]
     metrics: Metrics
     clock: Clock

@@ -1,4 +1,4 @@
-"""The routes file (`ROUTES_FILE`, TOML): `[[routes]]` tables turned into `Route`s. Pure.
+"""The routes file (`ROUTES_FILE`, TOML): `[[routes]]` tables turned into `Route`s.
 
 `${VAR}` in any string expands from the environment given; a missing variable is an error,
 never an empty string (an empty webhook URL would fail much later and less clearly). Every
@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from service.dispatch.routing import DEFAULT_MAX_ATTEMPTS, Route
+from service.dispatch.routing import DEFAULT_MAX_ATTEMPTS, DEFAULT_ROUTES, Route
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # Event names are dotted words; patterns add fnmatch's `*`, `?` and `[...]`.
@@ -115,3 +116,22 @@ def _expand(label: str, value: Any, env: Mapping[str, str]) -> Any:
     if isinstance(value, list):
         return [_expand(label, item, env) for item in value]
     return value
+
+
+DEFAULT_FILE = Path("routes.toml")
+
+
+def load_routes(path: Path | None, env: Mapping[str, str]) -> tuple[Route, ...]:
+    """The routes from `path` (or `./routes.toml` when it exists), else the default `log` route.
+
+    A file that names no routes at all also gets the default: an operator who empties the file
+    still sees events in the log rather than silently nothing.
+    """
+    chosen = path if path is not None else (DEFAULT_FILE if DEFAULT_FILE.is_file() else None)
+    if chosen is None:
+        return DEFAULT_ROUTES
+    try:
+        text = chosen.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RoutesError(f"cannot read {chosen}: {exc}") from None
+    return parse_routes(text, env) or DEFAULT_ROUTES

@@ -15,12 +15,16 @@ import structlog
 
 from service.dispatch.routing import Route
 from service.handlers.base import Handler, HandlerDeps, HandlerType, OptionsError
+from service.handlers.http import HttpForwardHandler
 from service.handlers.log import LogHandler
+from service.handlers.slack import SlackHandler
 
 log = structlog.get_logger(__name__)
 
 ENTRY_POINT_GROUP = "llmtune_receiver.handlers"
-BUILTIN: Mapping[str, HandlerType] = {LogHandler.name: LogHandler}
+BUILTIN: Mapping[str, HandlerType] = {
+    kind.name: kind for kind in (LogHandler, SlackHandler, HttpForwardHandler)
+}
 
 
 class RouteError(ValueError):

@@ -5,6 +5,7 @@
     ├── ClientDisconnected     400 CLIENT_DISCONNECTED the sender gave up mid-body
     ├── Unauthorized           401 UNAUTHORIZED        admin API without a valid Bearer token
     ├── NotFound               404 NOT_FOUND
+    ├── Conflict               409 CONFLICT            the resource is not in a state for that
     ├── BodyTimeout            408 REQUEST_TIMEOUT     the body did not arrive within the deadline
     └── PayloadTooLarge        413 PAYLOAD_TOO_LARGE
 
@@ -69,6 +70,10 @@ class Unauthorized(ApiError):
 
 class NotFound(ApiError):
     status, code = 404, "NOT_FOUND"
+
+
+class Conflict(ApiError):
+    status, code = 409, "CONFLICT"
 
 
 class BodyTimeout(ApiError):

@@ -10,7 +10,7 @@ overwrite a newer attempt's result. Functions take the caller's session and neve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,9 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.dispatch.routing import Route
+from service.dispatch.routing import DEFAULT_MAX_ATTEMPTS, Route
 from service.ids import new_id
-from service.store.tables import ATTEMPTS, DELIVERIES, EVENTS, DeliveryRow
+from service.store.paging import Page, fetch_page
+from service.store.tables import ATTEMPTS, DELIVERIES, EVENTS, AttemptRow, DeliveryRow
 
 UNFINISHED = ("pending", "in_flight", "retrying")
 NOTIFY_CHANNEL = "llmtune_deliveries"
@@ -242,3 +243,134 @@ async def deliveries_of(session: AsyncSession, event_ids: Sequence[str]) -> list
         .order_by(DeliveryRow.created_at, DeliveryRow.id)
     )
     return list((await session.scalars(stmt)).all())
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    """Admin list and bulk-retry filters; None means "any"."""
+
+    status: str | None = None
+    route: str | None = None
+    event_id: str | None = None
+    job_id: str | None = None
+
+
+def _matching(where: DeliveryFilter) -> list[sa.ColumnElement[bool]]:
+    conditions = []
+    for column, value in (
+        (DELIVERIES.c.status, where.status),
+        (DELIVERIES.c.route, where.route),
+        (DELIVERIES.c.event_id, where.event_id),
+        (DELIVERIES.c.job_id, where.job_id),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    return conditions
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    *,
+    where: DeliveryFilter,
+    limit: int,
+    cursor: tuple[datetime, str] | None,
+) -> Page[DeliveryRow]:
+    """Newest first by (created_at, id)."""
+    stmt = sa.select(DeliveryRow).where(*_matching(where))
+    return await fetch_page(
+        session,
+        stmt,
+        time_col=DeliveryRow.created_at,
+        id_col=DeliveryRow.id,
+        limit=limit,
+        cursor=cursor,
+    )
+
+
+async def get_delivery(session: AsyncSession, delivery_id: str) -> DeliveryRow | None:
+    """One delivery by id, or None."""
+    return await session.get(DeliveryRow, delivery_id)
+
+
+async def attempts_of(session: AsyncSession, delivery_id: str) -> list[AttemptRow]:
+    """A delivery's attempts, first to last."""
+    stmt = (
+        sa.select(AttemptRow)
+        .where(AttemptRow.delivery_id == delivery_id)
+        .order_by(AttemptRow.number)
+    )
+    return list((await session.scalars(stmt)).all())
+
+
+RETRYABLE = ("dead", "retrying")
+
+
+def _fresh_budget(budgets: Mapping[str, int]) -> sa.ColumnElement[int]:
+    # Another full set of attempts, as many as the route (as configured now) allows.
+    budget = sa.case(budgets, value=DELIVERIES.c.route, else_=DEFAULT_MAX_ATTEMPTS)
+    return DELIVERIES.c.attempts + budget
+
+
+async def retry(
+    session: AsyncSession,
+    *,
+    where: DeliveryFilter,
+    ids: Sequence[str] | None,
+    budgets: Mapping[str, int],
+    now: datetime,
+) -> int:
+    """Make dead (or waiting) deliveries due now with a fresh attempt budget; how many."""
+    conditions = [*_matching(where), DELIVERIES.c.status.in_(RETRYABLE)]
+    if ids is not None:
+        conditions.append(DELIVERIES.c.id.in_(ids))
+    result = await session.execute(
+        sa.update(DELIVERIES)
+        .where(*conditions)
+        .values(
+            status="pending",
+            next_attempt_at=now,
+            max_attempts=_fresh_budget(budgets),
+            updated_at=now,
+        )
+        .returning(DELIVERIES.c.id)
+    )
+    return len(result.all())
+
+
+async def replay(
+    session: AsyncSession,
+    *,
+    event_id: str,
+    job_id: str | None,
+    routes: Sequence[Route],
+    now: datetime,
+) -> int:
+    """Deliver an event again to `routes`: a finished delivery is made due again (same id, so
+    destinations can tell it is the same message), a missing one is created. In-flight ones are
+    left alone. How many deliveries were queued."""
+    existing = {
+        row.route: row
+        for row in (
+            await session.scalars(sa.select(DeliveryRow).where(DeliveryRow.event_id == event_id))
+        ).all()
+    }
+    budgets = {route.name: route.max_attempts for route in routes}
+    queued = 0
+    for route in routes:
+        row = existing.get(route.name)
+        if row is None:
+            await enqueue(session, event_id=event_id, job_id=job_id, routes=[route], at=now)
+            queued += 1
+        elif row.status != "in_flight":
+            await session.execute(
+                sa.update(DELIVERIES)
+                .where(DELIVERIES.c.id == row.id, DELIVERIES.c.status != "in_flight")
+                .values(
+                    status="pending",
+                    next_attempt_at=now,
+                    max_attempts=_fresh_budget(budgets),
+                    updated_at=now,
+                )
+            )
+            queued += 1
+    return queued

@@ -39,6 +39,9 @@ SETTINGS_VARIABLES = frozenset(
         "LOG_FORMAT",
         "BODY_TIMEOUT_SECONDS",
         "FORWARDED_ALLOW_IPS",
+        "PUBLIC_URL",
+        "ROUTES_FILE",
+        "RUN_WORKER",
     }
 )
 # A proxy would take the CLI's requests to 127.0.0.1 elsewhere.

@@ -1,53 +1,20 @@
-"""Read-only admin API: events and jobs, behind Bearer tokens, in camelCase JSON."""
+"""Admin API for events and jobs, behind Bearer tokens, in camelCase JSON."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
+from service.http.admin import deliveries as delivery_routes
 from service.http.admin import params, schemas
-from service.http.admin.auth import require_admin
-from service.http.context import services
+from service.http.admin.endpoint import admin, page_body, path_id
 from service.http.errors import NotFound
-from service.http.responses import JSONResponse
-from service.ids import looks_like_id
 from service.services import Services
 from service.store import deliveries, events, jobs
 from service.store.events import EventFilter
-from service.store.paging import Page, encode_cursor
-
-Endpoint = Callable[[Request, Services], Awaitable[Any]]
-
-
-def admin(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap an endpoint with the token check and JSON rendering."""
-
-    async def wrapped(request: Request) -> Response:
-        svc = services(request)
-        require_admin(request, svc.admin_tokens)
-        return JSONResponse(await endpoint(request, svc))
-
-    wrapped.__name__ = endpoint.__name__
-    wrapped.__doc__ = endpoint.__doc__
-    return wrapped
-
-
-def _path_id(request: Request, name: str, kind: str) -> str:
-    value: str = request.path_params[name]
-    # Not one of our ids: 404 without a query (a NUL byte would make PostgreSQL refuse it).
-    if not looks_like_id(value):
-        raise NotFound(f"no {kind} {value[:64]!r}")
-    return value
-
-
-def _page(page: Page[Any], render: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
-    cursor = encode_cursor(page.next_key) if page.next_key else None
-    return {"items": [render(row) for row in page.items], "nextCursor": cursor}
 
 
 async def list_events(request: Request, svc: Services) -> dict[str, Any]:
@@ -65,12 +32,12 @@ async def list_events(request: Request, svc: Services) -> dict[str, Any]:
     page = await svc.db.read(
         lambda session: events.list_events(session, where=where, limit=limit, cursor=cursor)
     )
-    return _page(page, schemas.event_summary)
+    return page_body(page, schemas.event_summary)
 
 
 async def get_event(request: Request, svc: Services) -> dict[str, Any]:
     """One event with payload, raw body, redacted headers and deliveries."""
-    event_id = _path_id(request, "event_id", "event")
+    event_id = path_id(request, "event_id", "event")
 
     async def read(session: AsyncSession) -> dict[str, Any]:
         row = await events.get_event(session, event_id)
@@ -89,12 +56,12 @@ async def list_jobs(request: Request, svc: Services) -> dict[str, Any]:
     page = await svc.db.read(
         lambda session: jobs.list_jobs(session, status=status, limit=limit, cursor=cursor)
     )
-    return _page(page, schemas.job_summary)
+    return page_body(page, schemas.job_summary)
 
 
 async def get_job(request: Request, svc: Services) -> dict[str, Any]:
     """One job with its timeline of events and their deliveries."""
-    job_id = _path_id(request, "job_id", "job")
+    job_id = path_id(request, "job_id", "job")
 
     async def read(session: AsyncSession) -> dict[str, Any]:
         row = await jobs.get_job(session, job_id)
@@ -116,4 +83,5 @@ ROUTES = [
     Route("/admin/events/{event_id}", admin(get_event), methods=["GET"]),
     Route("/admin/jobs", admin(list_jobs), methods=["GET"]),
     Route("/admin/jobs/{job_id}", admin(get_job), methods=["GET"]),
+    *delivery_routes.ROUTES,
 ]

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from service.store.tables import DeliveryRow, EventRow, JobRow
+from service.store.tables import AttemptRow, DeliveryRow, EventRow, JobRow
 from service.webhooks.verify import SIGNATURE_HEADERS
 
 REDACTED = "[redacted]"
@@ -66,11 +66,24 @@ def delivery_view(row: DeliveryRow) -> dict[str, Any]:
         "eventId": row.event_id,
         "route": row.route,
         "handler": row.handler,
+        "jobId": row.job_id,
         "status": row.status,
         "attempts": row.attempts,
         "nextAttemptAt": rfc3339(row.next_attempt_at),
         "lastError": row.last_error,
         "createdAt": rfc3339(row.created_at),
+        "updatedAt": rfc3339(row.updated_at),
+    }
+
+
+def attempt_view(row: AttemptRow) -> dict[str, Any]:
+    """One attempt of a delivery."""
+    return {
+        "number": row.number,
+        "startedAt": rfc3339(row.started_at),
+        "durationMs": row.duration_ms,
+        "outcome": row.outcome,
+        "detail": row.detail,
     }
 
 

@@ -1,0 +1,124 @@
+"""Composition: everything the service runs on, built from Settings plus any overrides.
+
+The web app's lifespan and the `worker` command both build their parts here, so the two can
+never be wired differently. Nothing here starts work; the callers decide what runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.clock import Clock, SystemClock
+from service.config import Settings
+from service.dispatch.notify import Notifier
+from service.dispatch.routes_file import load_routes
+from service.dispatch.routing import Route
+from service.dispatch.worker import Worker, WorkerConfig
+from service.handlers.base import HandlerDeps, HandlerType
+from service.handlers.registry import available, build_handlers
+from service.ingest import Ingest
+from service.metrics import Metrics
+from service.services import Services
+from service.store.db import open_database
+from service.store.migrate import heads
+from service.store.writer import IngestWriter
+from service.webhooks.verify import signing_keys
+
+log = structlog.get_logger(__name__)
+HANDLER_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+
+
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """Parts a test (or an embedding program) supplies instead of the defaults."""
+
+    engine: AsyncEngine | None = None
+    clock: Clock | None = None
+    writer: IngestWriter | None = None
+    routes: tuple[Route, ...] | None = None
+    handler_types: Mapping[str, HandlerType] | None = None
+    worker: WorkerConfig | None = None
+
+
+def _warn_about_secrets(settings: Settings) -> None:
+    if settings.webhook_allow_unsigned:
+        log.warning(
+            "unsigned_webhooks_allowed",
+            message="WEBHOOK_ALLOW_UNSIGNED is on: unsigned deliveries are stored (dev only)",
+        )
+    elif not settings.webhook_secrets:
+        log.warning(
+            "no_webhook_secret",
+            message="WEBHOOK_SECRETS is empty: every webhook will be refused with 401",
+        )
+
+
+def configured_routes(settings: Settings, overrides: Overrides) -> tuple[Route, ...]:
+    """The routes to serve: overridden, from the routes file, or the default `log` route."""
+    if overrides.routes is not None:
+        return overrides.routes
+    return load_routes(settings.routes_file, os.environ)
+
+
+@asynccontextmanager
+async def built_services(settings: Settings, overrides: Overrides) -> AsyncIterator[Services]:
+    """Build every part, yield them, and close what was opened here on the way out.
+
+    Raises `RoutesError`/`RouteError` (one line naming the route) for an unusable routes file.
+    """
+    _warn_about_secrets(settings)
+    routes = configured_routes(settings, overrides)
+    db = open_database(settings.database_url, engine=overrides.engine)
+    http = httpx.AsyncClient(timeout=HANDLER_TIMEOUT, follow_redirects=False)
+    try:
+        clock = overrides.clock or SystemClock()
+        metrics = Metrics()
+        notifier = Notifier()
+        writer = overrides.writer or IngestWriter(db, routes, on_commit=notifier.notify)
+        ingest = Ingest(
+            writer,
+            keys=signing_keys([secret.get_secret_value() for secret in settings.webhook_secrets]),
+            allow_unsigned=settings.webhook_allow_unsigned,
+            metrics=metrics,
+            clock=clock,
+        )
+        handlers = build_handlers(
+            routes,
+            HandlerDeps(http=http, clock=clock, public_url=settings.public_url.rstrip("/")),
+            overrides.handler_types if overrides.handler_types is not None else available(),
+        )
+        worker = Worker(
+            db,
+            routes={route.name: route for route in routes},
+            handlers=handlers,
+            ingest=ingest,
+            metrics=metrics,
+            clock=clock,
+            notifier=notifier,
+            config=overrides.worker,
+        )
+        yield Services(
+            settings=settings,
+            db=db,
+            ingest=ingest,
+            worker=worker,
+            notifier=notifier,
+            routes=routes,
+            admin_tokens=tuple(t.get_secret_value().encode() for t in settings.admin_tokens),
+            metrics=metrics,
+            clock=clock,
+            schema_heads=heads(),
+        )
+    finally:
+        await http.aclose()
+        if db.read_engine is not db.engine:
+            await db.read_engine.dispose()
+        if overrides.engine is None:
+            await db.engine.dispose()
