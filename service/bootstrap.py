@@ -7,6 +7,7 @@ never be wired differently. Nothing here starts work; the callers decide what ru
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -60,6 +61,18 @@ def _warn_about_secrets(settings: Settings) -> None:
         )
 
 
+def worker_config(settings: Settings) -> WorkerConfig:
+    """The worker's knobs from settings. An attempt must end well before its lease does, or a
+    second worker would start the same delivery while the first is still at it."""
+    lease = settings.worker_lease_seconds
+    return WorkerConfig(
+        concurrency=settings.worker_concurrency,
+        poll_seconds=settings.worker_poll_seconds,
+        lease=timedelta(seconds=lease),
+        attempt_timeout_seconds=min(30.0, lease / 2),
+    )
+
+
 def configured_routes(settings: Settings, overrides: Overrides) -> tuple[Route, ...]:
     """The routes to serve: overridden, from the routes file, or the default `log` route."""
     if overrides.routes is not None:
@@ -102,7 +115,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
             metrics=metrics,
             clock=clock,
             notifier=notifier,
-            config=overrides.worker,
+            config=overrides.worker or worker_config(settings),
         )
         yield Services(
             settings=settings,

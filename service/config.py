@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     public_url: str = "http://localhost:8000"
     routes_file: Path | None = None
     run_worker: bool = True
+    worker_concurrency: int = Field(default=16, ge=1, le=1000)
+    worker_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
+    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     forwarded_allow_ips: str = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

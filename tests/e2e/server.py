@@ -42,6 +42,9 @@ SETTINGS_VARIABLES = frozenset(
         "PUBLIC_URL",
         "ROUTES_FILE",
         "RUN_WORKER",
+        "WORKER_CONCURRENCY",
+        "WORKER_LEASE_SECONDS",
+        "WORKER_POLL_SECONDS",
     }
 )
 # A proxy would take the CLI's requests to 127.0.0.1 elsewhere.
