@@ -7,10 +7,10 @@ never be wired differently. Nothing here starts work; the callers decide what ru
 from __future__ import annotations
 
 import os
-from datetime import timedelta
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import structlog
@@ -19,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.clock import Clock, SystemClock
 from service.config import Settings
 from service.dispatch.notify import Notifier
-from service.dispatch.routes_file import load_routes
+from service.dispatch.routes_file import RoutesConfig, load_config
 from service.dispatch.routing import Route
 from service.dispatch.worker import Worker, WorkerConfig
+from service.events import DEFAULT_WORKSPACE
 from service.handlers.base import HandlerDeps, HandlerType
 from service.handlers.registry import available, build_handlers
 from service.ingest import Ingest
@@ -30,7 +31,7 @@ from service.services import Services
 from service.store.db import open_database
 from service.store.migrate import heads
 from service.store.writer import IngestWriter
-from service.webhooks.verify import signing_keys
+from service.webhooks.verify import SigningKey, signing_keys
 
 log = structlog.get_logger(__name__)
 HANDLER_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
@@ -73,11 +74,24 @@ def worker_config(settings: Settings) -> WorkerConfig:
     )
 
 
-def configured_routes(settings: Settings, overrides: Overrides) -> tuple[Route, ...]:
-    """The routes to serve: overridden, from the routes file, or the default `log` route."""
+def configured_routes(settings: Settings, overrides: Overrides) -> RoutesConfig:
+    """Routes and workspaces: overridden, from the routes file, or the default `log` route."""
+    config = load_config(settings.routes_file, os.environ)
     if overrides.routes is not None:
-        return overrides.routes
-    return load_routes(settings.routes_file, os.environ)
+        return RoutesConfig(overrides.routes, config.workspaces)
+    return config
+
+
+def signing_keys_by_workspace(
+    settings: Settings, config: RoutesConfig
+) -> dict[str, tuple[SigningKey, ...]]:
+    """Each workspace's key readings: WEBHOOK_SECRETS for the default one."""
+    keys = {
+        DEFAULT_WORKSPACE: signing_keys([s.get_secret_value() for s in settings.webhook_secrets])
+    }
+    for workspace in config.workspaces:
+        keys[workspace.name] = signing_keys(workspace.secrets)
+    return keys
 
 
 @asynccontextmanager
@@ -87,7 +101,8 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
     Raises `RoutesError`/`RouteError` (one line naming the route) for an unusable routes file.
     """
     _warn_about_secrets(settings)
-    routes = configured_routes(settings, overrides)
+    config = configured_routes(settings, overrides)
+    routes = config.routes
     db = open_database(settings.database_url, engine=overrides.engine)
     http = httpx.AsyncClient(timeout=HANDLER_TIMEOUT, follow_redirects=False)
     try:
@@ -97,7 +112,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
         writer = overrides.writer or IngestWriter(db, routes, on_commit=notifier.notify)
         ingest = Ingest(
             writer,
-            keys=signing_keys([secret.get_secret_value() for secret in settings.webhook_secrets]),
+            keys=signing_keys_by_workspace(settings, config),
             allow_unsigned=settings.webhook_allow_unsigned,
             metrics=metrics,
             clock=clock,

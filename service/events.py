@@ -20,6 +20,10 @@ TRAINING_EVENTS = frozenset({"training.started", "training.completed", "training
 ONE_SHOT_EVENTS = TRAINING_EVENTS | {"model.deployed", "deployment.created", "deployment.deleted"}
 KNOWN_EVENTS = ONE_SHOT_EVENTS | {"deployment.paused", "usage.threshold_reached"}
 
+# Deliveries to the plain webhook path belong to this workspace; others are named in the
+# routes file and served at /webhooks/llmtune/{name}.
+DEFAULT_WORKSPACE = "default"
+
 # Where a stored event came from; every source goes through the one ingest service.
 Source = Literal["webhook", "job-callback", "poll", "test", "internal"]
 
@@ -82,6 +86,12 @@ def dedup_key(
         if part:
             return f"sem:{event_type}:{part}"
     return "body:" + hashlib.sha256(raw).hexdigest()
+
+
+def scoped_key(workspace: str, key: str) -> str:
+    """A dedup key within its workspace: two LLMTune workspaces never dedupe each other's
+    events. The default workspace keeps the bare key (rows stored before workspaces existed)."""
+    return key if workspace == DEFAULT_WORKSPACE else f"ws:{workspace}:{key}"
 
 
 def metric_label(event_type: str) -> str:

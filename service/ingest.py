@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import structlog
 
 from service import logs
 from service.clock import Clock
-from service.events import Event, Source, metric_label
+from service.events import DEFAULT_WORKSPACE, Event, Source, metric_label, scoped_key
 from service.ids import new_id
 from service.metrics import Metrics
 from service.store.db import StoreUnavailable
@@ -52,32 +52,47 @@ class Ingest:
         self,
         writer: IngestWriter,
         *,
-        keys: Sequence[SigningKey],
+        keys: Mapping[str, Sequence[SigningKey]],
         allow_unsigned: bool,
         metrics: Metrics,
         clock: Clock,
     ) -> None:
         self._writer = writer
-        self._keys = tuple(keys)
+        self._keys = {workspace: tuple(found) for workspace, found in keys.items()}
         self._allow_unsigned = allow_unsigned
         self._metrics = metrics
         self._clock = clock
 
+    @property
+    def workspaces(self) -> frozenset[str]:
+        """The workspaces this service receives for."""
+        return frozenset(self._keys)
+
     async def accept(
-        self, raw_body: bytes, headers: Headers, *, source: Source, trusted: bool = False
+        self,
+        raw_body: bytes,
+        headers: Headers,
+        *,
+        source: Source,
+        trusted: bool = False,
+        workspace: str = DEFAULT_WORKSPACE,
     ) -> Accepted:
         """Store one delivery and return once it is committed.
 
         `trusted` skips signature verification for events the service itself produced (test
         events, polls by our own client, internal events); they are stored as verified.
         Raises `VerificationError` (401), `BodyError` (400) or `StoreUnavailable` (503).
+        `workspace` must be one of `workspaces` (its secrets verify the signature).
         """
         started = time.perf_counter()
         label = "unparsed"
         fields: dict[str, object] = {"source": source, "body_bytes": len(raw_body)}
+        if workspace != DEFAULT_WORKSPACE:
+            fields["workspace"] = workspace
         try:
-            verified = trusted or self._authenticate(headers, raw_body)
+            verified = trusted or self._authenticate(workspace, headers, raw_body)
             event = normalize(parse_body(raw_body), raw_body)
+            event = replace(event, dedup_key=scoped_key(workspace, event.dedup_key))
             label = metric_label(event.type)
             fields |= {"event_type": label, "job_id": event.job_id, "verified": verified}
             _note_header_mismatch(headers, event, fields)
@@ -85,6 +100,7 @@ class Ingest:
                 NewEvent(
                     id=new_id("evt"),
                     source=source,
+                    workspace=workspace,
                     event=event,
                     raw_body=raw_body,
                     headers=[[name, value.replace("\x00", "")] for name, value in headers],
@@ -106,9 +122,9 @@ class Ingest:
         """Count a delivery whose body never arrived whole (too large, stalled, abandoned)."""
         self._metrics.received.labels("unparsed", outcome).inc()
 
-    def _authenticate(self, headers: Headers, body: bytes) -> bool:
+    def _authenticate(self, workspace: str, headers: Headers, body: bytes) -> bool:
         try:
-            verify(self._keys, headers, body)
+            verify(self._keys[workspace], headers, body)
         except VerificationError as exc:
             if self._allow_unsigned and exc.reason in _UNSIGNED_OK:
                 return False

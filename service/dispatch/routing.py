@@ -12,6 +12,8 @@ from fnmatch import fnmatchcase
 from types import MappingProxyType
 from typing import Any
 
+from service.events import DEFAULT_WORKSPACE
+
 # A Svix-like day of retries: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_MAX_ATTEMPTS = 9
 
@@ -27,6 +29,8 @@ class Route:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     rate_limit: float | None = None
     enabled: bool = True
+    # None: events of every workspace; otherwise only these workspaces' events.
+    workspaces: tuple[str, ...] | None = None
 
 
 DEFAULT_ROUTES: tuple[Route, ...] = (Route(name="log", handler="log", events=("*",)),)
@@ -37,6 +41,14 @@ def matches(route: Route, event_type: str) -> bool:
     return any(fnmatchcase(event_type, pattern) for pattern in route.events)
 
 
-def routes_for(event_type: str, routes: Sequence[Route]) -> list[Route]:
-    """The enabled routes that subscribe to `event_type`, in configuration order."""
-    return [route for route in routes if route.enabled and matches(route, event_type)]
+def routes_for(
+    event_type: str, routes: Sequence[Route], workspace: str = DEFAULT_WORKSPACE
+) -> list[Route]:
+    """The enabled routes that subscribe to `event_type` from `workspace`, in file order."""
+    return [
+        route
+        for route in routes
+        if route.enabled
+        and matches(route, event_type)
+        and (route.workspaces is None or workspace in route.workspaces)
+    ]

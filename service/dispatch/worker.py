@@ -264,7 +264,9 @@ class Worker:
             return  # never a delivery.dead about a delivery.dead
         body = dead_event_body(item, delivery, error, now=self._clock.now())
         try:
-            await self._ingest.accept(body, [], source="internal", trusted=True)
+            await self._ingest.accept(
+                body, [], source="internal", trusted=True, workspace=item.workspace
+            )
         except StoreUnavailable:
             log.warning("dead_event_unsaved", delivery_id=item.id)
 

@@ -13,8 +13,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service.events import DEFAULT_WORKSPACE
 from service.http.context import services
-from service.http.errors import BodyTimeout, ClientDisconnected, PayloadTooLarge
+from service.http.errors import BodyTimeout, ClientDisconnected, NotFound, PayloadTooLarge
 from service.http.responses import JSONResponse
 from service.services import Services
 
@@ -73,9 +74,14 @@ async def _timed_read(request: Request, svc: Services) -> bytes:
 async def receive_webhook(request: Request) -> Response:
     """Read one LLMTune delivery and acknowledge it once ingest has durably stored it."""
     svc = services(request)
+    named: str | None = request.path_params.get("workspace")
+    workspace = DEFAULT_WORKSPACE if named is None else named
+    # The default workspace is served at the plain path only.
+    if named == DEFAULT_WORKSPACE or workspace not in svc.ingest.workspaces:
+        raise NotFound(f"no workspace {workspace[:40]!r}")
     body = await _timed_read(request, svc)
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-    accepted = await svc.ingest.accept(body, headers, source="webhook")
+    accepted = await svc.ingest.accept(body, headers, source="webhook", workspace=workspace)
     return JSONResponse(
         {"received": True, "eventId": accepted.event_id, "duplicate": accepted.duplicate}
     )
@@ -86,4 +92,7 @@ async def receive_webhook(request: Request) -> Response:
 ROUTES = [
     Route(WEBHOOK_PATH, receive_webhook, methods=["POST"]),
     Route(WEBHOOK_PATH + "/", receive_webhook, methods=["POST"]),
+    # Other LLMTune workspaces, each with its own secrets (the routes file's [[workspaces]]).
+    Route(WEBHOOK_PATH + "/{workspace}", receive_webhook, methods=["POST"]),
+    Route(WEBHOOK_PATH + "/{workspace}/", receive_webhook, methods=["POST"]),
 ]

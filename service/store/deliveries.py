@@ -40,6 +40,7 @@ class Claimed:
     event_id: str
     job_id: str | None
     source: str
+    workspace: str
     raw_body: bytes
     received_at: datetime
 
@@ -151,6 +152,7 @@ async def claim(
             DELIVERIES.c.event_id,
             DELIVERIES.c.job_id,
             EVENTS.c.source,
+            EVENTS.c.workspace,
             EVENTS.c.raw_body,
             EVENTS.c.received_at,
         )

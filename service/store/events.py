@@ -25,6 +25,7 @@ class NewEvent:
 
     id: str
     source: str
+    workspace: str
     event: Event
     raw_body: bytes
     headers: list[list[str]]
@@ -38,6 +39,7 @@ class EventFilter:
 
     type: str | None = None
     job_id: str | None = None
+    workspace: str | None = None
     duplicate: bool | None = None
     test: bool | None = None
     since: datetime | None = None
@@ -52,6 +54,7 @@ async def insert_event(session: AsyncSession, new: NewEvent) -> bool:
         .values(
             id=new.id,
             source=new.source,
+            workspace=new.workspace,
             dedup_key=event.dedup_key,
             external_id=event.external_id,
             type=event.type,
@@ -89,6 +92,8 @@ def _filtered(stmt: sa.Select[EventRow], where: EventFilter) -> sa.Select[EventR
         stmt = stmt.where(EventRow.type == where.type)
     if where.job_id is not None:
         stmt = stmt.where(EventRow.job_id == where.job_id)
+    if where.workspace is not None:
+        stmt = stmt.where(EventRow.workspace == where.workspace)
     if where.duplicate is not None:
         stmt = stmt.where(
             EventRow.duplicate_count > 0 if where.duplicate else EventRow.duplicate_count == 0
@@ -127,3 +132,39 @@ async def events_of_job(session: AsyncSession, llmtune_job_id: str) -> list[Even
         .limit(500)
     )
     return list((await session.scalars(stmt)).all())
+
+
+@dataclass(frozen=True, slots=True)
+class EventRef:
+    """What replaying an event needs (no body): its id, type, workspace, job, and sort key."""
+
+    id: str
+    type: str
+    workspace: str
+    job_id: str | None
+    received_at: datetime
+
+
+async def events_received(
+    session: AsyncSession,
+    *,
+    since: datetime,
+    until: datetime,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[EventRef]:
+    """Oldest first by (received_at, id): up to `limit` events received in [since, until) that
+    sort after `after` (a keyset, so each batch is one index range scan however many precede)."""
+    stmt = sa.select(
+        EVENTS.c.id, EVENTS.c.type, EVENTS.c.workspace, EVENTS.c.job_id, EVENTS.c.received_at
+    ).where(EVENTS.c.received_at >= since, EVENTS.c.received_at < until)
+    if after is not None:
+        at, last_id = after
+        stmt = stmt.where(
+            sa.or_(
+                EVENTS.c.received_at > at,
+                sa.and_(EVENTS.c.received_at == at, EVENTS.c.id > last_id),
+            )
+        )
+    rows = await session.execute(stmt.order_by(EVENTS.c.received_at, EVENTS.c.id).limit(limit))
+    return [EventRef(**row._mapping) for row in rows]

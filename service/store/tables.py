@@ -58,6 +58,7 @@ class EventRow(Base):
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     source: Mapped[str] = mapped_column(sa.String(20))
+    workspace: Mapped[str] = mapped_column(sa.String(40), server_default="default")
     dedup_key: Mapped[str] = mapped_column(sa.Text, unique=True)
     external_id: Mapped[str | None] = mapped_column(sa.Text)
     type: Mapped[str] = mapped_column(sa.Text, index=True)

@@ -67,7 +67,7 @@ class IngestWriter:
             session,
             event_id=new.id,
             job_id=event.job_id,
-            routes=routes_for(event.type, self._routes),
+            routes=routes_for(event.type, self._routes, new.workspace),
             at=new.received_at,
         )
         return WriteResult(event_id=new.id, duplicate=False)

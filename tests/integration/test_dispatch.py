@@ -96,7 +96,11 @@ def make_harness(
     notifier = Notifier()
     writer = IngestWriter(db, routes, on_commit=notifier.notify)
     ingest = Ingest(
-        writer, keys=signing_keys([SECRET]), allow_unsigned=False, metrics=metrics, clock=clock
+        writer,
+        keys={"default": signing_keys([SECRET])},
+        allow_unsigned=False,
+        metrics=metrics,
+        clock=clock,
     )
     handlers = {route.name: Scripted() for route in routes}
     worker = Worker(

@@ -37,7 +37,7 @@ def make_ingest(db: Database, *, allow_unsigned: bool = False) -> tuple[Ingest, 
     metrics = Metrics()
     ingest = Ingest(
         IngestWriter(db, DEFAULT_ROUTES),
-        keys=signing_keys([SECRET]),
+        keys={"default": signing_keys([SECRET])},
         allow_unsigned=allow_unsigned,
         metrics=metrics,
         clock=FakeClock(T0),

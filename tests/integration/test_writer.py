@@ -28,6 +28,7 @@ def new_event(payload: dict[str, Any], *, at: datetime = T0, raw: bytes | None =
     return NewEvent(
         id=new_id("evt"),
         source="webhook",
+        workspace="default",
         event=normalize(parse_body(body), body),
         raw_body=body,
         headers=[["content-type", "application/json"]],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.dispatch.routes_file import RoutesError, parse_routes
+from service.dispatch.routes_file import RoutesError, parse_config, parse_routes
 from service.dispatch.routing import DEFAULT_MAX_ATTEMPTS, Route
 
 ENV = {"SLACK_URL": "https://hooks.example/T1", "TOKEN": "s3cret"}
@@ -85,3 +85,43 @@ def test_errors_name_the_route_and_the_problem(text: str, message: str) -> None:
         parse_routes(text, ENV)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+WORKSPACES = """
+[[workspaces]]
+name = "prod"
+secrets = ["${TOKEN}", "whsec_b2xk"]
+
+[[routes]]
+name = "prod-slack"
+events = ["*"]
+handler = "slack"
+workspaces = ["prod", "default"]
+"""
+
+
+def test_workspaces_and_narrowed_routes() -> None:
+    """`[[workspaces]]` names secrets (expanded); a route may narrow itself to workspaces."""
+    config = parse_config(WORKSPACES, ENV)
+    [workspace] = config.workspaces
+    assert (workspace.name, workspace.secrets) == ("prod", ("s3cret", "whsec_b2xk"))
+    assert config.routes[0].workspaces == ("prod", "default")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param('[[workspaces]]\nname = "jobs"\nsecrets = ["x"]', "reserved", id="jobs"),
+        pytest.param('[[workspaces]]\nname = "default"\nsecrets = ["x"]', "reserved", id="dflt"),
+        pytest.param('[[workspaces]]\nname = "Prod"\nsecrets = ["x"]', "lower-case", id="case"),
+        pytest.param('[[workspaces]]\nname = "p"\nsecrets = []', "secrets must", id="none"),
+        pytest.param('[[workspaces]]\nname = "p"\nsecrets = ["whsec_"]', "secrets", id="empty"),
+        pytest.param(_one(workspaces='["nowhere"]'), "no workspace named 'nowhere'", id="route"),
+        pytest.param("[[workspace]]\nname = 1", "unknown top-level key(s) workspace", id="typo"),
+    ],
+)
+def test_workspace_errors(text: str, message: str) -> None:
+    """Workspace mistakes name the workspace (or route) and the problem."""
+    with pytest.raises(RoutesError) as caught:
+        parse_config(text, ENV)
+    assert message in str(caught.value)

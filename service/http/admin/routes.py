@@ -23,6 +23,7 @@ async def list_events(request: Request, svc: Services) -> dict[str, Any]:
     where = EventFilter(
         type=params.text_param(query, "type"),
         job_id=params.text_param(query, "jobId"),
+        workspace=params.text_param(query, "workspace"),
         duplicate=params.bool_param(query, "duplicate"),
         test=params.bool_param(query, "test"),
         since=params.time_param(query, "since"),

@@ -26,6 +26,7 @@ def event_summary(row: EventRow) -> dict[str, Any]:
         "id": row.id,
         "type": row.type,
         "source": row.source,
+        "workspace": row.workspace,
         "jobId": row.job_id,
         "externalId": row.external_id,
         "dedupKey": row.dedup_key,
