@@ -40,12 +40,15 @@ class Received:
 
 
 class HttpSink:
-    """Records requests; answers with the scripted replies in order, then with `default`."""
+    """Records requests; answers from `by_path`, else the scripted replies in order, else
+    with `default`."""
 
     def __init__(self) -> None:
         self.received: list[Received] = []
         self.script: list[Reply] = []
         self.default = Reply()
+        # A fixed answer for one path, whatever the script says (e.g. a broken destination).
+        self.by_path: dict[str, Reply] = {}
         self.port = 0
         self._arrived = asyncio.Condition()
 
@@ -61,7 +64,10 @@ class HttpSink:
                 Received(request.method, request.url.path, dict(request.headers), body)
             )
             self._arrived.notify_all()
-        reply = self.script.pop(0) if self.script else self.default
+        if request.url.path in self.by_path:
+            reply = self.by_path[request.url.path]
+        else:
+            reply = self.script.pop(0) if self.script else self.default
         if reply.delay:
             await asyncio.sleep(reply.delay)
         return Response(
