@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
+
+import httpx
 import pytest
 
+from service.clock import SystemClock
 from service.dispatch.routes_file import RoutesError, parse_config, parse_routes
 from service.dispatch.routing import DEFAULT_MAX_ATTEMPTS, Route
+from service.handlers.base import HandlerDeps
+from service.handlers.registry import available, build_handlers
 
 ENV = {"SLACK_URL": "https://hooks.example/T1", "TOKEN": "s3cret"}
 
@@ -125,3 +132,19 @@ def test_workspace_errors(text: str, message: str) -> None:
     with pytest.raises(RoutesError) as caught:
         parse_config(text, ENV)
     assert message in str(caught.value)
+
+
+async def test_the_shipped_example_is_valid() -> None:
+    """routes.example.toml parses and every handler accepts its route's options."""
+    example = Path(__file__).parents[2] / "routes.example.toml"
+    env = {
+        "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/x",
+        "SMTP_USER": "user",
+        "SMTP_PASSWORD": "password",
+        "FORWARD_SECRET": "whsec_" + base64.b64encode(b"x" * 32).decode(),
+    }
+    config = parse_config(example.read_text(), env)
+    async with httpx.AsyncClient() as http:
+        deps = HandlerDeps(http=http, clock=SystemClock(), public_url="https://receiver.test")
+        built = build_handlers(config.routes, deps, available())
+    assert sorted(built) == sorted(route.name for route in config.routes)
