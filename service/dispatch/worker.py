@@ -30,9 +30,9 @@ from service.dispatch.routing import Route
 from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
 from service.ingest import Ingest
 from service.metrics import Metrics
-from service.store import deliveries
+from service.store import outbox
 from service.store.db import Database, StoreUnavailable
-from service.store.deliveries import Claimed, Finish
+from service.store.outbox import Claimed, Finish
 from service.webhooks.normalize import normalize
 
 log = structlog.get_logger("service.dispatch")
@@ -134,7 +134,7 @@ class Worker:
         now = self._clock.now()
         try:
             claimed = await self._db.write(
-                lambda s: deliveries.claim(s, now=now, lease=self._config.lease, limit=free)
+                lambda s: outbox.claim(s, now=now, lease=self._config.lease, limit=free)
             )
         except StoreUnavailable:
             return []  # logged by the store; the next round tries again
@@ -173,7 +173,7 @@ class Worker:
 
         async def release_all(session: AsyncSession) -> None:
             for item in abandoned:
-                await deliveries.release(session, item, now=now)
+                await outbox.release(session, item, now=now)
 
         # If the store is down, the leases simply expire and the deliveries come due again.
         with contextlib.suppress(StoreUnavailable):
@@ -205,7 +205,7 @@ class Worker:
         )
         now = self._clock.now()
         try:
-            recorded = await self._db.write(lambda s: deliveries.finish(s, item, result, now=now))
+            recorded = await self._db.write(lambda s: outbox.finish(s, item, result, now=now))
         except StoreUnavailable:
             # The lease will expire and the delivery will be tried again: at least once.
             log.warning("delivery_result_unsaved", delivery_id=item.id, route=item.route)
@@ -253,7 +253,7 @@ class Worker:
     async def _record_queue_stats(self) -> None:
         now = self._clock.now()
         try:
-            depth, oldest = await self._db.read(lambda s: deliveries.queue_stats(s, now=now))
+            depth, oldest = await self._db.read(lambda s: outbox.queue_stats(s, now=now))
         except StoreUnavailable:
             return
         self._metrics.queue_depth.set(depth)

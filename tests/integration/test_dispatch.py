@@ -25,7 +25,7 @@ from service.dispatch.worker import Worker, WorkerConfig
 from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
 from service.ingest import Ingest
 from service.metrics import Metrics
-from service.store import deliveries
+from service.store import outbox
 from service.store.db import Database
 from service.store.tables import AttemptRow, DeliveryRow, EventRow
 from service.store.writer import IngestWriter
@@ -235,11 +235,11 @@ class TestLeases:
         await h.post()
         now = h.clock.now()
         [first] = await h.db.write(
-            lambda s: deliveries.claim(s, now=now, lease=timedelta(seconds=60), limit=10)
+            lambda s: outbox.claim(s, now=now, lease=timedelta(seconds=60), limit=10)
         )
         assert (
             await h.db.write(
-                lambda s: deliveries.claim(s, now=now, lease=timedelta(seconds=60), limit=10)
+                lambda s: outbox.claim(s, now=now, lease=timedelta(seconds=60), limit=10)
             )
             == []
         )
@@ -255,12 +255,12 @@ class TestLeases:
         await h.post()
         lease = timedelta(seconds=60)
         now = h.clock.now()
-        [stale] = await h.db.write(lambda s: deliveries.claim(s, now=now, lease=lease, limit=1))
+        [stale] = await h.db.write(lambda s: outbox.claim(s, now=now, lease=lease, limit=1))
         later = now + timedelta(seconds=61)
-        [fresh] = await h.db.write(lambda s: deliveries.claim(s, now=later, lease=lease, limit=1))
+        [fresh] = await h.db.write(lambda s: outbox.claim(s, now=later, lease=lease, limit=1))
         assert (stale.attempt, fresh.attempt) == (1, 2)
-        result = deliveries.Finish("dead", None, "fail", "stale says dead", later, 1.0)
-        assert not await h.db.write(lambda s: deliveries.finish(s, stale, result, now=later))
+        result = outbox.Finish("dead", None, "fail", "stale says dead", later, 1.0)
+        assert not await h.db.write(lambda s: outbox.finish(s, stale, result, now=later))
         [row] = await h.rows()
         assert (row.status, row.attempts) == ("in_flight", 2)
         assert await h.attempts() == []
@@ -287,7 +287,7 @@ async def test_concurrent_claims_never_share_a_delivery(engine: AsyncEngine) -> 
     now = h.clock.now()
     batches = await asyncio.gather(
         *(
-            h.db.write(lambda s: deliveries.claim(s, now=now, lease=timedelta(seconds=60), limit=5))
+            h.db.write(lambda s: outbox.claim(s, now=now, lease=timedelta(seconds=60), limit=5))
             for _ in range(6)
         )
     )
