@@ -18,7 +18,9 @@ UNKNOWN_TYPE = "unknown"
 
 TRAINING_EVENTS = frozenset({"training.started", "training.completed", "training.failed"})
 ONE_SHOT_EVENTS = TRAINING_EVENTS | {"model.deployed", "deployment.created", "deployment.deleted"}
-KNOWN_EVENTS = ONE_SHOT_EVENTS | {"deployment.paused", "usage.threshold_reached"}
+# Events the service itself emits through the same pipeline.
+INTERNAL_EVENTS = frozenset({"delivery.dead"})
+KNOWN_EVENTS = ONE_SHOT_EVENTS | {"deployment.paused", "usage.threshold_reached"} | INTERNAL_EVENTS
 
 # Deliveries to the plain webhook path belong to this workspace; others are named in the
 # routes file and served at /webhooks/llmtune/{name}.

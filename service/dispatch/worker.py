@@ -36,7 +36,7 @@ from service.store.outbox import Claimed, Finish
 from service.webhooks.normalize import normalize
 
 log = structlog.get_logger("service.dispatch")
-DEAD_EVENT = "delivery.dead"
+DEAD_EVENT = "delivery.dead"  # in service.events.INTERNAL_EVENTS
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,12 @@ def test_key_part_keeps_short_values() -> None:
 
 @pytest.mark.parametrize(
     ("event_type", "label"),
-    [("training.started", "training.started"), ("unknown", "unknown"), ("evil\nlabel", "other")],
+    [
+        ("training.started", "training.started"),
+        ("delivery.dead", "delivery.dead"),
+        ("unknown", "unknown"),
+        ("evil\nlabel", "other"),
+    ],
 )
 def test_metric_label_is_bounded(event_type: str, label: str) -> None:
     """Metric labels are known names or `other`, never body text."""
