@@ -114,6 +114,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.no_worker:
         # Read by create_app in each server process (uvicorn builds the app there).
         os.environ["RUN_WORKER"] = "false"
+    # uvicorn re-raises SIGTERM at itself once its graceful shutdown is done, so the default
+    # action would end the command with -15 (143 in a container). Shutdown is complete by then.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "service.app:create_app",
         factory=True,
