@@ -41,13 +41,14 @@ def upgrade() -> None:
     with op.batch_alter_table("deliveries") as batch:
         batch.alter_column("seq", existing_type=sa.BigInteger(), nullable=False)
         batch.create_index("ix_deliveries_job_id_route_seq", ["job_id", "route", "seq"])
+        # SQLite's next seq is max(seq) + 1: an index led by seq answers that at once.
+        batch.create_index("ix_deliveries_seq", ["seq"])
         batch.create_index("ix_deliveries_created_at_id", ["created_at", "id"])
     if postgresql:
         # Concurrent writers on PostgreSQL take their order from a sequence.
         op.execute(f"CREATE SEQUENCE {SEQUENCE} OWNED BY deliveries.seq")
-        op.execute(
-            f"SELECT setval('{SEQUENCE}', coalesce((SELECT max(seq) FROM deliveries), 0) + 1, false)"
-        )
+        next_value = "coalesce((SELECT max(seq) FROM deliveries), 0) + 1"
+        op.execute(f"SELECT setval('{SEQUENCE}', {next_value}, false)")
         op.execute(f"ALTER TABLE deliveries ALTER COLUMN seq SET DEFAULT nextval('{SEQUENCE}')")
     op.create_table(
         "delivery_attempts",
@@ -73,6 +74,7 @@ def downgrade() -> None:
         op.execute("ALTER TABLE deliveries ALTER COLUMN seq DROP DEFAULT")
         op.execute(f"DROP SEQUENCE {SEQUENCE}")
     with op.batch_alter_table("deliveries") as batch:
+        batch.drop_index("ix_deliveries_seq")
         batch.drop_index("ix_deliveries_created_at_id")
         batch.drop_index("ix_deliveries_job_id_route_seq")
         batch.drop_column("max_attempts")

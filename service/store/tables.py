@@ -126,6 +126,7 @@ class DeliveryRow(Base):
         sa.UniqueConstraint("event_id", "route", name="uq_deliveries_event_id_route"),
         sa.Index("ix_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
         sa.Index("ix_deliveries_job_id_route_seq", "job_id", "route", "seq"),
+        sa.Index("ix_deliveries_seq", "seq"),
         sa.Index("ix_deliveries_created_at_id", "created_at", "id"),
     )
 

@@ -112,7 +112,7 @@ async def replay_event(request: Request, svc: Services) -> dict[str, Any]:
         row = await events.get_event(session, event_id)
         if row is None:
             raise NotFound(f"no event {event_id!r}")
-        targets = routes_for(row.type, svc.routes)
+        targets = routes_for(row.type, svc.routes, row.workspace)
         if named is not None:
             targets = [route for route in svc.routes if route.name == named and route.enabled]
             if not targets:
