@@ -228,6 +228,8 @@ REPLAY_BATCH = 200
 COUNT_PAGE = 1000
 # Which routes an event is replayed to.
 Targets = Callable[[EventRef], list[Route]]
+# Back to the start of the line, erase it (the progress line is redrawn in place).
+_CLEAR_LINE = "\r\x1b[K"
 
 
 def _exit(code: int, message: str) -> NoReturn:
@@ -264,8 +266,8 @@ class Progress:
         if not self._live or (self._drawn_at is not None and now - self._drawn_at < self._every):
             return
         self._drawn_at = now
-        # Cut to the terminal's width: a wrapped line could not be redrawn in place.
-        self._out.write(f"\r\x1b[K{self._label}: {text}"[: self._width + 3])
+        # Cut short of the terminal's width: a wrapped line could not be redrawn in place.
+        self._out.write(_CLEAR_LINE + f"{self._label}: {text}"[: self._width - 1])
         self._out.flush()
 
     def finish(self, text: str) -> None:
@@ -284,7 +286,7 @@ class Progress:
 
     def _end_line(self) -> None:
         if self._drawn_at is not None:
-            self._out.write("\r\x1b[K")
+            self._out.write(_CLEAR_LINE)
 
 
 def _columns(out: TextIO) -> int:
@@ -432,7 +434,7 @@ async def _replay_range(
         tally.last = (batch[-1].received_at, batch[-1].id)
         progress.update(
             f"{tally.events} events, {tally.deliveries} deliveries, "
-            f"at {tally.last[0].isoformat(timespec='seconds')}"
+            f"at {tally.last[0]:%Y-%m-%dT%H:%M:%SZ}"
         )
         if len(batch) < REPLAY_BATCH:
             return
@@ -597,7 +599,9 @@ def _add_requeue_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
     retry = sub.add_parser(
         "retry-dead", help="make dead deliveries due again (a worker delivers them)"
     )
-    retry.add_argument("--route", metavar="NAME", help="only this route's (default: any route)")
+    retry.add_argument(
+        "--route", metavar="NAME", help="only dead deliveries to this route (default: any route)"
+    )
     retry.add_argument(
         "--job-id", metavar="ID", help="only deliveries of this LLMTune job (default: any job)"
     )
