@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from service.cli import Progress
+from service.commands.progress import Progress
 
 CLEAR = "\r\x1b[K"
 

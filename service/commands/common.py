@@ -1,0 +1,67 @@
+"""What every command shares: settings or a one-line exit, migrations, the routes check."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import NoReturn
+
+import httpx
+import structlog
+
+from service.bootstrap import Overrides, configured_routes
+from service.clock import SystemClock
+from service.config import ConfigError, Settings, load_settings
+from service.dispatch.routes_file import RoutesError
+from service.dispatch.routing import Route
+from service.handlers.base import HandlerDeps
+from service.handlers.registry import RouteError, available, build_handlers
+from service.store import migrate
+from service.store.db import (
+    STORAGE_ERRORS,
+    describe_storage_error,
+)
+
+log = structlog.get_logger("service.cli")
+
+
+def settings_or_exit() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        print(f"llmtune-receiver: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def apply_migrations(settings: Settings) -> bool:
+    """Apply migrations; on failure print one line (no traceback) and return False."""
+    try:
+        migrate.upgrade(settings.database_url)
+    except STORAGE_ERRORS as exc:
+        reason = describe_storage_error(exc)
+        print(f"llmtune-receiver: cannot apply migrations: {reason}", file=sys.stderr)
+        return False
+    log.info("migrations_applied")
+    return True
+
+
+def routes_usable(settings: Settings) -> bool:
+    """Check the routes file and every route's handler options before anything starts."""
+    try:
+        routes = configured_routes(settings, Overrides()).routes
+        asyncio.run(_build_handlers_once(settings, routes))
+    except (RoutesError, RouteError) as exc:
+        print(f"llmtune-receiver: routes: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+async def _build_handlers_once(settings: Settings, routes: tuple[Route, ...]) -> None:
+    async with httpx.AsyncClient() as http:
+        deps = HandlerDeps(http=http, clock=SystemClock(), public_url=settings.public_url)
+        build_handlers(routes, deps, available())
+
+
+def fail(code: int, message: str) -> NoReturn:
+    print(f"llmtune-receiver: {message}", file=sys.stderr)
+    raise SystemExit(code)
