@@ -33,7 +33,8 @@ from hypothesis import strategies as st
 from service.clock import SystemClock
 from service.events import KNOWN_EVENTS, Event
 from service.handlers.base import Delivery, Fail, HandlerDeps, OptionsError, Retry
-from service.handlers.email import EmailHandler, compose, outcome_for_error, subject
+from service.handlers.email import EmailHandler, outcome_for_error
+from service.handlers.email_format import compose, subject
 
 RECEIVED = datetime(2025, 11, 8, 14, 22, 31, tzinfo=UTC)
 PUBLIC_URL = "https://receiver.example"

@@ -16,14 +16,14 @@ from slack_sdk.models.blocks import Block
 from service.clock import SystemClock
 from service.events import Event
 from service.handlers.base import Delivery, HandlerDeps, OptionsError
-from service.handlers.slack import (
+from service.handlers.slack import SlackHandler
+from service.handlers.slack_format import (
     BUTTON_URL_MAX,
     FIELD_TEXT_MAX,
     MAX_BLOCKS,
     MAX_FIELDS,
     SECTION_TEXT_MAX,
     TEXT_MAX,
-    SlackHandler,
     clip,
     escape,
     message,
