@@ -126,3 +126,38 @@ def test_probes_log_at_debug_only(engine: AsyncEngine, db_url: str, tmp_path: Pa
         lines = request_lines(server)
     # wait_until_ready polled /readyz too: none of those lines is there either.
     assert [line["path"] for line in lines] == []
+
+
+@pytest.mark.parametrize(
+    ("routes", "expected"),
+    [
+        pytest.param(
+            '[[routes]]\nname = "pager"\nevents = ["*"]\nhandler = "pager"\n',
+            "routes: route 'pager': unknown handler 'pager' (known: email, http, log, slack)",
+            id="unknown-handler",
+        ),
+        pytest.param(
+            '[[routes]]\nname = "s"\nevents = ["*"]\nhandler = "slack"\n'
+            'options = { webhook_url = "${NOT_SET_ANYWHERE}" }\n',
+            "routes: route 's': ${NOT_SET_ANYWHERE} is not set in the environment",
+            id="missing-variable",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_bad_routes_file_stops_with_one_line(
+    tmp_path: Path, routes: str, expected: str, command: str
+) -> None:
+    """`serve` and `worker` refuse an unusable routes file before starting: exit 2, one line."""
+    (tmp_path / "routes.toml").write_text(routes)
+    db_path = tmp_path / "receiver.db"
+    env = service_env(
+        DATABASE_URL=f"sqlite+aiosqlite:///{db_path}", WEBHOOK_SECRETS=SECRET, ADMIN_TOKENS="t"
+    )
+    extra = ["--no-init-env", "--port", "1"] if command == "serve" else []
+    result = run_cli([command, *extra], cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0] == f"llmtune-receiver: {expected}"
+    assert not db_path.exists()
