@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench migrate check-migrations check-wheel clean
+.PHONY: run test lint format bench bench-dispatch migrate check-migrations check-wheel clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ check-wheel: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.perf.bench_ingest
+
+bench-dispatch: $(STAMP)
+	$(BIN)/python -m tests.perf.bench_dispatch
 
 migrate: $(STAMP)
 	$(BIN)/llmtune-receiver migrate

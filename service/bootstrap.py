@@ -28,7 +28,7 @@ from service.handlers.registry import available, build_handlers
 from service.ingest import Ingest
 from service.metrics import Metrics
 from service.services import Services
-from service.store.db import open_database
+from service.store.db import make_engine, open_database
 from service.store.migrate import heads
 from service.store.writer import IngestWriter
 from service.webhooks.verify import SigningKey, signing_keys
@@ -103,7 +103,12 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
     _warn_about_secrets(settings)
     config = configured_routes(settings, overrides)
     routes = config.routes
-    db = open_database(settings.database_url, engine=overrides.engine)
+    engine = overrides.engine
+    if engine is None and not settings.is_sqlite:
+        # One connection per in-flight attempt (its finish transaction), plus LISTEN, the claim
+        # loop and queue stats; a smaller pool churns overflow connections and can time out.
+        engine = make_engine(settings.database_url, pool_size=settings.worker_concurrency + 3)
+    db = open_database(settings.database_url, engine=engine)
     http = httpx.AsyncClient(timeout=HANDLER_TIMEOUT, follow_redirects=False)
     try:
         clock = overrides.clock or SystemClock()

@@ -106,11 +106,15 @@ class Worker:
         last_stats = 0.0
         try:
             while not stop.is_set():
+                free = self._config.concurrency - len(self._running)
                 claimed = await self._claim_some()
                 if time.monotonic() - last_stats >= self._config.stats_every_seconds:
                     await self._record_queue_stats()
                     last_stats = time.monotonic()
-                if not claimed:
+                # Fewer than asked for: the queue is empty now. Wait for a notification (the
+                # Notifier is level-triggered, so one that came during the claim is not lost)
+                # instead of paying for another, empty, claim transaction.
+                if len(claimed) < free or not claimed:
                     await self._idle(stop)
         finally:
             await self._drain()
@@ -222,6 +226,10 @@ class Worker:
             detail=detail,
             duration_ms=result.duration_ms,
         )
+        if recorded and item.job_id is not None:
+            # The job's next delivery to this route may have been waiting for this one; the
+            # claim loop idles after a short claim, so tell it there may be work again.
+            self._notifier.notify()
         if recorded and decision.status == "dead":
             await self._announce_dead(item, delivery, detail)
 

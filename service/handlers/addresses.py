@@ -61,6 +61,10 @@ async def resolve(host: str, port: int) -> list[IPAddress]:
 
     Raises `OSError` (`socket.gaierror`) when the name does not resolve.
     """
+    try:
+        return [ipaddress.ip_address(host)]  # a literal: no resolver thread needed
+    except ValueError:
+        pass
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     found: dict[IPAddress, None] = {}
     for family, _type, _proto, _name, sockaddr in infos:

@@ -149,7 +149,11 @@ class HttpForwardHandler:
         if 300 <= status < 400:
             target = _redirect_host(self.url, response.headers.get("location"))
             return Fail(f"HTTP {status}: redirect to {target} not followed (update the url)")
-        text = "" if response.is_success else await _preview(response)
+        # Read even a success answer (up to PREVIEW_BYTES): httpcore closes a connection whose
+        # response was not read to its end, so every delivery would open a new one.
+        text = await _preview(response)
+        if response.is_success:
+            text = ""
         return outcome_for_status(
             status,
             body=text,

@@ -10,6 +10,7 @@ overwrite a newer attempt's result. Functions take the caller's session and neve
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -49,7 +50,17 @@ class Finish:
     duration_ms: float
 
 
-def _claimable(now: datetime) -> sa.Select[tuple[str]]:
+_NOW = sa.bindparam("now", type_=DELIVERIES.c.next_attempt_at.type)
+_LIMIT = sa.bindparam("limit", type_=sa.Integer)
+
+
+@functools.cache
+def _claim_statement() -> sa.Select[tuple[str]]:
+    """Built once: constructing the aliased select costs about 1 ms of CPU per claim."""
+    return _claimable(_NOW).limit(_LIMIT).with_for_update(skip_locked=True)
+
+
+def _claimable(now: datetime | sa.BindParameter[datetime]) -> sa.Select[tuple[str]]:
     d = DELIVERIES.alias("d")
     p = DELIVERIES.alias("p")
     due = sa.or_(
@@ -77,11 +88,7 @@ async def claim(
     session: AsyncSession, *, now: datetime, lease: timedelta, limit: int
 ) -> list[Claimed]:
     """Lease up to `limit` due deliveries to the caller, one attempt each."""
-    ids = list(
-        (
-            await session.scalars(_claimable(now).limit(limit).with_for_update(skip_locked=True))
-        ).all()
-    )
+    ids = list((await session.scalars(_claim_statement(), {"now": now, "limit": limit})).all())
     if not ids:
         return []
     await session.execute(
