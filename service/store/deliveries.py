@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.dispatch.routing import DEFAULT_MAX_ATTEMPTS, Route
 from service.ids import new_id
 from service.store.paging import Page, fetch_page
-from service.store.tables import DELIVERIES, AttemptRow, DeliveryRow
+from service.store.tables import DELIVERIES, EVENTS, AttemptRow, DeliveryRow
 
 UNFINISHED = ("pending", "in_flight", "retrying")
 NOTIFY_CHANNEL = "llmtune_deliveries"
@@ -88,6 +88,7 @@ class DeliveryFilter:
     route: str | None = None
     event_id: str | None = None
     job_id: str | None = None
+    workspace: str | None = None
 
 
 def _matching(where: DeliveryFilter) -> list[sa.ColumnElement[bool]]:
@@ -100,6 +101,9 @@ def _matching(where: DeliveryFilter) -> list[sa.ColumnElement[bool]]:
     ):
         if value is not None:
             conditions.append(column == value)
+    if where.workspace is not None:
+        of_workspace = sa.select(EVENTS.c.id).where(EVENTS.c.workspace == where.workspace)
+        conditions.append(DELIVERIES.c.event_id.in_(of_workspace))
     return conditions
 
 

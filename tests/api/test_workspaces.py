@@ -84,3 +84,5 @@ async def test_routes_narrowed_to_a_workspace(client: httpx.AsyncClient) -> None
     listed = (await client.get("/admin/deliveries", headers=AUTH)).json()["items"]
     routes = sorted((d["jobId"], d["route"]) for d in listed)
     assert routes == [("job-d", "everything"), ("job-p", "everything"), ("job-p", "prod-only")]
+    prod = (await client.get("/admin/deliveries?workspace=prod", headers=AUTH)).json()["items"]
+    assert sorted(d["route"] for d in prod) == ["everything", "prod-only"]

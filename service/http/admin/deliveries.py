@@ -33,6 +33,7 @@ def _filter(request: Request, *, default_status: str | None = None) -> DeliveryF
         route=params.text_param(query, "route"),
         event_id=params.text_param(query, "eventId"),
         job_id=params.text_param(query, "jobId"),
+        workspace=params.text_param(query, "workspace"),
     )
 
 
