@@ -122,16 +122,22 @@ async def claim(
     return [Claimed(**row._mapping) for row in rows]
 
 
+def _still_ours(claimed: Claimed) -> tuple[sa.ColumnElement[bool], ...]:
+    # The attempt this worker claimed is still the delivery's latest and still in flight: a
+    # worker whose lease expired meanwhile matches nothing and writes nothing.
+    return (
+        DELIVERIES.c.id == claimed.id,
+        DELIVERIES.c.attempts == claimed.attempt,
+        DELIVERIES.c.status == "in_flight",
+    )
+
+
 async def finish(session: AsyncSession, claimed: Claimed, result: Finish, *, now: datetime) -> bool:
     """Record the attempt and move the delivery on; False when this attempt was overtaken
     (its lease expired and another attempt began), in which case nothing is written."""
     updated = await session.execute(
         sa.update(DELIVERIES)
-        .where(
-            DELIVERIES.c.id == claimed.id,
-            DELIVERIES.c.attempts == claimed.attempt,
-            DELIVERIES.c.status == "in_flight",
-        )
+        .where(*_still_ours(claimed))
         .values(
             status=result.status,
             next_attempt_at=result.next_attempt_at or now,
@@ -160,11 +166,7 @@ async def release(session: AsyncSession, claimed: Claimed, *, now: datetime) -> 
     """Give an unstarted or abandoned attempt back (shutdown): due again now, attempt undone."""
     await session.execute(
         sa.update(DELIVERIES)
-        .where(
-            DELIVERIES.c.id == claimed.id,
-            DELIVERIES.c.attempts == claimed.attempt,
-            DELIVERIES.c.status == "in_flight",
-        )
+        .where(*_still_ours(claimed))
         .values(
             status="retrying" if claimed.attempt > 1 else "pending",
             attempts=DELIVERIES.c.attempts - 1,
