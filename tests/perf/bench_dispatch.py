@@ -33,7 +33,6 @@ import base64
 import contextlib
 import multiprocessing
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -51,7 +50,7 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from tests.helpers import SECRET, w3_body, w3_headers
-from tests.perf.bench_ingest import blast, cpu_seconds, database, measured, server
+from tests.perf.bench_ingest import blast, cpu_seconds, database, measured, server, stop
 
 BACKLOG_CONCURRENCY = 32
 WARM_UP_EVENTS = 50
@@ -245,12 +244,7 @@ def worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[byt
     try:
         yield process
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 def alive(process: subprocess.Popen[bytes], log_path: Path) -> None:
