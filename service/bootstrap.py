@@ -29,6 +29,7 @@ from service.ingest import Ingest
 from service.metrics import Metrics
 from service.services import Services
 from service.store.db import make_engine, open_database
+from service.store.memory import StoredMemory
 from service.store.migrate import heads
 from service.store.writer import IngestWriter
 from service.webhooks.verify import SigningKey, signing_keys
@@ -124,7 +125,12 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
         )
         handlers = build_handlers(
             routes,
-            HandlerDeps(http=http, clock=clock, public_url=settings.public_url.rstrip("/")),
+            HandlerDeps(
+                http=http,
+                clock=clock,
+                public_url=settings.public_url.rstrip("/"),
+                memory=StoredMemory(db, clock),
+            ),
             overrides.handler_types if overrides.handler_types is not None else available(),
         )
         worker = Worker(

@@ -64,6 +64,23 @@ class OptionsError(ValueError):
     """A route's options do not suit its handler; the message says which option and why."""
 
 
+class MemoryUnavailable(Exception):
+    """The handler memory cannot be read or written right now; the attempt should be retried."""
+
+
+class HandlerMemory(Protocol):
+    """A little durable memory for handlers, shared by every worker process (e.g. which Slack
+    thread a job's messages go to)."""
+
+    async def recall(self, scope: str, key: str) -> str | None:
+        """The value remembered under (scope, key), or None; `MemoryUnavailable` if unsure."""
+        ...
+
+    async def remember(self, scope: str, key: str, value: str) -> str:
+        """Keep `value` unless one is already kept; return the kept one."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class HandlerDeps:
     """What the service hands every handler it builds."""
@@ -71,6 +88,7 @@ class HandlerDeps:
     http: httpx.AsyncClient
     clock: Clock
     public_url: str
+    memory: HandlerMemory | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

@@ -25,6 +25,7 @@ from service.handlers.base import (
     Delivery,
     Fail,
     HandlerDeps,
+    MemoryUnavailable,
     Ok,
     OptionsError,
     Outcome,
@@ -151,8 +152,9 @@ class SlackHandler:
     def __init__(self, *, target: _Webhook | _WebApi, deps: HandlerDeps) -> None:
         self._target = target
         self._deps = deps
-        # job id -> thread, in this process only: a restart (or another worker process) opens a
-        # new thread for a job already under way. A later change may persist it with the job.
+        # job id -> thread: a cache in front of `deps.memory`, which keeps each job's thread
+        # across restarts and worker processes (without it, per process only). Deliveries of one
+        # job to one route never run at once in any two workers, so the cache cannot go stale.
         self._threads: OrderedDict[str, _Thread] = OrderedDict()
 
     @classmethod
@@ -171,13 +173,21 @@ class SlackHandler:
         if not job:
             return (await self._post_api(self._target, body, delivery))[0]
         thread = self._thread(job)
+        memory = self._deps.memory
+        scope = f"slack-thread:{delivery.route}"
         # One post at a time per job, so a job's second event cannot open a second thread.
         async with thread.lock:
-            if thread.ts is not None:
-                body["thread_ts"] = thread.ts
-            outcome, ts = await self._post_api(self._target, body, delivery)
-            if thread.ts is None and ts is not None:
-                thread.ts = ts
+            try:
+                if thread.ts is None and memory is not None:
+                    thread.ts = await memory.recall(scope, job)
+                if thread.ts is not None:
+                    body["thread_ts"] = thread.ts
+                outcome, ts = await self._post_api(self._target, body, delivery)
+                if thread.ts is None and ts is not None:
+                    thread.ts = ts if memory is None else await memory.remember(scope, job, ts)
+            except MemoryUnavailable as exc:
+                # Posting without the thread would split the job's conversation: try later.
+                return Retry(f"slack: thread memory unavailable ({exc})")
         return outcome
 
     async def _post_webhook(

@@ -146,9 +146,21 @@ class AttemptRow(Base):
     detail: Mapped[str | None] = mapped_column(sa.Text)
 
 
+class HandlerMemoryRow(Base):
+    """A fact a handler keeps across attempts and processes (e.g. a job's Slack thread)."""
+
+    __tablename__ = "handler_memory"
+
+    scope: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+
+
 # Core tables, for the write path: statements on them skip the ORM's bulk-persistence layer,
 # which cost more than the SQL itself on every ingest.
 EVENTS = cast(sa.Table, EventRow.__table__)
 JOBS = cast(sa.Table, JobRow.__table__)
 DELIVERIES = cast(sa.Table, DeliveryRow.__table__)
 ATTEMPTS = cast(sa.Table, AttemptRow.__table__)
+HANDLER_MEMORY = cast(sa.Table, HandlerMemoryRow.__table__)
