@@ -17,15 +17,17 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.clock import Clock
+from service.dispatch.dead import DEAD_EVENT, dead_event_body
 from service.dispatch.notify import Notifier
 from service.dispatch.policy import decide
+from service.dispatch.ratelimit import RateLimiter
 from service.dispatch.routing import Route
 from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
 from service.ingest import Ingest
@@ -36,7 +38,6 @@ from service.store.outbox import Claimed, Finish
 from service.webhooks.normalize import normalize
 
 log = structlog.get_logger("service.dispatch")
-DEAD_EVENT = "delivery.dead"  # in service.events.INTERNAL_EVENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,23 +50,6 @@ class WorkerConfig:
     attempt_timeout_seconds: float = 30.0
     grace_seconds: float = 10.0
     stats_every_seconds: float = 5.0
-
-
-class RateLimiter:
-    """At most `per_second` starts per second, spaced evenly (in this process)."""
-
-    def __init__(self, per_second: float) -> None:
-        self._interval = 1.0 / per_second
-        self._next = 0.0
-        self._lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        """Return when the next start is allowed."""
-        async with self._lock:
-            now = time.monotonic()
-            if self._next > now:
-                await asyncio.sleep(self._next - now)
-            self._next = max(now, self._next) + self._interval
 
 
 class Worker:
@@ -290,27 +274,4 @@ def _delivery(item: Claimed) -> Delivery:
         payload=payload,
         received_at=item.received_at,
         source=item.source,
-    )
-
-
-def dead_event_body(
-    item: Claimed, delivery: Delivery, error: str | None, *, now: datetime
-) -> bytes:
-    """The internal `delivery.dead` event, shaped like LLMTune's W3 events so it routes and
-    renders like one; its id makes a repeat of the same death a duplicate."""
-    return orjson.dumps(
-        {
-            "id": f"dead_{item.id}_{item.attempt}",
-            "event": DEAD_EVENT,
-            "data": {
-                "deliveryId": item.id,
-                "route": item.route,
-                "eventId": item.event_id,
-                "eventType": delivery.event.type,
-                "jobId": item.job_id,
-                "attempts": item.attempt,
-                "error": error,
-            },
-            "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        }
     )

@@ -180,21 +180,21 @@ class Database:
 
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run `work` in one write transaction and commit (see `retry_dropped`)."""
-
-        async def attempt() -> T:
-            async with self.sessions() as session, session.begin():
-                return await work(session)
-
-        return await retry_dropped(attempt)
+        return await _in_transaction(self.sessions, work)
 
     async def read(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run `work` in a read transaction on a reader connection (see `retry_dropped`)."""
+        return await _in_transaction(self.read_sessions, work)
 
-        async def attempt() -> T:
-            async with self.read_sessions() as session, session.begin():
-                return await work(session)
 
-        return await retry_dropped(attempt)
+async def _in_transaction(
+    sessions: async_sessionmaker[AsyncSession], work: Callable[[AsyncSession], Awaitable[T]]
+) -> T:
+    async def attempt() -> T:
+        async with sessions() as session, session.begin():
+            return await work(session)
+
+    return await retry_dropped(attempt)
 
 
 def open_database(database_url: str, *, engine: AsyncEngine | None = None) -> Database:

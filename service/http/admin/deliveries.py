@@ -44,10 +44,7 @@ def _budgets(svc: Services) -> dict[str, int]:
 async def list_deliveries(request: Request, svc: Services) -> dict[str, Any]:
     """Deliveries, newest first, filtered by status, route, eventId, jobId."""
     where = _filter(request)
-    limit, cursor = (
-        params.limit_param(request.query_params),
-        params.cursor_param(request.query_params),
-    )
+    limit, cursor = params.page_params(request.query_params)
     page = await svc.db.read(
         lambda s: deliveries.list_deliveries(s, where=where, limit=limit, cursor=cursor)
     )

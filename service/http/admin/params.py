@@ -29,6 +29,11 @@ def limit_param(query: QueryParams) -> int:
     return int(raw)
 
 
+def page_params(query: QueryParams) -> tuple[int, SortKey | None]:
+    """`limit` and the decoded `cursor` of a list request."""
+    return limit_param(query), cursor_param(query)
+
+
 def cursor_param(query: QueryParams) -> SortKey | None:
     """The decoded `cursor`, if one was sent."""
     raw = query.get("cursor")

@@ -29,7 +29,7 @@ async def list_events(request: Request, svc: Services) -> dict[str, Any]:
         since=params.time_param(query, "since"),
         until=params.time_param(query, "until"),
     )
-    limit, cursor = params.limit_param(query), params.cursor_param(query)
+    limit, cursor = params.page_params(query)
     page = await svc.db.read(
         lambda session: events.list_events(session, where=where, limit=limit, cursor=cursor)
     )
@@ -52,7 +52,7 @@ async def get_event(request: Request, svc: Services) -> dict[str, Any]:
 async def list_jobs(request: Request, svc: Services) -> dict[str, Any]:
     """Jobs, newest first, optionally filtered by status."""
     query = request.query_params
-    limit, cursor = params.limit_param(query), params.cursor_param(query)
+    limit, cursor = params.page_params(query)
     status = params.text_param(query, "status")
     page = await svc.db.read(
         lambda session: jobs.list_jobs(session, status=status, limit=limit, cursor=cursor)
