@@ -6,6 +6,7 @@ never be wired differently. Nothing here starts work; the callers decide what ru
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -115,7 +116,13 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
         clock = overrides.clock or SystemClock()
         metrics = Metrics()
         notifier = Notifier()
-        writer = overrides.writer or IngestWriter(db, routes, on_commit=notifier.notify)
+        writer = overrides.writer or IngestWriter(
+            db,
+            routes,
+            on_commit=notifier.notify,
+            queue_limit=settings.ingest_queue_limit,
+            batch_limit=settings.ingest_batch_limit,
+        )
         ingest = Ingest(
             writer,
             keys=signing_keys_by_workspace(settings, config),
@@ -143,18 +150,21 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
             notifier=notifier,
             config=overrides.worker or worker_config(settings),
         )
-        yield Services(
-            settings=settings,
-            db=db,
-            ingest=ingest,
-            worker=worker,
-            notifier=notifier,
-            routes=routes,
-            admin_tokens=tuple(t.get_secret_value().encode() for t in settings.admin_tokens),
-            metrics=metrics,
-            clock=clock,
-            schema_heads=heads(),
-        )
+        # A writer passed in is run (or not) by whoever built it.
+        running = writer.running() if overrides.writer is None else contextlib.nullcontext()
+        async with running:
+            yield Services(
+                settings=settings,
+                db=db,
+                ingest=ingest,
+                worker=worker,
+                notifier=notifier,
+                routes=routes,
+                admin_tokens=tuple(t.get_secret_value().encode() for t in settings.admin_tokens),
+                metrics=metrics,
+                clock=clock,
+                schema_heads=heads(),
+            )
     finally:
         await http.aclose()
         if db.read_engine is not db.engine:

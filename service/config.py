@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     public_url: str = "http://localhost:8000"
     routes_file: Path | None = None
     run_worker: bool = True
+    ingest_queue_limit: int = Field(default=4096, ge=1, le=1_000_000)
+    ingest_batch_limit: int = Field(default=256, ge=1, le=10_000)
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
     worker_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)

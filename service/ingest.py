@@ -23,7 +23,7 @@ from service.ids import new_id
 from service.metrics import Metrics
 from service.store.db import StoreUnavailable
 from service.store.events import NewEvent
-from service.store.writer import IngestWriter
+from service.store.writer import IngestWriter, Overloaded
 from service.webhooks.normalize import BodyError, normalize, parse_body
 from service.webhooks.verify import SigningKey, VerificationError, verify
 
@@ -144,6 +144,8 @@ class Ingest:
             self._metrics.signature_failures.labels(exc.reason).inc()
         elif isinstance(exc, BodyError):
             outcome = "invalid_body"
+        elif isinstance(exc, Overloaded):
+            outcome = "overloaded"
         else:
             outcome = "unavailable"
         reason = getattr(exc, "reason", "store_unavailable")

@@ -6,6 +6,7 @@ TEST_POSTGRES_URL; under CI a missing server fails the run, elsewhere it skips l
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -70,3 +71,10 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     engine = await emptied_engine(db_url)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def exit_stack() -> AsyncIterator[contextlib.AsyncExitStack]:
+    """Async context managers a test enters (a running ingest writer, say), closed after it."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield stack

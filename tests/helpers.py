@@ -7,6 +7,7 @@ import hmac
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -18,7 +19,10 @@ from starlette.types import ASGIApp
 
 from service.app import Overrides, create_app
 from service.config import Settings
+from service.ids import new_id
 from service.store.db import Database, make_engine, make_sessionmaker
+from service.store.events import NewEvent
+from service.webhooks.normalize import normalize, parse_body
 
 TABLES = ("deliveries", "events", "jobs")
 SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLWxsbXR1bmUtcmVjZWl2ZXI="
@@ -116,3 +120,26 @@ async def emptied_engine(url: str) -> AsyncEngine:
         for table in TABLES:
             await connection.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
     return engine
+
+
+T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
+
+
+def new_event(payload: dict[str, Any], *, at: datetime = T0, raw: bytes | None = None) -> NewEvent:
+    """A verified webhook delivery of `payload` (or of `raw`, byte for byte), ready to write."""
+    body = raw if raw is not None else orjson.dumps(payload)
+    return NewEvent(
+        id=new_id("evt"),
+        source="webhook",
+        workspace="default",
+        event=normalize(parse_body(body), body),
+        raw_body=body,
+        headers=[["content-type", "application/json"]],
+        verified=True,
+        received_at=at,
+    )
+
+
+def lifecycle(event: str, job: str = "job-1", **data: Any) -> dict[str, Any]:
+    """A lifecycle event's payload for `job`."""
+    return {"event": event, "data": {"jobId": job, **data}}

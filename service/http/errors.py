@@ -13,6 +13,7 @@
     BodyError          → 400 INVALID_JSON
     VerificationError  → 401 MISSING_SIGNATURE | INVALID_SIGNATURE
     StoreUnavailable   → 503 STORAGE_UNAVAILABLE (with Retry-After) so LLMTune retries
+    └── Overloaded     → 503 OVERLOADED (Retry-After: 1) the write queue is full
 
 Sender faults are 4xx, our own faults 5xx. Every body has LLMTune's shape:
 `{"error": {"message": ..., "code": ..., "details": ...}}`.
@@ -29,12 +30,15 @@ from starlette.responses import Response
 
 from service.http.responses import JSONResponse
 from service.store.db import StoreUnavailable
+from service.store.writer import Overloaded
 from service.webhooks.normalize import BodyError
 from service.webhooks.verify import VerificationError
 
 log = structlog.get_logger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+# A full write queue drains in well under a second; the sender should come back soon.
+OVERLOADED_RETRY_AFTER_SECONDS = 1
 
 
 class ApiError(Exception):
@@ -138,6 +142,12 @@ async def handle_store_unavailable(request: Request, exc: Exception) -> Response
     return storage_unavailable("the event store is unavailable; retry later")
 
 
+async def handle_overloaded(request: Request, exc: Exception) -> Response:
+    """503 at once when more deliveries wait to be stored than the queue holds."""
+    headers = {"Retry-After": str(OVERLOADED_RETRY_AFTER_SECONDS)}
+    return error_response(503, "OVERLOADED", "too many deliveries waiting; retry", None, headers)
+
+
 _HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
 
@@ -161,6 +171,7 @@ EXCEPTION_HANDLERS = {
     VerificationError: handle_verification_error,
     BodyError: handle_body_error,
     StoreUnavailable: handle_store_unavailable,
+    Overloaded: handle_overloaded,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

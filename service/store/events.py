@@ -1,4 +1,5 @@
-"""The events table: insert-or-count-duplicate for ingest, keyset queries for the admin API.
+"""The events table: the rows ingest stores (`NewEvent`; written by `store/batch.py`), and
+keyset queries for the admin API and replays.
 
 Functions take the caller's session and never commit: the unit of work (the ingest writer, an
 admin request) owns the transaction.
@@ -14,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from service.events import Event
-from service.store.dialect import insert_for
 from service.store.paging import Page, fetch_page
 from service.store.tables import EVENTS, EventRow
 
@@ -44,47 +44,6 @@ class EventFilter:
     test: bool | None = None
     since: datetime | None = None
     until: datetime | None = None
-
-
-async def insert_event(session: AsyncSession, new: NewEvent) -> bool:
-    """Insert unless the dedup key exists (race-safe: the unique index decides). True if new."""
-    event = new.event
-    stmt = (
-        insert_for(session, EVENTS)
-        .values(
-            id=new.id,
-            source=new.source,
-            workspace=new.workspace,
-            dedup_key=event.dedup_key,
-            external_id=event.external_id,
-            type=event.type,
-            job_id=event.job_id,
-            occurred_at=event.occurred_at,
-            received_at=new.received_at,
-            raw_body=new.raw_body,
-            body_bytes=len(new.raw_body),
-            headers=new.headers,
-            verified=new.verified,
-            is_test=event.is_test,
-            duplicate_count=0,
-        )
-        .on_conflict_do_nothing(index_elements=[EVENTS.c.dedup_key])
-        .returning(EVENTS.c.id)
-    )
-    found: str | None = (await session.execute(stmt)).scalar_one_or_none()
-    return found is not None
-
-
-async def count_duplicate(session: AsyncSession, *, dedup_key: str, at: datetime) -> str | None:
-    """Bump the stored event's duplicate counter; return its id (None if it has vanished)."""
-    stmt = (
-        sa.update(EVENTS)
-        .where(EVENTS.c.dedup_key == dedup_key)
-        .values(duplicate_count=EVENTS.c.duplicate_count + 1, last_duplicate_at=at)
-        .returning(EVENTS.c.id)
-    )
-    found: str | None = (await session.execute(stmt)).scalar_one_or_none()
-    return found
 
 
 def _filtered(stmt: sa.Select[EventRow], where: EventFilter) -> sa.Select[EventRow]:

@@ -47,7 +47,8 @@ class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING)
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: UTCDateTime(),
-        dict[str, Any]: sa.JSON(),
+        # None is SQL NULL, not JSON 'null', so COALESCE can fill an empty value later.
+        dict[str, Any]: sa.JSON(none_as_null=True),
     }
 
 

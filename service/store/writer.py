@@ -1,24 +1,52 @@
-"""The one ingest writer: event row, its job, and its deliveries, in one transaction.
+"""The one ingest writer, with group commit: concurrent deliveries share one transaction.
 
-Every source's events are written by `IngestWriter.write` (called by the ingest service), so
-batching concurrent requests into one commit (group commit) can later replace its body without
-touching any caller. It returns only after the commit, so an acknowledgement always means
-"durably stored". Any database failure surfaces as `StoreUnavailable`: the sender retries and
-dedup absorbs the repeat.
+Every source's events are written by `IngestWriter.write` (called by the ingest service). A
+request queues its row and waits; one flusher task takes everything queued so far and commits
+it as one batch (`store/batch.py`), then answers each waiting request. While one batch commits,
+the next one gathers, so under load a commit carries many events and at concurrency 1 it is
+exactly one commit per event. `write` returns only after the commit that holds its row, so an
+acknowledgement always means "durably stored".
+
+Failures: a database that cannot be reached fails the whole batch with `StoreUnavailable`
+(503, the sender retries, dedup absorbs the repeat). Any other failure of a batch (a row the
+database refuses, a bug in one row's values) retries its rows one transaction each, so a bad
+row fails only its own request. A full queue raises `Overloaded` at once instead of growing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import sqlalchemy.exc
+import structlog
 
-from service.dispatch.routing import Route, routes_for
-from service.jobs.state import transition_for
-from service.store import deliveries, events, jobs
-from service.store.db import Database, StoreUnavailable
+from service.dispatch.routing import Route
+from service.store.batch import BatchStatements, Outcome, Stored, write_batch
+from service.store.db import (
+    Database,
+    StoreUnavailable,
+    describe_storage_error,
+    retry_dropped,
+)
 from service.store.events import NewEvent
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_QUEUE_LIMIT = 4096
+DEFAULT_BATCH_LIMIT = 256
+
+# Errors that mean "the database answered, and refused this data": worth retrying row by row.
+# Everything else reaching the store (connection refused, reset, timed out, locked) is the store
+# being unavailable, and retrying each row would only multiply the wait.
+_REFUSED = (sqlalchemy.exc.StatementError,)
+_UNREACHABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+
+
+class Overloaded(StoreUnavailable):
+    """The write queue is full: more deliveries are waiting than the store is taking."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +57,21 @@ class WriteResult:
     duplicate: bool
 
 
+@dataclass(slots=True)
+class _Pending:
+    new: NewEvent
+    answer: asyncio.Future[WriteResult]
+
+
+_STOP = object()
+
+
 class IngestWriter:
-    """Stores verified, normalized events; one transaction each."""
+    """Stores verified, normalized events, committing concurrent ones together.
+
+    `running()` starts the flusher and, on the way out, drains it: what is queued is committed
+    and answered before it returns. `write` outside `running()` raises `StoreUnavailable`.
+    """
 
     def __init__(
         self,
@@ -38,36 +79,134 @@ class IngestWriter:
         routes: Sequence[Route],
         *,
         on_commit: Callable[[], None] | None = None,
+        queue_limit: int = DEFAULT_QUEUE_LIMIT,
+        batch_limit: int = DEFAULT_BATCH_LIMIT,
     ) -> None:
         self._db = db
         self._routes = tuple(routes)
         self._on_commit = on_commit
+        self._sql = BatchStatements(db.engine.dialect.name)
+        self._queue_limit = queue_limit
+        self._batch_limit = batch_limit
+        self._queue: asyncio.Queue[_Pending | object] | None = None
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run the flusher for the duration of the block; drain it on exit."""
+        # The stop marker may wait for room behind a full queue; it never takes a request's place.
+        queue: asyncio.Queue[_Pending | object] = asyncio.Queue(self._queue_limit + 1)
+        self._queue = queue
+        flusher = asyncio.create_task(self._flush_until_stopped(queue), name="ingest-flusher")
+        try:
+            yield
+        finally:
+            self._queue = None  # new writes are refused from here on
+            await queue.put(_STOP)
+            await flusher
 
     async def write(self, new: NewEvent) -> WriteResult:
-        """Store `new` (or count it as a duplicate) and commit; raise `StoreUnavailable`."""
-        result = await self._db.write(lambda session: self._write(session, new))
-        if not result.duplicate and self._on_commit is not None:
-            self._on_commit()  # wake this process's dispatch worker
-        return result
+        """Store `new` (or count it as a duplicate) and return once it is committed.
 
-    async def _write(self, session: AsyncSession, new: NewEvent) -> WriteResult:
-        event = new.event
-        if not await events.insert_event(session, new):
-            existing = await events.count_duplicate(
-                session, dedup_key=event.dedup_key, at=new.received_at
-            )
-            if existing is None:
-                # The original vanished between the conflict and the update (a purge): retry.
-                raise StoreUnavailable("the stored original vanished during the write")
-            return WriteResult(event_id=existing, duplicate=True)
-        transition = transition_for(event.type)
-        if transition is not None and event.job_id is not None and not event.is_test:
-            await jobs.advance_job(session, event=event, transition=transition, at=new.received_at)
-        await deliveries.enqueue(
-            session,
-            event_id=new.id,
-            job_id=event.job_id,
-            routes=routes_for(event.type, self._routes, new.workspace),
-            at=new.received_at,
+        Raises `Overloaded` when the queue is full, `StoreUnavailable` when the store fails.
+        """
+        queue = self._queue
+        if queue is None:
+            raise StoreUnavailable("the writer is not running (starting or shutting down)")
+        if queue.qsize() >= self._queue_limit:
+            raise Overloaded(f"{self._queue_limit} deliveries are already waiting to be stored")
+        pending = _Pending(new, asyncio.get_running_loop().create_future())
+        queue.put_nowait(pending)
+        # A sender that hangs up cancels only this wait; its row is still committed.
+        return await pending.answer
+
+    async def _flush_until_stopped(self, queue: asyncio.Queue[_Pending | object]) -> None:
+        stopping = False
+        while not stopping:
+            first = await queue.get()
+            if first is _STOP:
+                return
+            batch = [first]
+            while len(batch) < self._batch_limit and not queue.empty():
+                item = queue.get_nowait()
+                if item is _STOP:
+                    stopping = True  # commit what came before it, then stop
+                    break
+                batch.append(item)
+            await self._flush([item for item in batch if isinstance(item, _Pending)])
+
+    async def _flush(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes = await self._commit([p.new for p in batch])
+        except Exception as exc:
+            if len(batch) == 1 or not _refused(exc):
+                _fail(batch, exc)
+                return
+            log.warning("ingest_batch_refused", size=len(batch), cause=_cause(exc))
+            await self._one_by_one(batch)
+            return
+        self._answer(batch, outcomes)
+
+    async def _one_by_one(self, batch: list[_Pending]) -> None:
+        for index, pending in enumerate(batch):
+            try:
+                outcomes = await self._commit([pending.new])
+            except Exception as exc:
+                if not _refused(exc):
+                    _fail(batch[index:], exc)  # the store went away: do not try the rest
+                    return
+                log.error(
+                    "ingest_row_refused",
+                    event_type=pending.new.event.type,
+                    job_id=pending.new.event.job_id,
+                    cause=_cause(exc),
+                )
+                _fail([pending], exc)
+                continue
+            self._answer([pending], outcomes)
+
+    async def _commit(self, batch: list[NewEvent]) -> list[Outcome]:
+        async def attempt() -> list[Outcome]:
+            async with self._db.engine.begin() as conn:
+                return await write_batch(conn, self._sql, batch, self._routes)
+
+        return await retry_dropped(attempt)
+
+    def _answer(self, batch: list[_Pending], outcomes: list[Outcome]) -> None:
+        stored_new = False
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if pending.answer.done():
+                continue
+            if isinstance(outcome, Stored):
+                stored_new = stored_new or not outcome.duplicate
+                pending.answer.set_result(WriteResult(outcome.event_id, outcome.duplicate))
+            else:
+                # A purge removed the original between the conflict and the count: the sender
+                # retries, and the retry stores it anew.
+                pending.answer.set_exception(
+                    StoreUnavailable("the stored original vanished during the write")
+                )
+        if stored_new and self._on_commit is not None:
+            self._on_commit()  # wake this process's dispatch worker
+
+
+def _cause(exc: BaseException) -> str:
+    return describe_storage_error(exc.__cause__ or exc)
+
+
+def _refused(exc: BaseException) -> bool:
+    """True when the database answered and refused the data (not when it was unreachable)."""
+    if isinstance(exc, StoreUnavailable):
+        cause = exc.__cause__
+        return (
+            isinstance(cause, _REFUSED)
+            and not isinstance(cause, _UNREACHABLE)
+            and not getattr(cause, "connection_invalidated", False)
         )
-        return WriteResult(event_id=new.id, duplicate=False)
+    return True  # not a storage error at all: a bug in one row's values, most likely
+
+
+def _fail(batch: Sequence[_Pending], exc: BaseException) -> None:
+    error = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(_cause(exc))
+    for pending in batch:
+        if not pending.answer.done():
+            pending.answer.set_exception(error)

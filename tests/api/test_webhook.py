@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import httpx
 import orjson
 import pytest
+import sqlalchemy as sa
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 from structlog.testing import capture_logs
@@ -311,3 +313,22 @@ async def test_metrics_count_outcomes(client: httpx.AsyncClient) -> None:
     assert 'llmtune_webhook_signature_failures_total{reason="missing_signature"} 1.0' in text
     assert 'llmtune_webhook_duplicates_total{event_type="training.completed"} 1.0' in text
     assert "llmtune_webhook_ingest_seconds_count 4.0" in text
+
+
+async def test_full_write_queue_answers_503_overloaded(engine: AsyncEngine, db_url: str) -> None:
+    """Deliveries beyond INGEST_QUEUE_LIMIT waiting at once get 503 OVERLOADED with a short
+    Retry-After; those that got 200 are stored."""
+    settings = make_settings(db_url, ingest_queue_limit=1)
+    async with running_app(settings, engine) as client:
+        bodies = [w3_body(job_id=f"job-{n}") for n in range(4)]
+        responses = await asyncio.gather(*(post_webhook(client, body) for body in bodies))
+        metrics = (await client.get("/metrics")).text
+    statuses = [r.status_code for r in responses]
+    assert statuses == [200, 503, 503, 503]
+    for refused in responses[1:]:
+        assert error_of(refused)["code"] == "OVERLOADED"
+        assert refused.headers["retry-after"] == "1"
+    assert 'outcome="overloaded"} 3.0' in metrics
+    async with engine.connect() as conn:
+        stored = (await conn.execute(sa.text("SELECT count(*) FROM events"))).scalar_one()
+    assert stored == 1

@@ -42,6 +42,8 @@ SETTINGS_VARIABLES = frozenset(
         "PUBLIC_URL",
         "ROUTES_FILE",
         "RUN_WORKER",
+        "INGEST_QUEUE_LIMIT",
+        "INGEST_BATCH_LIMIT",
         "WORKER_CONCURRENCY",
         "WORKER_LEASE_SECONDS",
         "WORKER_POLL_SECONDS",

@@ -7,9 +7,10 @@ own modules): these tests are about the queue, not the destinations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
@@ -51,6 +52,9 @@ class Scripted:
         return self.script.pop(0) if self.script else Ok("fine")
 
 
+DEFAULT_TEST_ROUTES = (Route("hook", "scripted", ("training.*",), max_attempts=3),)
+
+
 @dataclass
 class Harness:
     db: Database
@@ -58,6 +62,7 @@ class Harness:
     ingest: Ingest
     worker: Worker
     handlers: dict[str, Scripted]
+    writer: IngestWriter
 
     async def post(self, event: str = "training.started", job: str = "job-1") -> str:
         accepted = await self.ingest.accept(w3_body(event, job), [], source="test", trusted=True)
@@ -85,10 +90,10 @@ async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
             await asyncio.sleep(0.01)
 
 
-def make_harness(
+def _build_harness(
     engine: AsyncEngine,
-    routes: Sequence[Route] = (Route("hook", "scripted", ("training.*",), max_attempts=3),),
-    config: WorkerConfig | None = None,
+    routes: Sequence[Route],
+    config: WorkerConfig | None,
 ) -> Harness:
     db = single_engine_database(engine)
     clock = FakeClock(T0)
@@ -114,13 +119,35 @@ def make_harness(
         config=config,
         rng=random.Random(7),
     )
-    return Harness(db, clock, ingest, worker, handlers)
+    return Harness(db, clock, ingest, worker, handlers, writer)
+
+
+HarnessFactory = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def make_harness() -> AsyncIterator[HarnessFactory]:
+    """Builds harnesses whose ingest writer runs until the test ends."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def build(
+            engine: AsyncEngine,
+            routes: Sequence[Route] = DEFAULT_TEST_ROUTES,
+            config: WorkerConfig | None = None,
+        ) -> Harness:
+            harness = _build_harness(engine, routes, config)
+            await stack.enter_async_context(harness.writer.running())
+            return harness
+
+        yield build
 
 
 class TestOutcomes:
-    async def test_success_is_recorded_with_its_attempt(self, engine: AsyncEngine) -> None:
+    async def test_success_is_recorded_with_its_attempt(
+        self, engine: AsyncEngine, make_harness: HarnessFactory
+    ) -> None:
         """An Ok answer: the delivery succeeds and one attempt row says so."""
-        h = make_harness(engine)
+        h = await make_harness(engine)
         event_id = await h.post()
         assert await h.worker.run_until_idle() == 1
         [row] = await h.rows()
@@ -135,9 +162,11 @@ class TestOutcomes:
         [seen] = h.handlers["hook"].seen
         assert (seen.id, seen.attempt, seen.event.type) == (row.id, 1, "training.started")
 
-    async def test_retry_then_success(self, engine: AsyncEngine) -> None:
+    async def test_retry_then_success(
+        self, engine: AsyncEngine, make_harness: HarnessFactory
+    ) -> None:
         """A transient failure is retried when due (not before) and then succeeds."""
-        h = make_harness(engine)
+        h = await make_harness(engine)
         h.handlers["hook"].script = [Retry("HTTP 503", after=30)]
         await h.post()
         await h.worker.run_until_idle()
@@ -153,9 +182,11 @@ class TestOutcomes:
         ids = {d.id for d in h.handlers["hook"].seen}
         assert len(ids) == 1  # the same idempotency key on every attempt
 
-    async def test_dead_after_max_attempts_is_announced(self, engine: AsyncEngine) -> None:
+    async def test_dead_after_max_attempts_is_announced(
+        self, engine: AsyncEngine, make_harness: HarnessFactory
+    ) -> None:
         """Retries that run out leave the delivery dead and store a `delivery.dead` event."""
-        h = make_harness(engine)
+        h = await make_harness(engine)
         h.handlers["hook"].script = [Retry("HTTP 500")] * 3
         await h.post()
         for _ in range(3):
@@ -166,19 +197,23 @@ class TestOutcomes:
         dead = [e for e in await h.events() if e.type == "delivery.dead"]
         assert [(e.source, e.job_id) for e in dead] == [("internal", "job-1")]
 
-    async def test_permanent_failure_is_dead_at_once(self, engine: AsyncEngine) -> None:
+    async def test_permanent_failure_is_dead_at_once(
+        self, engine: AsyncEngine, make_harness: HarnessFactory
+    ) -> None:
         """A Fail answer is not retried."""
-        h = make_harness(engine)
+        h = await make_harness(engine)
         h.handlers["hook"].script = [Fail("HTTP 400: bad")]
         await h.post()
         await h.worker.run_until_idle()
         [row] = await h.rows()
         assert (row.status, row.attempts) == ("dead", 1)
 
-    async def test_no_dead_event_about_a_dead_event(self, engine: AsyncEngine) -> None:
+    async def test_no_dead_event_about_a_dead_event(
+        self, engine: AsyncEngine, make_harness: HarnessFactory
+    ) -> None:
         """A route that also takes `delivery.dead` and fails it does not loop."""
         route = Route("all", "scripted", ("*",), max_attempts=1)
-        h = make_harness(engine, [route])
+        h = await make_harness(engine, [route])
         h.handlers["all"].script = [Fail("no"), Fail("no again")]
         await h.post()
         await h.worker.run_until_idle()
@@ -187,9 +222,11 @@ class TestOutcomes:
         assert types == ["delivery.dead", "training.started"]
         assert [r.status for r in await h.rows()] == ["dead", "dead"]
 
-    async def test_crashing_handler_is_retried_not_fatal(self, engine: AsyncEngine) -> None:
+    async def test_crashing_handler_is_retried_not_fatal(
+        self, engine: AsyncEngine, make_harness: HarnessFactory
+    ) -> None:
         """An exception escaping a handler counts as a transient failure."""
-        h = make_harness(engine)
+        h = await make_harness(engine)
 
         async def boom(delivery: Delivery) -> Outcome:
             raise RuntimeError("bug")
@@ -202,10 +239,12 @@ class TestOutcomes:
 
 
 class TestOrder:
-    async def test_later_event_waits_for_earlier_of_same_job(self, engine: AsyncEngine) -> None:
+    async def test_later_event_waits_for_earlier_of_same_job(
+        self, engine: AsyncEngine, make_harness: HarnessFactory
+    ) -> None:
         """`completed` is not delivered while `started` of the same job is still retrying;
         another job's delivery is not held up."""
-        h = make_harness(engine)
+        h = await make_harness(engine)
         h.handlers["hook"].script = [Retry("HTTP 503", after=60)]
         await h.post("training.started", "job-a")
         await h.post("training.completed", "job-a")
@@ -218,9 +257,11 @@ class TestOrder:
         order = [(d.event.job_id, d.event.type) for d in h.handlers["hook"].seen]
         assert order[2:] == [("job-a", "training.started"), ("job-a", "training.completed")]
 
-    async def test_dead_predecessor_releases_its_successors(self, engine: AsyncEngine) -> None:
+    async def test_dead_predecessor_releases_its_successors(
+        self, engine: AsyncEngine, make_harness: HarnessFactory
+    ) -> None:
         """Once the earlier delivery is dead, the later one of the job goes out."""
-        h = make_harness(engine)
+        h = await make_harness(engine)
         h.handlers["hook"].script = [Fail("HTTP 400")]
         await h.post("training.started", "job-a")
         await h.post("training.failed", "job-a")
@@ -229,9 +270,11 @@ class TestOrder:
 
 
 class TestLeases:
-    async def test_expired_lease_is_claimed_again(self, engine: AsyncEngine) -> None:
+    async def test_expired_lease_is_claimed_again(
+        self, engine: AsyncEngine, make_harness: HarnessFactory
+    ) -> None:
         """A worker that vanished mid-attempt: after the lease, another attempt is made."""
-        h = make_harness(engine)
+        h = await make_harness(engine)
         await h.post()
         now = h.clock.now()
         [first] = await h.db.write(
@@ -249,9 +292,11 @@ class TestLeases:
         assert (row.status, row.attempts) == ("succeeded", 2)
         assert first.attempt == 1
 
-    async def test_stale_worker_cannot_overwrite_a_newer_attempt(self, engine: AsyncEngine) -> None:
+    async def test_stale_worker_cannot_overwrite_a_newer_attempt(
+        self, engine: AsyncEngine, make_harness: HarnessFactory
+    ) -> None:
         """The result of an attempt whose lease was taken over is not recorded."""
-        h = make_harness(engine)
+        h = await make_harness(engine)
         await h.post()
         lease = timedelta(seconds=60)
         now = h.clock.now()
@@ -265,9 +310,11 @@ class TestLeases:
         assert (row.status, row.attempts) == ("in_flight", 2)
         assert await h.attempts() == []
 
-    async def test_stop_releases_unfinished_attempts(self, engine: AsyncEngine) -> None:
+    async def test_stop_releases_unfinished_attempts(
+        self, engine: AsyncEngine, make_harness: HarnessFactory
+    ) -> None:
         """On stop, an attempt still running after the grace period is given back, due now."""
-        h = make_harness(engine, config=WorkerConfig(grace_seconds=0.05, poll_seconds=0.01))
+        h = await make_harness(engine, config=WorkerConfig(grace_seconds=0.05, poll_seconds=0.01))
         h.handlers["hook"].gate = asyncio.Event()  # never opens
         await h.post()
         stop = asyncio.Event()
@@ -279,9 +326,11 @@ class TestLeases:
         assert (row.status, row.attempts, row.lease_expires_at) == ("pending", 0, None)
 
 
-async def test_concurrent_claims_never_share_a_delivery(engine: AsyncEngine) -> None:
+async def test_concurrent_claims_never_share_a_delivery(
+    engine: AsyncEngine, make_harness: HarnessFactory
+) -> None:
     """Claims racing on separate connections each get different deliveries."""
-    h = make_harness(engine)
+    h = await make_harness(engine)
     for index in range(20):
         await h.post("training.started", f"job-{index}")
     now = h.clock.now()
@@ -295,9 +344,9 @@ async def test_concurrent_claims_never_share_a_delivery(engine: AsyncEngine) -> 
     assert len(ids) == len(set(ids)) == 20
 
 
-async def test_wakes_at_once_on_new_work(engine: AsyncEngine) -> None:
+async def test_wakes_at_once_on_new_work(engine: AsyncEngine, make_harness: HarnessFactory) -> None:
     """A running worker with a long poll interval still delivers promptly when ingest stores."""
-    h = make_harness(engine, config=WorkerConfig(poll_seconds=30))
+    h = await make_harness(engine, config=WorkerConfig(poll_seconds=30))
     stop = asyncio.Event()
     running = asyncio.create_task(h.worker.run(stop))
     await asyncio.sleep(0.05)  # let it go idle
@@ -309,10 +358,12 @@ async def test_wakes_at_once_on_new_work(engine: AsyncEngine) -> None:
 
 
 @pytest.mark.parametrize("rate", [5.0])
-async def test_rate_limit_spaces_calls(engine: AsyncEngine, rate: float) -> None:
+async def test_rate_limit_spaces_calls(
+    engine: AsyncEngine, make_harness: HarnessFactory, rate: float
+) -> None:
     """A route with `rate_limit` starts its calls at most that many per second."""
     route = Route("slow", "scripted", ("*",), rate_limit=rate)
-    h = make_harness(engine, [route])
+    h = await make_harness(engine, [route])
     for index in range(4):
         await h.post("training.started", f"job-{index}")
     loop = asyncio.get_running_loop()

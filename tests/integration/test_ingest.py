@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,10 +34,15 @@ from tests.helpers import (
 T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
 
 
-def make_ingest(db: Database, *, allow_unsigned: bool = False) -> tuple[Ingest, Metrics]:
+async def make_ingest(
+    db: Database, stack: contextlib.AsyncExitStack, *, allow_unsigned: bool = False
+) -> tuple[Ingest, Metrics]:
+    """An ingest service whose writer runs until the test ends."""
     metrics = Metrics()
+    writer = IngestWriter(db, DEFAULT_ROUTES)
+    await stack.enter_async_context(writer.running())
     ingest = Ingest(
-        IngestWriter(db, DEFAULT_ROUTES),
+        writer,
         keys={"default": signing_keys([SECRET])},
         allow_unsigned=allow_unsigned,
         metrics=metrics,
@@ -61,9 +67,11 @@ async def stored(db: Database) -> list[EventRow]:
 
 
 class TestAccept:
-    async def test_signed_webhook_is_stored_and_counted(self, db: Database) -> None:
+    async def test_signed_webhook_is_stored_and_counted(
+        self, db: Database, exit_stack: contextlib.AsyncExitStack
+    ) -> None:
         """A signed body is stored with its source, exact bytes and headers; metrics count it."""
-        ingest, metrics = make_ingest(db)
+        ingest, metrics = await make_ingest(db, exit_stack)
         body = w3_body("training.started", "job-i1")
         headers = list(w3_headers(body).items())
         accepted = await ingest.accept(body, headers, source="webhook")
@@ -89,9 +97,11 @@ class TestAccept:
         )
         assert counted == 1.0
 
-    async def test_repeat_is_a_duplicate_of_the_first(self, db: Database) -> None:
+    async def test_repeat_is_a_duplicate_of_the_first(
+        self, db: Database, exit_stack: contextlib.AsyncExitStack
+    ) -> None:
         """The same event twice answers the first event's id, flagged duplicate."""
-        ingest, metrics = make_ingest(db)
+        ingest, metrics = await make_ingest(db, exit_stack)
         body = w3_body("training.completed", "job-i2")
         headers = list(w3_headers(body).items())
         first = await ingest.accept(body, headers, source="webhook")
@@ -101,9 +111,11 @@ class TestAccept:
             metrics.registry, "llmtune_webhook_duplicates_total", event_type="training.completed"
         )
 
-    async def test_trusted_source_skips_signatures(self, db: Database) -> None:
+    async def test_trusted_source_skips_signatures(
+        self, db: Database, exit_stack: contextlib.AsyncExitStack
+    ) -> None:
         """An event the service produced itself is stored as verified, under its own source."""
-        ingest, _ = make_ingest(db)
+        ingest, _ = await make_ingest(db, exit_stack)
         accepted = await ingest.accept(
             w3_body("model.deployed", "job-i3"), [], source="poll", trusted=True
         )
@@ -115,9 +127,11 @@ class TestAccept:
 
 
 class TestRefused:
-    async def test_unsigned_raises_and_stores_nothing(self, db: Database) -> None:
+    async def test_unsigned_raises_and_stores_nothing(
+        self, db: Database, exit_stack: contextlib.AsyncExitStack
+    ) -> None:
         """No signature: `VerificationError` with its reason, counted, nothing stored."""
-        ingest, metrics = make_ingest(db)
+        ingest, metrics = await make_ingest(db, exit_stack)
         with pytest.raises(VerificationError) as caught:
             await ingest.accept(w3_body(), [], source="webhook")
         assert caught.value.reason == "missing_signature"
@@ -126,17 +140,21 @@ class TestRefused:
             metrics.registry, "llmtune_webhook_signature_failures_total", reason="missing_signature"
         )
 
-    async def test_unsigned_allowed_in_development_is_unverified(self, db: Database) -> None:
+    async def test_unsigned_allowed_in_development_is_unverified(
+        self, db: Database, exit_stack: contextlib.AsyncExitStack
+    ) -> None:
         """With unsigned deliveries allowed, an unsigned body is stored as unverified."""
-        ingest, _ = make_ingest(db, allow_unsigned=True)
+        ingest, _ = await make_ingest(db, exit_stack, allow_unsigned=True)
         accepted = await ingest.accept(w3_body(), [], source="webhook")
         assert accepted.verified is False
         [row] = await stored(db)
         assert row.verified is False
 
-    async def test_signed_garbage_raises_body_error(self, db: Database) -> None:
+    async def test_signed_garbage_raises_body_error(
+        self, db: Database, exit_stack: contextlib.AsyncExitStack
+    ) -> None:
         """A signed body that is not a JSON object raises `BodyError`, logged at warning."""
-        ingest, metrics = make_ingest(db)
+        ingest, metrics = await make_ingest(db, exit_stack)
         body = b"[1, 2]"
         with capture_logs() as lines, pytest.raises(BodyError) as caught:
             await ingest.accept(body, list(w3_headers(body).items()), source="webhook")
@@ -154,10 +172,12 @@ class TestRefused:
             outcome="invalid_body",
         )
 
-    async def test_store_failure_raises_store_unavailable(self, tmp_path: Path) -> None:
+    async def test_store_failure_raises_store_unavailable(
+        self, tmp_path: Path, exit_stack: contextlib.AsyncExitStack
+    ) -> None:
         """A store that cannot be opened surfaces as `StoreUnavailable`, counted `unavailable`."""
         db = open_database(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'x.db'}")
-        ingest, metrics = make_ingest(db)
+        ingest, metrics = await make_ingest(db, exit_stack)
         body = w3_body()
         try:
             with pytest.raises(StoreUnavailable):
@@ -175,9 +195,11 @@ class TestRefused:
 
 
 class TestLogLine:
-    async def test_own_line_outside_a_request(self, db: Database) -> None:
+    async def test_own_line_outside_a_request(
+        self, db: Database, exit_stack: contextlib.AsyncExitStack
+    ) -> None:
         """Called outside a request, ingest writes one `ingest` line of its own."""
-        ingest, _ = make_ingest(db)
+        ingest, _ = await make_ingest(db, exit_stack)
         with capture_logs() as lines:
             accepted = await ingest.accept(
                 w3_body(job_id="job-l1"), [], source="test", trusted=True
@@ -189,9 +211,11 @@ class TestLogLine:
             accepted.event_id,
         )
 
-    async def test_annotates_the_request_line_inside_a_request(self, db: Database) -> None:
+    async def test_annotates_the_request_line_inside_a_request(
+        self, db: Database, exit_stack: contextlib.AsyncExitStack
+    ) -> None:
         """Inside a request, ingest adds its fields to the request's one line instead."""
-        ingest, _ = make_ingest(db)
+        ingest, _ = await make_ingest(db, exit_stack)
         with capture_logs() as lines, logs.canonical_line() as line:
             accepted = await ingest.accept(
                 w3_body(job_id="job-l2"), [], source="test", trusted=True

@@ -3,42 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.dispatch.routing import DEFAULT_ROUTES, Route
-from service.ids import new_id
 from service.store.db import make_sessionmaker
-from service.store.events import NewEvent
 from service.store.tables import DeliveryRow, EventRow, JobRow
 from service.store.writer import IngestWriter
-from service.webhooks.normalize import normalize, parse_body
-from tests.helpers import single_engine_database
-
-T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
-
-
-def new_event(payload: dict[str, Any], *, at: datetime = T0, raw: bytes | None = None) -> NewEvent:
-    body = raw if raw is not None else orjson.dumps(payload)
-    return NewEvent(
-        id=new_id("evt"),
-        source="webhook",
-        workspace="default",
-        event=normalize(parse_body(body), body),
-        raw_body=body,
-        headers=[["content-type", "application/json"]],
-        verified=True,
-        received_at=at,
-    )
-
-
-def lifecycle(event: str, job: str = "job-1", **data: Any) -> dict[str, Any]:
-    return {"event": event, "data": {"jobId": job, **data}}
+from tests.helpers import T0, lifecycle, new_event, single_engine_database
 
 
 async def rows(engine: AsyncEngine, model: type[Any]) -> list[Any]:
@@ -47,8 +24,10 @@ async def rows(engine: AsyncEngine, model: type[Any]) -> list[Any]:
 
 
 @pytest.fixture
-def writer(engine: AsyncEngine) -> IngestWriter:
-    return IngestWriter(single_engine_database(engine), DEFAULT_ROUTES)
+async def writer(engine: AsyncEngine) -> AsyncIterator[IngestWriter]:
+    running = IngestWriter(single_engine_database(engine), DEFAULT_ROUTES)
+    async with running.running():
+        yield running
 
 
 class TestDedup:
@@ -97,8 +76,9 @@ class TestDedup:
         """Only subscribed routes get a delivery; an unsubscribed event gets none."""
         routes = [Route("slack", "slack", ("training.*",)), Route("deploys", "log", ("model.*",))]
         writer = IngestWriter(single_engine_database(engine), routes)
-        await writer.write(new_event(lifecycle("training.failed")))
-        await writer.write(new_event({"event": "usage.threshold_reached"}))
+        async with writer.running():
+            await writer.write(new_event(lifecycle("training.failed")))
+            await writer.write(new_event({"event": "usage.threshold_reached"}))
         assert [d.route for d in await rows(engine, DeliveryRow)] == ["slack"]
         assert len(await rows(engine, EventRow)) == 2
 
@@ -118,19 +98,28 @@ ORDERS = [
 ]
 
 
+@pytest.mark.parametrize("together", [False, True], ids=["one-by-one", "one-batch"])
 @pytest.mark.parametrize(("order", "final"), ORDERS)
 async def test_job_status_never_regresses(
-    engine: AsyncEngine, writer: IngestWriter, order: list[str], final: str
+    engine: AsyncEngine, writer: IngestWriter, order: list[str], final: str, together: bool
 ) -> None:
-    """Whatever the arrival order, the status is the highest rank reached first."""
+    """Whatever the arrival order, the status is the highest rank reached first, whether the
+    events arrive apart or are committed together in one batch."""
     fields = {
         "training.started": "started_at",
         "training.completed": "finished_at",
         "training.failed": "finished_at",
         "model.deployed": "deployed_at",
     }
-    for index, name in enumerate(order):
-        await writer.write(new_event(lifecycle(name), at=T0 + timedelta(minutes=index)))
+    news = [
+        new_event(lifecycle(name), at=T0 + timedelta(minutes=index))
+        for index, name in enumerate(order)
+    ]
+    if together:
+        await asyncio.gather(*(writer.write(new) for new in news))
+    else:
+        for new in news:
+            await writer.write(new)
     [job] = await rows(engine, JobRow)
     assert job.status == final
     for name in order:
