@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-dispatch migrate check-migrations check-wheel clean
+.PHONY: run test lint format bench bench-dispatch bench-compare migrate check-migrations check-wheel clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,12 @@ bench: $(STAMP)
 
 bench-dispatch: $(STAMP)
 	$(BIN)/python -m tests.perf.bench_dispatch
+
+# The service against a bare Starlette app, one Markdown table (wrk, installed if missing);
+# options in BENCH_ARGS, e.g. BENCH_ARGS="--duration 3 --concurrency 16" for a smoke run.
+BENCH_ARGS ?=
+bench-compare: $(STAMP)
+	$(BIN)/python -m tests.perf.bench_compare $(BENCH_ARGS)
 
 migrate: $(STAMP)
 	$(BIN)/llmtune-receiver migrate

@@ -120,6 +120,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
             db,
             routes,
             on_commit=notifier.notify,
+            on_batch=metrics.ingest_batch_events.observe,
             queue_limit=settings.ingest_queue_limit,
             batch_limit=settings.ingest_batch_limit,
         )

@@ -50,6 +50,12 @@ class Metrics:
             buckets=_FAST_BUCKETS,
             registry=self.registry,
         )
+        self.ingest_batch_events = Histogram(
+            "llmtune_ingest_batch_events",
+            "Deliveries committed together in one group-commit transaction.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
         self.body_read_seconds = Histogram(
             "llmtune_webhook_body_read_seconds",
             "Time spent receiving webhook bodies from the client, whatever the outcome.",

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import orjson
 import sqlalchemy.exc
 import structlog
 from sqlalchemy import event
@@ -53,6 +54,12 @@ def describe_storage_error(exc: BaseException) -> str:
     cause = getattr(exc, "orig", None) or exc
     text = str(cause)
     return text.splitlines()[0][:200] if text else type(cause).__name__
+
+
+def _json_text(value: Any) -> str:
+    # orjson, like the rest of the service: JSON columns (headers, metrics) are written on
+    # every ingest.
+    return orjson.dumps(value).decode()
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -102,6 +109,8 @@ def _sqlite_engine(
         max_overflow=0,
         pool_timeout=CONNECT_TIMEOUT_SECONDS,
         connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        json_serializer=_json_text,
+        json_deserializer=orjson.loads,
     )
     event.listen(engine.sync_engine, "connect", on_connect)
     event.listen(engine.sync_engine, "begin", on_begin)
@@ -136,6 +145,8 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         pool_timeout=CONNECT_TIMEOUT_SECONDS,
         connect_args={"timeout": CONNECT_TIMEOUT_SECONDS, "command_timeout": 10},
+        json_serializer=_json_text,
+        json_deserializer=orjson.loads,
     )
 
 

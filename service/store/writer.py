@@ -79,12 +79,14 @@ class IngestWriter:
         routes: Sequence[Route],
         *,
         on_commit: Callable[[], None] | None = None,
+        on_batch: Callable[[int], None] | None = None,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
         batch_limit: int = DEFAULT_BATCH_LIMIT,
     ) -> None:
         self._db = db
         self._routes = tuple(routes)
         self._on_commit = on_commit
+        self._on_batch = on_batch
         self._sql = BatchStatements(db.engine.dialect.name)
         self._queue_limit = queue_limit
         self._batch_limit = batch_limit
@@ -135,6 +137,8 @@ class IngestWriter:
             await self._flush([item for item in batch if isinstance(item, _Pending)])
 
     async def _flush(self, batch: list[_Pending]) -> None:
+        if self._on_batch is not None:
+            self._on_batch(len(batch))
         try:
             outcomes = await self._commit([p.new for p in batch])
         except Exception as exc:

@@ -313,6 +313,9 @@ async def test_metrics_count_outcomes(client: httpx.AsyncClient) -> None:
     assert 'llmtune_webhook_signature_failures_total{reason="missing_signature"} 1.0' in text
     assert 'llmtune_webhook_duplicates_total{event_type="training.completed"} 1.0' in text
     assert "llmtune_webhook_ingest_seconds_count 4.0" in text
+    # Three deliveries reached the writer one after another: three batches of one.
+    assert "llmtune_ingest_batch_events_count 3.0" in text
+    assert "llmtune_ingest_batch_events_sum 3.0" in text
 
 
 async def test_full_write_queue_answers_503_overloaded(engine: AsyncEngine, db_url: str) -> None:
