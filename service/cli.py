@@ -1,5 +1,6 @@
-"""`llmtune-receiver serve | worker | migrate | send-test-event | replay | retry-dead`: run,
-migrate and try it; queue stored events or dead deliveries again.
+"""`llmtune-receiver serve | worker | migrate | send-test-event | replay | retry-dead |
+fake-llmtune`: run, migrate and try it; queue stored events or dead deliveries again; a fake
+LLMTune for tests.
 
 Configuration errors end the command with one line naming the variable and exit code 2.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from service.commands.fake_llmtune import cmd_fake_llmtune
 from service.commands.requeue import cmd_replay, cmd_retry_dead
 from service.commands.send_test_event import cmd_send_test_event
 from service.commands.serve import cmd_migrate, cmd_serve
@@ -63,6 +65,90 @@ def _add_requeue_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
         help="only count the dead deliveries that would be retried; change nothing (default: off)",
     )
     retry.set_defaults(func=cmd_retry_dead)
+
+
+def _add_fake_llmtune_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fake = sub.add_parser(
+        "fake-llmtune",
+        help="run a fake LLMTune (API under /v1, signed W3 webhooks) for tests and demos",
+    )
+    fake.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
+    )
+    fake.add_argument("--port", type=int, default=8081, help="TCP port (default: %(default)s)")
+    fake.add_argument(
+        "--secret",
+        required=True,
+        help="webhook secret; the whole string is the HMAC-SHA256 key (default: none, required)",
+    )
+    fake.add_argument(
+        "--step-seconds",
+        type=float,
+        default=1.0,
+        help="seconds between a job's lifecycle steps; 0: only POST /_fake/advance moves jobs "
+        "(default: %(default)s)",
+    )
+    fake.add_argument(
+        "--workspace-url",
+        metavar="URL",
+        help="also post every webhook here (default: none, only each job's webhookUrl)",
+    )
+    fake.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="require `Authorization: Bearer KEY` on /v1 (default: none, no key needed)",
+    )
+    fake.add_argument(
+        "--webhook-attempts",
+        type=int,
+        default=5,
+        help="attempts per webhook before giving up (default: %(default)s)",
+    )
+    fake.add_argument(
+        "--retry-base-seconds",
+        type=float,
+        default=1.0,
+        help="wait after a webhook's first failed attempt, doubled after each further one "
+        "(default: %(default)s)",
+    )
+    fake.add_argument(
+        "--duplicates", action="store_true", help="send every webhook twice (default: off)"
+    )
+    fake.add_argument(
+        "--reorder",
+        action="store_true",
+        help="send training.started after training.completed/failed (default: off)",
+    )
+    fake.add_argument(
+        "--drop",
+        action="append",
+        metavar="EVENT",
+        help="never send this event; repeatable (default: none)",
+    )
+    fake.add_argument(
+        "--fail-status",
+        type=int,
+        metavar="STATUS",
+        help="answer /v1 requests with this HTTP status, e.g. 429, 500, 402 (default: none)",
+    )
+    fake.add_argument(
+        "--fail-times",
+        type=int,
+        metavar="N",
+        help="with --fail-status: fail only the next N requests (default: every request)",
+    )
+    fake.add_argument(
+        "--flat-errors",
+        action="store_true",
+        help='error bodies as {"error": "msg", "message": "msg"} (default: nested)',
+    )
+    fake.add_argument(
+        "--slow-seconds",
+        type=float,
+        default=0.0,
+        help="delay every /v1 answer by this many seconds (default: %(default)s)",
+    )
+    fake.set_defaults(func=cmd_fake_llmtune)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--job-id", help="job id to put in the body (default: a fresh one)")
     send.set_defaults(func=cmd_send_test_event)
     _add_requeue_parsers(sub)
+    _add_fake_llmtune_parser(sub)
     return parser
 
 

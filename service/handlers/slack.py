@@ -31,9 +31,9 @@ from service.handlers.base import (
     Outcome,
     Retry,
     outcome_for_status,
-    parse_retry_after,
 )
 from service.handlers.slack_format import message
+from service.retry_after import parse_retry_after
 
 DEFAULT_API_URL = "https://slack.com/api/"
 TIMEOUT = 10.0  # seconds per request; a slow Slack is retried, not waited for

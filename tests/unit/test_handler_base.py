@@ -6,27 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.handlers.base import Fail, Ok, Outcome, Retry, outcome_for_status, parse_retry_after
+from service.handlers.base import Fail, Ok, Outcome, Retry, outcome_for_status
 
 NOW = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        pytest.param(None, None, id="absent"),
-        pytest.param("120", 120.0, id="seconds"),
-        pytest.param(" 5 ", 5.0, id="spaces"),
-        pytest.param("Sat, 08 Nov 2025 14:01:00 GMT", 60.0, id="http-date"),
-        pytest.param("Sat, 08 Nov 2025 13:00:00 GMT", 0.0, id="date-in-the-past"),
-        pytest.param("soon", None, id="garbage"),
-        pytest.param("-5", None, id="negative"),
-        pytest.param("٣", None, id="non-ascii-digit"),
-    ],
-)
-def test_parse_retry_after(value: str | None, expected: float | None) -> None:
-    """Delta-seconds or an HTTP date, as seconds from now; anything else is ignored."""
-    assert parse_retry_after(value, NOW) == expected
 
 
 @pytest.mark.parametrize(
