@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench bench-dispatch bench-compare migrate check-migrations check-wheel clean
+.PHONY: run demo test lint format bench bench-dispatch bench-compare migrate check-migrations check-wheel clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 
 run: $(STAMP)
 	$(BIN)/llmtune-receiver serve --init-env
+
+# A fake LLMTune and the service on this machine: submit a job, watch it reach deployed.
+demo: $(STAMP)
+	$(BIN)/llmtune-receiver demo
 
 # `make test` measures branch coverage of service/, servers started by the e2e tests included
 # (see [tool.coverage.run]); extra pytest options go in PYTEST_ARGS (.ci/run adds the floor).

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from service.bootstrap import Overrides, built_services
+from service.bootstrap import Overrides, built_services, run_background
 from service.config import Settings, load_settings
 from service.http import probes, webhooks
 from service.http.admin.routes import ROUTES as ADMIN_ROUTES
@@ -31,10 +31,10 @@ __all__ = ["Overrides", "create_app"]
 
 @asynccontextmanager
 async def _worker_running(svc: Services) -> AsyncIterator[None]:
-    """The dispatch worker beside the web server, stopped (drained) with it."""
+    """The dispatch worker (and the job reconciler) beside the web server, stopped with it."""
     stop = asyncio.Event()
     async with listening(svc.db.engine, svc.notifier.notify):
-        task = asyncio.create_task(svc.worker.run(stop))
+        task = asyncio.create_task(run_background(svc, stop))
         try:
             yield
         finally:

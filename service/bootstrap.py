@@ -6,37 +6,46 @@ never be wired differently. Nothing here starts work; the callers decide what ru
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import httpx
+import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.clock import Clock, SystemClock
 from service.config import Settings
 from service.dispatch.notify import Notifier
+from service.dispatch.reconciler import Reconciler
 from service.dispatch.routes_file import RoutesConfig, load_config
 from service.dispatch.routing import Route
 from service.dispatch.worker import Worker, WorkerConfig
 from service.events import DEFAULT_WORKSPACE
-from service.handlers.base import HandlerDeps, HandlerType
+from service.handlers.base import EmitEvent, HandlerDeps, HandlerType
 from service.handlers.registry import available, build_handlers
 from service.ingest import Ingest
+from service.llmtune.client import LLMTuneClient
 from service.metrics import Metrics
 from service.services import Services
 from service.store.db import make_engine, open_database
+from service.store.inference_runs import StoredRuns
 from service.store.memory import StoredMemory
 from service.store.migrate import heads
 from service.store.writer import IngestWriter
+from service.submissions import Submissions
 from service.webhooks.verify import SigningKey, signing_keys
 
 log = structlog.get_logger(__name__)
 HANDLER_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+# An inference answer can take longer than a forward; the worker's attempt timeout still bounds it.
+LLMTUNE_TIMEOUT = httpx.Timeout(25.0, connect=5.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +105,35 @@ def signing_keys_by_workspace(
     return keys
 
 
+async def run_background(svc: Services, stop: asyncio.Event) -> None:
+    """The dispatch worker and, when jobs are on, the reconciler, until `stop` is set."""
+    work = [svc.worker.run(stop)]
+    if svc.reconciler is not None:
+        work.append(svc.reconciler.run(stop))
+    await asyncio.gather(*work)
+
+
+def llmtune_client(settings: Settings, http: httpx.AsyncClient) -> LLMTuneClient | None:
+    """The LLMTune API client, or None when no API key is set (jobs and inference are off)."""
+    if settings.llmtune_api_key is None:
+        return None
+    return LLMTuneClient(
+        http,
+        base_url=settings.llmtune_api_url,
+        api_key=settings.llmtune_api_key.get_secret_value(),
+    )
+
+
+def _emitter(ingest: Ingest) -> EmitEvent:
+    """Internal events (`inference.completed`) go through the one ingest service."""
+
+    async def emit(payload: Mapping[str, Any]) -> str:
+        accepted = await ingest.accept(orjson.dumps(payload), [], source="internal", trusted=True)
+        return accepted.event_id
+
+    return emit
+
+
 @asynccontextmanager
 async def built_services(settings: Settings, overrides: Overrides) -> AsyncIterator[Services]:
     """Build every part, yield them, and close what was opened here on the way out.
@@ -112,6 +150,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
         engine = make_engine(settings.database_url, pool_size=settings.worker_concurrency + 3)
     db = open_database(settings.database_url, engine=engine)
     http = httpx.AsyncClient(timeout=HANDLER_TIMEOUT, follow_redirects=False)
+    llmtune_http = httpx.AsyncClient(timeout=LLMTUNE_TIMEOUT, follow_redirects=False)
     try:
         clock = overrides.clock or SystemClock()
         metrics = Metrics()
@@ -131,6 +170,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
             metrics=metrics,
             clock=clock,
         )
+        llmtune = llmtune_client(settings, llmtune_http)
         handlers = build_handlers(
             routes,
             HandlerDeps(
@@ -138,6 +178,9 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
                 clock=clock,
                 public_url=settings.public_url.rstrip("/"),
                 memory=StoredMemory(db, clock),
+                llmtune=llmtune,
+                runs=StoredRuns(db, clock),
+                emit=_emitter(ingest),
             ),
             overrides.handler_types if overrides.handler_types is not None else available(),
         )
@@ -165,9 +208,20 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
                 metrics=metrics,
                 clock=clock,
                 schema_heads=heads(),
+                submissions=Submissions(db, llmtune, clock=clock, public_url=settings.public_url),
+                reconciler=None
+                if llmtune is None
+                else Reconciler(
+                    db,
+                    llmtune,
+                    ingest,
+                    clock=clock,
+                    poll_after=timedelta(seconds=settings.job_poll_after),
+                ),
             )
     finally:
         await http.aclose()
+        await llmtune_http.aclose()
         if db.read_engine is not db.engine:
             await db.read_engine.dispose()
         if overrides.engine is None:

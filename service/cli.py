@@ -1,6 +1,6 @@
-"""`llmtune-receiver serve | worker | migrate | send-test-event | replay | retry-dead |
-fake-llmtune`: run, migrate and try it; queue stored events or dead deliveries again; a fake
-LLMTune for tests.
+"""`llmtune-receiver serve | worker | migrate | send-test-event | replay | retry-dead | submit |
+demo | fake-llmtune`: run, migrate and try it; queue stored events or dead deliveries again;
+submit fine-tunes; see the whole loop against a fake LLMTune.
 
 Configuration errors end the command with one line naming the variable and exit code 2.
 """
@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from service.commands.demo import cmd_demo
 from service.commands.fake_llmtune import cmd_fake_llmtune
 from service.commands.requeue import cmd_replay, cmd_retry_dead
 from service.commands.send_test_event import cmd_send_test_event
 from service.commands.serve import cmd_migrate, cmd_serve
+from service.commands.submit import cmd_submit
 from service.commands.worker import cmd_worker
 from service.webhooks.samples import FORMATS, LIFECYCLE
 
@@ -151,6 +153,47 @@ def _add_fake_llmtune_parser(sub: argparse._SubParsersAction[argparse.ArgumentPa
     fake.set_defaults(func=cmd_fake_llmtune)
 
 
+def _add_job_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    submit = sub.add_parser(
+        "submit", help="submit a fine-tune through a running service (POST /admin/jobs)"
+    )
+    submit.add_argument(
+        "--base-model", required=True, help="the model to fine-tune (default: none, required)"
+    )
+    submit.add_argument(
+        "--dataset", required=True, help="dataset URL or upload id (default: none, required)"
+    )
+    submit.add_argument(
+        "--training-method", default="sft", help="training method (default: %(default)s)"
+    )
+    submit.add_argument("--learning-rate", type=float, help="learning rate (default: LLMTune's)")
+    submit.add_argument("--epochs", type=int, help="epochs (default: LLMTune's)")
+    submit.add_argument("--batch-size", type=int, help="batch size (default: LLMTune's)")
+    submit.add_argument(
+        "--idempotency-key",
+        help="repeat a submission safely: the same key never makes a second job "
+        "(default: none, each call is a new job)",
+    )
+    submit.add_argument(
+        "--url", default="http://127.0.0.1:8000", help="the service (default: %(default)s)"
+    )
+    submit.add_argument("--token", help="admin token (default: first of ADMIN_TOKENS)")
+    submit.set_defaults(func=cmd_submit)
+    demo = sub.add_parser(
+        "demo", help="run a fake LLMTune and the service, submit a job, print its timeline"
+    )
+    demo.add_argument(
+        "--step", type=float, default=1.0, help="seconds per lifecycle step (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for the job (default: %(default)s)",
+    )
+    demo.set_defaults(func=cmd_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="llmtune-receiver", description=__doc__)
@@ -221,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.set_defaults(func=cmd_send_test_event)
     _add_requeue_parsers(sub)
     _add_fake_llmtune_parser(sub)
+    _add_job_parsers(sub)
     return parser
 
 

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     worker_lease_seconds: float = Field(default=60.0, ge=1, le=3600)
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     forwarded_allow_ips: str = ""
+    llmtune_api_url: str = "https://api.llmtune.io/v1"
+    llmtune_api_key: SecretStr | None = None
+    job_poll_after: float = Field(default=600.0, ge=1, le=86_400)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 

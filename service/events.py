@@ -19,7 +19,7 @@ UNKNOWN_TYPE = "unknown"
 TRAINING_EVENTS = frozenset({"training.started", "training.completed", "training.failed"})
 ONE_SHOT_EVENTS = TRAINING_EVENTS | {"model.deployed", "deployment.created", "deployment.deleted"}
 # Events the service itself emits through the same pipeline.
-INTERNAL_EVENTS = frozenset({"delivery.dead"})
+INTERNAL_EVENTS = frozenset({"delivery.dead", "inference.completed"})
 KNOWN_EVENTS = ONE_SHOT_EVENTS | {"deployment.paused", "usage.threshold_reached"} | INTERNAL_EVENTS
 
 # Deliveries to the plain webhook path belong to this workspace; others are named in the

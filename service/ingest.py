@@ -76,6 +76,7 @@ class Ingest:
         source: Source,
         trusted: bool = False,
         workspace: str = DEFAULT_WORKSPACE,
+        unsigned_job: str | None = None,
     ) -> Accepted:
         """Store one delivery and return once it is committed.
 
@@ -83,6 +84,8 @@ class Ingest:
         events, polls by our own client, internal events); they are stored as verified.
         Raises `VerificationError` (401), `BodyError` (400) or `StoreUnavailable` (503).
         `workspace` must be one of `workspaces` (its secrets verify the signature).
+        `unsigned_job` (a per-job callback URL whose token matched) lets an unsigned delivery in,
+        unverified, only if its body is about that LLMTune job; a wrong signature never is.
         """
         started = time.perf_counter()
         label = "unparsed"
@@ -90,8 +93,12 @@ class Ingest:
         if workspace != DEFAULT_WORKSPACE:
             fields["workspace"] = workspace
         try:
-            verified = trusted or self._authenticate(workspace, headers, raw_body)
+            verified = trusted or self._authenticate(
+                workspace, headers, raw_body, unsigned_ok=unsigned_job is not None
+            )
             event = normalize(parse_body(raw_body), raw_body)
+            if not verified and unsigned_job is not None and event.job_id != unsigned_job:
+                raise VerificationError("missing_signature")
             event = replace(event, dedup_key=scoped_key(workspace, event.dedup_key))
             label = metric_label(event.type)
             fields |= {"event_type": label, "job_id": event.job_id, "verified": verified}
@@ -122,11 +129,13 @@ class Ingest:
         """Count a delivery whose body never arrived whole (too large, stalled, abandoned)."""
         self._metrics.received.labels("unparsed", outcome).inc()
 
-    def _authenticate(self, workspace: str, headers: Headers, body: bytes) -> bool:
+    def _authenticate(
+        self, workspace: str, headers: Headers, body: bytes, *, unsigned_ok: bool = False
+    ) -> bool:
         try:
             verify(self._keys[workspace], headers, body)
         except VerificationError as exc:
-            if self._allow_unsigned and exc.reason in _UNSIGNED_OK:
+            if (self._allow_unsigned or unsigned_ok) and exc.reason in _UNSIGNED_OK:
                 return False
             raise
         return True

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from service.clock import Clock
 from service.config import Settings
 from service.dispatch.notify import Notifier
+from service.dispatch.reconciler import Reconciler
 from service.dispatch.routing import Route
 from service.dispatch.worker import Worker
 from service.ingest import Ingest
 from service.metrics import Metrics
 from service.store.db import Database
+from service.submissions import Submissions
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +30,5 @@ class Services:
     metrics: Metrics
     clock: Clock
     schema_heads: frozenset[str]
+    submissions: Submissions
+    reconciler: Reconciler | None  # None when no LLMTune API key is set

@@ -9,7 +9,7 @@ from typing import NoReturn
 import httpx
 import structlog
 
-from service.bootstrap import Overrides, configured_routes
+from service.bootstrap import Overrides, configured_routes, llmtune_client
 from service.clock import SystemClock
 from service.config import ConfigError, Settings, load_settings
 from service.dispatch.routes_file import RoutesError
@@ -20,7 +20,9 @@ from service.store import migrate
 from service.store.db import (
     STORAGE_ERRORS,
     describe_storage_error,
+    open_database,
 )
+from service.store.inference_runs import StoredRuns
 
 log = structlog.get_logger("service.cli")
 
@@ -57,9 +59,24 @@ def routes_usable(settings: Settings) -> bool:
 
 
 async def _build_handlers_once(settings: Settings, routes: tuple[Route, ...]) -> None:
-    async with httpx.AsyncClient() as http:
-        deps = HandlerDeps(http=http, clock=SystemClock(), public_url=settings.public_url)
-        build_handlers(routes, deps, available())
+    # The same dependencies the service gives handlers; the database is opened but, as no
+    # handler is called here, never connected to.
+    db = open_database(settings.database_url)
+    clock = SystemClock()
+    try:
+        async with httpx.AsyncClient() as http:
+            deps = HandlerDeps(
+                http=http,
+                clock=clock,
+                public_url=settings.public_url,
+                llmtune=llmtune_client(settings, http),
+                runs=StoredRuns(db, clock),
+            )
+            build_handlers(routes, deps, available())
+    finally:
+        await db.engine.dispose()
+        if db.read_engine is not db.engine:
+            await db.read_engine.dispose()
 
 
 def fail(code: int, message: str) -> NoReturn:

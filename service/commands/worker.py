@@ -1,4 +1,4 @@
-"""`worker`: the dispatch worker on its own, until SIGTERM (or `--once`)."""
+"""`worker`: the dispatch worker and the job reconciler on their own, until SIGTERM (`--once`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import signal
 
-from service.bootstrap import Overrides, built_services
+from service.bootstrap import Overrides, built_services, run_background
 from service.commands.common import log, routes_usable, settings_or_exit
 from service.config import Settings
 from service.logs import configure_logging
@@ -35,5 +35,5 @@ async def _work(settings: Settings, *, once: bool) -> None:
             loop.add_signal_handler(signum, stop.set)
         async with listening(svc.db.engine, svc.notifier.notify) as listens:
             log.info("worker_started", listening=listens, routes=[r.name for r in svc.routes])
-            await svc.worker.run(stop)
+            await run_background(svc, stop)
         log.info("worker_stopped")

@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import httpx
 
 from service.clock import Clock
 from service.events import Event
+from service.retry_after import parse_retry_after
+
+if TYPE_CHECKING:
+    from service.llmtune.client import LLMTuneClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,43 @@ class HandlerMemory(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class InferenceRun:
+    """One prompt of a follow-up inference, as the `inference` handler records it."""
+
+    delivery_id: str
+    prompt_index: int
+    event_id: str
+    job_id: str | None
+    route: str
+    model: str
+    prompt: str
+    status: str  # "succeeded" | "failed"
+    output: str | None = None
+    tokens: int | None = None
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class InferenceRuns(Protocol):
+    """Where inference runs are kept (the store), so a retried delivery redoes only what failed."""
+
+    async def of_delivery(self, delivery_id: str) -> dict[int, InferenceRun]:
+        """The runs already recorded for this delivery, by prompt index."""
+        ...
+
+    async def record(self, run: InferenceRun) -> None:
+        """Keep `run`, replacing an earlier run of the same delivery and prompt."""
+        ...
+
+
+class EmitEvent(Protocol):
+    """Stores an event the service itself produced (through the one ingest service) and routes
+    it like any other; returns the stored event's id."""
+
+    async def __call__(self, payload: Mapping[str, Any]) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
 class HandlerDeps:
     """What the service hands every handler it builds."""
 
@@ -89,6 +129,9 @@ class HandlerDeps:
     clock: Clock
     public_url: str
     memory: HandlerMemory | None = None
+    llmtune: LLMTuneClient | None = None
+    runs: InferenceRuns | None = None
+    emit: EmitEvent | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -116,22 +159,6 @@ class HandlerType(Protocol):
 # 4xx answers that mean "later", not "never" (timeouts, conflicts, too early, rate limits).
 _TRANSIENT_4XX = frozenset({408, 409, 425, 429})
 MAX_ERROR_TEXT = 500
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """`Retry-After` as seconds from `now`: delta-seconds or an HTTP date; None if unusable."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isascii() and text.isdigit():
-        return float(text)
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
 
 
 def outcome_for_status(

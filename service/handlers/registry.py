@@ -17,6 +17,7 @@ from service.dispatch.routing import Route
 from service.handlers.base import Handler, HandlerDeps, HandlerType, OptionsError
 from service.handlers.email import EmailHandler
 from service.handlers.http import HttpForwardHandler
+from service.handlers.inference import InferenceHandler
 from service.handlers.log import LogHandler
 from service.handlers.slack import SlackHandler
 
@@ -24,7 +25,8 @@ log = structlog.get_logger(__name__)
 
 ENTRY_POINT_GROUP = "llmtune_receiver.handlers"
 BUILTIN: Mapping[str, HandlerType] = {
-    kind.name: kind for kind in (LogHandler, SlackHandler, EmailHandler, HttpForwardHandler)
+    kind.name: kind
+    for kind in (LogHandler, SlackHandler, EmailHandler, HttpForwardHandler, InferenceHandler)
 }
 
 

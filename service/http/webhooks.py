@@ -18,6 +18,7 @@ from service.http.context import services
 from service.http.errors import BodyTimeout, ClientDisconnected, NotFound, PayloadTooLarge
 from service.http.responses import JSONResponse
 from service.services import Services
+from service.store import jobs
 
 WEBHOOK_PATH = "/webhooks/llmtune"
 
@@ -87,9 +88,34 @@ async def receive_webhook(request: Request) -> Response:
     )
 
 
+async def receive_job_callback(request: Request) -> Response:
+    """A delivery to one job's own callback URL (the `webhookUrl` we registered with it):
+    signed ones as on the main endpoint; unsigned ones only about that very job."""
+    svc = services(request)
+    token: str = request.path_params["token"]
+    if not 16 <= len(token) <= 64 or not token.isascii():
+        raise NotFound("no such job callback")
+    job = await svc.db.read(lambda session: jobs.job_by_token(session, token))
+    if job is None:
+        raise NotFound("no such job callback")
+    body = await _timed_read(request, svc)
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+    accepted = await svc.ingest.accept(
+        body,
+        headers,
+        source="job-callback",
+        # Until LLMTune has told us the job's id (None), nothing unsigned can match it.
+        unsigned_job=job.llmtune_job_id,
+    )
+    return JSONResponse(
+        {"received": True, "eventId": accepted.event_id, "duplicate": accepted.duplicate}
+    )
+
+
 # A sender may be configured with or without the trailing slash; both are this endpoint (a
 # redirect would be answered with an empty body that LLMTune counts as a failure).
 ROUTES = [
+    Route(WEBHOOK_PATH + "/jobs/{token}", receive_job_callback, methods=["POST"]),
     Route(WEBHOOK_PATH, receive_webhook, methods=["POST"]),
     Route(WEBHOOK_PATH + "/", receive_webhook, methods=["POST"]),
     # Other LLMTune workspaces, each with its own secrets (the routes file's [[workspaces]]).

@@ -1,18 +1,26 @@
-"""The jobs table: admin queries. Events advance jobs in `store/batch.py`, never by
-read-then-write: `INSERT … ON CONFLICT DO NOTHING`, then an `UPDATE … WHERE rank < :new` that only
-a forward move satisfies, then an `UPDATE` that only fills what is still empty. Two racing events
-for one job therefore cannot move it backwards.
+"""The jobs table: submissions, polls and admin queries.
+
+Events advance jobs in `store/batch.py`, never by read-then-write: `INSERT … ON CONFLICT DO
+NOTHING`, then an `UPDATE … WHERE rank < :new` that only a forward move satisfies, then an
+`UPDATE` that only fills what is still empty. Two racing events for one job therefore cannot
+move it backwards.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from service.ids import new_id
+from service.jobs.state import RANK
+from service.store.dialect import insert_for
 from service.store.paging import Page, fetch_page
-from service.store.tables import JobRow
+from service.store.tables import JOBS, JobRow
 
 
 async def list_jobs(
@@ -30,3 +38,154 @@ async def list_jobs(
 async def get_job(session: AsyncSession, job_id: str) -> JobRow | None:
     """One job by our own id, or None."""
     return await session.get(JobRow, job_id)
+
+
+async def find_job(session: AsyncSession, key: str) -> JobRow | None:
+    """A job by our own id or by its LLMTune job id."""
+    found = await session.get(JobRow, key)
+    if found is not None:
+        return found
+    return (
+        await session.scalars(sa.select(JobRow).where(JobRow.llmtune_job_id == key))
+    ).one_or_none()
+
+
+async def job_by_token(session: AsyncSession, token: str) -> JobRow | None:
+    """The job whose callback URL carries `token`, or None."""
+    return (
+        await session.scalars(sa.select(JobRow).where(JobRow.callback_token == token))
+    ).one_or_none()
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A job as the caller asked for it, before LLMTune has seen it."""
+
+    base_model: str
+    dataset: str
+    training_method: str
+    params: dict[str, Any]
+    idempotency_key: str | None
+
+
+async def create_submission(
+    session: AsyncSession, submission: Submission, *, now: datetime
+) -> tuple[JobRow, bool]:
+    """The `submitted` row for `submission`, created unless its idempotency key is known
+    (race-safe: the unique index decides). Returns (row, created)."""
+    job_id = new_id("job")
+    inserted = await session.execute(
+        insert_for(session, JOBS)
+        .values(
+            id=job_id,
+            llmtune_job_id=None,
+            status="submitted",
+            base_model=submission.base_model,
+            dataset=submission.dataset,
+            training_method=submission.training_method,
+            params=submission.params,
+            # The key LLMTune sees is the caller's, else our own id: a retried submission can
+            # never create a second fine-tune.
+            idempotency_key=submission.idempotency_key or job_id,
+            callback_token=secrets.token_urlsafe(24),
+            submitted_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=[JOBS.c.idempotency_key])
+        .returning(JOBS.c.id)
+    )
+    created = inserted.scalar_one_or_none() is not None
+    key = submission.idempotency_key or job_id
+    row = (await session.scalars(sa.select(JobRow).where(JobRow.idempotency_key == key))).one()
+    return row, created
+
+
+async def record_accepted(
+    session: AsyncSession, job_id: str, *, llmtune_job_id: str, now: datetime
+) -> None:
+    """LLMTune accepted job `job_id` as `llmtune_job_id`. A webhook may have raced the answer
+    and made a row of its own for that id: its progress is folded into ours and it goes."""
+    early = (
+        await session.scalars(
+            sa.select(JobRow).where(JobRow.llmtune_job_id == llmtune_job_id, JobRow.id != job_id)
+        )
+    ).one_or_none()
+    values: dict[str, Any] = {
+        "llmtune_job_id": llmtune_job_id,
+        "submit_error": None,
+        "updated_at": now,
+        "status": sa.case((_rank() < RANK["pending"], "pending"), else_=JOBS.c.status),
+    }
+    if early is not None:
+        await session.execute(sa.delete(JOBS).where(JOBS.c.id == early.id))
+        if RANK.get(early.status, -1) >= RANK["pending"]:
+            values["status"] = early.status
+        for name in ("artifact", "deployment_id", "metrics", "error", *_TIMES):
+            if getattr(early, name) is not None:
+                values[name] = getattr(early, name)
+    await session.execute(sa.update(JOBS).where(JOBS.c.id == job_id).values(values))
+
+
+async def record_submit_error(session: AsyncSession, job_id: str, error: str) -> None:
+    """LLMTune did not take the job (yet): keep why, leave it `submitted`."""
+    await session.execute(
+        sa.update(JOBS).where(JOBS.c.id == job_id).values(submit_error=error[:2000])
+    )
+
+
+_TIMES = ("started_at", "finished_at", "deployed_at")
+_OPEN = ("submitted", "pending", "running")
+
+
+def _rank() -> sa.ColumnElement[int]:
+    return sa.case(RANK, value=JOBS.c.status, else_=-1)
+
+
+@dataclass(frozen=True, slots=True)
+class PollDue:
+    """A job the reconciler should ask LLMTune about."""
+
+    id: str
+    llmtune_job_id: str
+    status: str
+    poll_failures: int
+
+
+async def claim_polls(
+    session: AsyncSession, *, now: datetime, quiet_since: datetime, lease: timedelta, limit: int
+) -> list[PollDue]:
+    """Jobs still open, accepted by LLMTune, and due a poll: never polled and unchanged since
+    `quiet_since`, or past their `next_poll_at`. Each is leased (`next_poll_at` moved by `lease`)
+    so another worker does not poll it too."""
+    due = sa.or_(
+        sa.and_(JOBS.c.next_poll_at.is_(None), JOBS.c.updated_at <= quiet_since),
+        JOBS.c.next_poll_at <= now,
+    )
+    pick = (
+        sa.select(JOBS.c.id)
+        .where(JOBS.c.status.in_(_OPEN), JOBS.c.llmtune_job_id.is_not(None), due)
+        .order_by(JOBS.c.updated_at)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    rows = await session.execute(
+        sa.update(JOBS)
+        .where(JOBS.c.id.in_(pick.scalar_subquery()))
+        .values(next_poll_at=now + lease)
+        .returning(JOBS.c.id, JOBS.c.llmtune_job_id, JOBS.c.status, JOBS.c.poll_failures)
+    )
+    return [PollDue(*row) for row in rows]
+
+
+async def record_poll(
+    session: AsyncSession, job_id: str, *, now: datetime, next_at: datetime, failed: bool
+) -> None:
+    """A poll happened: when, when the next is due, and whether it got nothing new."""
+    failures = JOBS.c.poll_failures + 1 if failed else 0
+    await session.execute(
+        sa.update(JOBS)
+        .where(JOBS.c.id == job_id)
+        .values(last_polled_at=now, next_poll_at=next_at, poll_failures=failures)
+    )

@@ -78,13 +78,24 @@ class EventRow(Base):
 
 
 class JobRow(Base):
-    """A fine-tune job as far as events (and later our own submissions) tell us."""
+    """A fine-tune job: one we submitted (`llmtune_job_id` empty until LLMTune answers), or one
+    first heard of through its events."""
 
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
-    llmtune_job_id: Mapped[str] = mapped_column(sa.Text, unique=True)
+    llmtune_job_id: Mapped[str | None] = mapped_column(sa.Text, unique=True)
     status: Mapped[str] = mapped_column(sa.String(20))
+    idempotency_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
+    callback_token: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    dataset: Mapped[str | None] = mapped_column(sa.Text)
+    training_method: Mapped[str | None] = mapped_column(sa.String(40))
+    params: Mapped[dict[str, Any] | None]
+    submit_error: Mapped[str | None] = mapped_column(sa.Text)
+    submitted_at: Mapped[datetime | None]
+    last_polled_at: Mapped[datetime | None]
+    next_poll_at: Mapped[datetime | None]
+    poll_failures: Mapped[int] = mapped_column(server_default="0")
     base_model: Mapped[str | None] = mapped_column(sa.Text)
     artifact: Mapped[str | None] = mapped_column(sa.Text)
     deployment_id: Mapped[str | None] = mapped_column(sa.Text)
@@ -147,6 +158,33 @@ class AttemptRow(Base):
     detail: Mapped[str | None] = mapped_column(sa.Text)
 
 
+class InferenceRunRow(Base):
+    """One follow-up inference on a new model: the prompt, what came back, and how it went."""
+
+    __tablename__ = "inference_runs"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    delivery_id: Mapped[str] = mapped_column(sa.String(40))
+    prompt_index: Mapped[int]
+    event_id: Mapped[str] = mapped_column(sa.ForeignKey("events.id", ondelete="CASCADE"))
+    job_id: Mapped[str | None] = mapped_column(sa.Text, index=True)
+    route: Mapped[str] = mapped_column(sa.String(100))
+    model: Mapped[str] = mapped_column(sa.Text)
+    prompt: Mapped[str] = mapped_column(sa.Text)
+    output: Mapped[str | None] = mapped_column(sa.Text)
+    tokens: Mapped[int | None]
+    latency_ms: Mapped[float | None] = mapped_column(sa.Float)
+    status: Mapped[str] = mapped_column(sa.String(20))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime]
+
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "delivery_id", "prompt_index", name="uq_inference_runs_delivery_id_prompt_index"
+        ),
+    )
+
+
 class HandlerMemoryRow(Base):
     """A fact a handler keeps across attempts and processes (e.g. a job's Slack thread)."""
 
@@ -165,3 +203,4 @@ JOBS = cast(sa.Table, JobRow.__table__)
 DELIVERIES = cast(sa.Table, DeliveryRow.__table__)
 ATTEMPTS = cast(sa.Table, AttemptRow.__table__)
 HANDLER_MEMORY = cast(sa.Table, HandlerMemoryRow.__table__)
+INFERENCE_RUNS = cast(sa.Table, InferenceRunRow.__table__)

@@ -44,6 +44,9 @@ SETTINGS_VARIABLES = frozenset(
         "RUN_WORKER",
         "INGEST_QUEUE_LIMIT",
         "INGEST_BATCH_LIMIT",
+        "LLMTUNE_API_URL",
+        "LLMTUNE_API_KEY",
+        "JOB_POLL_AFTER",
         "WORKER_CONCURRENCY",
         "WORKER_LEASE_SECONDS",
         "WORKER_POLL_SECONDS",
@@ -158,13 +161,17 @@ def wait_until_ready(server: Server, timeout: float = READY_TIMEOUT_SECONDS) -> 
 
 @contextmanager
 def running_server(
-    cwd: Path, env: Mapping[str, str], *args: str, logs: Path | None = None
+    cwd: Path,
+    env: Mapping[str, str],
+    *args: str,
+    logs: Path | None = None,
+    port: int | None = None,
 ) -> Iterator[Server]:
-    """`python -m service serve ARGS` on a free port of 127.0.0.1, ready; stopped on exit.
-
-    stderr goes to `server.stderr.log` in `logs` (default: `cwd`), stdout next to it.
+    """`python -m service serve ARGS` on `port` (default: a free one) of 127.0.0.1, ready;
+    stopped on exit. stderr goes to `server.stderr.log` in `logs` (default: `cwd`), stdout
+    next to it.
     """
-    port = free_port()
+    port = free_port() if port is None else port
     log_dir = cwd if logs is None else logs
     log_path = log_dir / "server.stderr.log"
     command = [sys.executable, "-m", "service", "serve", "--host", HOST, "--port", str(port)]

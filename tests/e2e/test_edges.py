@@ -133,7 +133,8 @@ def test_probes_log_at_debug_only(engine: AsyncEngine, db_url: str, tmp_path: Pa
     [
         pytest.param(
             '[[routes]]\nname = "pager"\nevents = ["*"]\nhandler = "pager"\n',
-            "routes: route 'pager': unknown handler 'pager' (known: email, http, log, slack)",
+            "routes: route 'pager': unknown handler 'pager' "
+            "(known: email, http, inference, log, slack)",
             id="unknown-handler",
         ),
         pytest.param(

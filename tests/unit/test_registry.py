@@ -66,7 +66,7 @@ async def deps() -> AsyncIterator[HandlerDeps]:
 
 def test_builtins_are_registered_by_name() -> None:
     """The four built-in handlers answer to their names."""
-    assert sorted(BUILTIN) == ["email", "http", "log", "slack"]
+    assert sorted(BUILTIN) == ["email", "http", "inference", "log", "slack"]
 
 
 @pytest.mark.usefixtures("installed_plugin")

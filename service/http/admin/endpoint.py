@@ -25,7 +25,9 @@ def admin(endpoint: Endpoint) -> Callable[[Request], Awaitable[Response]]:
     async def wrapped(request: Request) -> Response:
         svc = services(request)
         require_admin(request, svc.admin_tokens)
-        return JSONResponse(await endpoint(request, svc))
+        result = await endpoint(request, svc)
+        # An endpoint that picks its own status (201 Created) answers with a Response.
+        return result if isinstance(result, Response) else JSONResponse(result)
 
     wrapped.__name__ = endpoint.__name__
     wrapped.__doc__ = endpoint.__doc__

@@ -1,4 +1,5 @@
-"""Admin API for events and jobs, behind Bearer tokens, in camelCase JSON."""
+"""Admin API for events (jobs and deliveries have modules of their own), behind Bearer tokens,
+in camelCase JSON."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from service.http.admin import deliveries as delivery_routes
+from service.http.admin import jobs as job_routes
 from service.http.admin import params, schemas
 from service.http.admin.endpoint import admin, page_body, path_id
 from service.http.errors import NotFound
 from service.services import Services
-from service.store import deliveries, events, jobs
+from service.store import deliveries, events
 from service.store.events import EventFilter
 
 
@@ -49,40 +51,9 @@ async def get_event(request: Request, svc: Services) -> dict[str, Any]:
     return await svc.db.read(read)
 
 
-async def list_jobs(request: Request, svc: Services) -> dict[str, Any]:
-    """Jobs, newest first, optionally filtered by status."""
-    query = request.query_params
-    limit, cursor = params.page_params(query)
-    status = params.text_param(query, "status")
-    page = await svc.db.read(
-        lambda session: jobs.list_jobs(session, status=status, limit=limit, cursor=cursor)
-    )
-    return page_body(page, schemas.job_summary)
-
-
-async def get_job(request: Request, svc: Services) -> dict[str, Any]:
-    """One job with its timeline of events and their deliveries."""
-    job_id = path_id(request, "job_id", "job")
-
-    async def read(session: AsyncSession) -> dict[str, Any]:
-        row = await jobs.get_job(session, job_id)
-        if row is None:
-            raise NotFound(f"no job {job_id!r}")
-        timeline = await events.events_of_job(session, row.llmtune_job_id)
-        rows = await deliveries.deliveries_of(session, [event.id for event in timeline])
-        return {
-            **schemas.job_summary(row),
-            "events": [schemas.event_summary(event) for event in timeline],
-            "deliveries": [schemas.delivery_view(d) for d in rows],
-        }
-
-    return await svc.db.read(read)
-
-
 ROUTES = [
     Route("/admin/events", admin(list_events), methods=["GET"]),
     Route("/admin/events/{event_id}", admin(get_event), methods=["GET"]),
-    Route("/admin/jobs", admin(list_jobs), methods=["GET"]),
-    Route("/admin/jobs/{job_id}", admin(get_job), methods=["GET"]),
+    *job_routes.ROUTES,
     *delivery_routes.ROUTES,
 ]

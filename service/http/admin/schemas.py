@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from service.store.tables import AttemptRow, DeliveryRow, EventRow, JobRow
+from service.store.tables import AttemptRow, DeliveryRow, EventRow, InferenceRunRow, JobRow
 from service.webhooks.verify import SIGNATURE_HEADERS
 
 REDACTED = "[redacted]"
@@ -99,9 +99,35 @@ def job_summary(row: JobRow) -> dict[str, Any]:
         "deploymentId": row.deployment_id,
         "metrics": row.metrics,
         "error": row.error,
+        "dataset": row.dataset,
+        "trainingMethod": row.training_method,
+        "hyperparameters": row.params,
+        "idempotencyKey": row.idempotency_key,
+        "submitError": row.submit_error,
+        "submittedAt": rfc3339(row.submitted_at),
         "startedAt": rfc3339(row.started_at),
         "finishedAt": rfc3339(row.finished_at),
         "deployedAt": rfc3339(row.deployed_at),
+        "lastPolledAt": rfc3339(row.last_polled_at),
         "createdAt": rfc3339(row.created_at),
         "updatedAt": rfc3339(row.updated_at),
+    }
+
+
+def inference_run_view(row: InferenceRunRow) -> dict[str, Any]:
+    """One follow-up inference run (the output in full: it is what the operator came to read)."""
+    return {
+        "id": row.id,
+        "eventId": row.event_id,
+        "deliveryId": row.delivery_id,
+        "route": row.route,
+        "model": row.model,
+        "promptIndex": row.prompt_index,
+        "prompt": row.prompt,
+        "status": row.status,
+        "output": row.output,
+        "tokens": row.tokens,
+        "latencyMs": row.latency_ms,
+        "error": row.error,
+        "createdAt": rfc3339(row.created_at),
     }

@@ -1,0 +1,327 @@
+"""The `inference` handler: when a model is ready (`training.completed`, `model.deployed`), run the
+route's prompts against it through the LLMTune client, record each run, and emit one internal
+`inference.completed` event that routes like any other.
+
+Each prompt's run is recorded (`deps.runs`) before the next one starts, so a retried delivery
+redoes only the prompts that have not succeeded and never pays twice for one that did. LLMTune's
+failures become outcomes, never exceptions: no credits, a bad request, an unknown model or a bad
+key fail the delivery; rate limits, server errors and no answer retry it. Outputs never reach a
+log line in full.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, ClassVar
+
+import structlog
+
+from service.clock import Clock
+from service.handlers.base import (
+    MAX_ERROR_TEXT,
+    Delivery,
+    EmitEvent,
+    Fail,
+    HandlerDeps,
+    InferenceRun,
+    InferenceRuns,
+    MemoryUnavailable,
+    Ok,
+    OptionsError,
+    Outcome,
+    Retry,
+)
+from service.llmtune.client import LLMTuneClient
+from service.llmtune.errors import LLMTuneError
+
+log = structlog.get_logger(__name__)
+
+COMPLETED_EVENT = "inference.completed"  # in service.events.INTERNAL_EVENTS
+MODEL_EVENTS = frozenset({"training.completed", "model.deployed"})
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+
+MAX_PROMPTS = 20
+MAX_PROMPT_CHARS = 20_000
+MAX_TEMPERATURE = 2.0
+MAX_TOKENS = 8192
+MAX_MODEL_ID = 200  # model ids are short; anything longer is not one
+# What of each run the emitted event carries; the inference_runs table keeps it all. Twenty
+# full runs would otherwise approach the body size cap of the ingest path.
+EVENT_PROMPT_CHARS = 1000
+EVENT_OUTPUT_CHARS = 4000
+LOG_PREVIEW_CHARS = 80
+
+_OPTIONS = ("max_tokens", "model", "prompts", "temperature")
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceOptions:
+    """A route's validated options."""
+
+    prompts: tuple[str, ...]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    model: str | None = None
+
+
+def parse_options(options: Mapping[str, Any]) -> InferenceOptions:
+    """Validate the route's options; `OptionsError("<option>: <what is wrong>")` otherwise."""
+    unknown = sorted(str(key) for key in options if key not in _OPTIONS)
+    if unknown:
+        raise OptionsError(f"{unknown[0]}: unknown option (known: {', '.join(_OPTIONS)})")
+    return InferenceOptions(
+        prompts=_prompts(options.get("prompts")),
+        temperature=_number("temperature", options.get("temperature"), 0.0, MAX_TEMPERATURE),
+        max_tokens=_count("max_tokens", options.get("max_tokens"), 1, MAX_TOKENS),
+        model=_model_option(options.get("model")),
+    )
+
+
+def _prompts(value: object) -> tuple[str, ...]:
+    if value is None:
+        raise OptionsError("prompts: required (a list of 1 to 20 prompts)")
+    # A bare string would otherwise be read as a list of one-character prompts.
+    if not isinstance(value, list | tuple) or not value:
+        raise OptionsError(f"prompts: must be a non-empty list of strings (1 to {MAX_PROMPTS})")
+    if len(value) > MAX_PROMPTS:
+        raise OptionsError(f"prompts: at most {MAX_PROMPTS} prompts, not {len(value)}")
+    for number, prompt in enumerate(value, 1):
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise OptionsError(f"prompts: prompt {number} must be a non-empty string")
+        if "\x00" in prompt:
+            # The store could not keep it as written, so a retry would never match it.
+            raise OptionsError(f"prompts: prompt {number} contains a NUL character")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise OptionsError(f"prompts: prompt {number} is over {MAX_PROMPT_CHARS} characters")
+    return tuple(value)
+
+
+def _number(key: str, value: object, low: float, high: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise OptionsError(f"{key}: must be a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def _count(key: str, value: object, low: int, high: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise OptionsError(f"{key}: must be a whole number from {low} to {high}")
+    return value
+
+
+def _model_option(value: object) -> str | None:
+    if value is None:
+        return None
+    model = _model_id(value)
+    if model is None:
+        raise OptionsError(f"model: must be a model id (a string of 1 to {MAX_MODEL_ID} chars)")
+    return model
+
+
+def _model_id(value: object) -> str | None:
+    """`value` as a model id, or None when it cannot be one."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if not text or len(text) > MAX_MODEL_ID or not text.isprintable():
+        return None
+    return text
+
+
+def model_of(delivery: Delivery, fallback: str | None) -> str | None:
+    """The model to ask: the event's artifact (the trained model), else the body's
+    `data.modelId` / `data.model_id`, else the route's `model` option."""
+    data = delivery.payload.get("data")
+    data = data if isinstance(data, dict) else {}
+    for value in (delivery.event.artifact, data.get("modelId"), data.get("model_id")):
+        model = _model_id(value)
+        if model is not None:
+            return model
+    return fallback
+
+
+def completed_event(
+    delivery: Delivery, model: str, runs: Sequence[InferenceRun], *, now: datetime
+) -> dict[str, Any]:
+    """The internal `inference.completed` event, W3-shaped so it normalizes and routes like
+    LLMTune's own (type from `event`, job from `data.jobId`, model from `data.modelId`). Its id
+    is fixed per delivery, so emitting it again is stored as a duplicate."""
+    data: dict[str, Any] = {
+        "jobId": delivery.event.job_id,
+        "modelId": model,
+        "sourceEventId": delivery.event_id,
+        "route": delivery.route,
+        "runs": [
+            {
+                "prompt": _clip(run.prompt, EVENT_PROMPT_CHARS),
+                "output": _clip(run.output or "", EVENT_OUTPUT_CHARS),
+                "tokens": run.tokens,
+                "latencyMs": run.latency_ms,
+            }
+            for run in runs
+        ],
+    }
+    if delivery.event.is_test:
+        data["isTest"] = True  # a test event's follow-up is a test too
+    return {
+        "id": f"inf_{delivery.id}",
+        "event": COMPLETED_EVENT,
+        "data": data,
+        "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class InferenceHandler:
+    """Runs the route's prompts against a newly trained or deployed model."""
+
+    name: ClassVar[str] = "inference"
+
+    def __init__(
+        self,
+        *,
+        options: InferenceOptions,
+        llmtune: LLMTuneClient,
+        runs: InferenceRuns,
+        emit: EmitEvent | None,
+        clock: Clock,
+    ) -> None:
+        self._options = options
+        self._llmtune = llmtune
+        self._runs = runs
+        self._emit = emit
+        self._clock = clock
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any], deps: HandlerDeps) -> InferenceHandler:
+        """`prompts` (required), optional `temperature`, `max_tokens` and `model`; needs the
+        LLMTune client (LLMTUNE_API_KEY) and the run store."""
+        parsed = parse_options(options)
+        if deps.llmtune is None:
+            raise OptionsError("the inference handler needs LLMTUNE_API_KEY to be set")
+        if deps.runs is None:
+            raise OptionsError("the inference handler needs the inference run store")
+        return cls(
+            options=parsed, llmtune=deps.llmtune, runs=deps.runs, emit=deps.emit, clock=deps.clock
+        )
+
+    async def handle(self, delivery: Delivery) -> Outcome:
+        """Run every prompt not yet answered, then emit `inference.completed`; never raises for
+        LLMTune's or the store's failures."""
+        if delivery.event.type not in MODEL_EVENTS:
+            return Ok("not a model event")
+        model = model_of(delivery, self._options.model)
+        if model is None:
+            return Fail("no model id in the event")
+        try:
+            runs = await self._run_all(delivery, model)
+        except MemoryUnavailable as exc:
+            return Retry(f"inference: run store unavailable ({exc})"[:MAX_ERROR_TEXT])
+        if not isinstance(runs, list):
+            return runs
+        return await self._complete(delivery, model, runs)
+
+    async def _run_all(self, delivery: Delivery, model: str) -> list[InferenceRun] | Outcome:
+        """Every prompt's successful run, or the outcome that stopped the round."""
+        done = await self._runs.of_delivery(delivery.id)
+        runs: list[InferenceRun] = []
+        for index, prompt in enumerate(self._options.prompts):
+            earlier = done.get(index)
+            # Same prompt and model as now: a route's options may change between attempts.
+            if earlier and (earlier.status, earlier.prompt, earlier.model) == (
+                SUCCEEDED,
+                prompt,
+                model,
+            ):
+                runs.append(earlier)
+                continue
+            run, stop = await self._run_one(delivery, model, index, prompt)
+            await self._runs.record(run)
+            if stop is not None:
+                return stop
+            runs.append(run)
+        return runs
+
+    async def _run_one(
+        self, delivery: Delivery, model: str, index: int, prompt: str
+    ) -> tuple[InferenceRun, Outcome | None]:
+        run = InferenceRun(
+            delivery_id=delivery.id,
+            prompt_index=index,
+            event_id=delivery.event_id,
+            job_id=delivery.event.job_id,
+            route=delivery.route,
+            model=model,
+            prompt=prompt,
+            status=FAILED,
+        )
+        started = time.perf_counter()
+        try:
+            result = await self._llmtune.inference(
+                model,
+                prompt,
+                temperature=self._options.temperature,
+                max_tokens=self._options.max_tokens,
+                metadata={"deliveryId": delivery.id, "promptIndex": index},
+            )
+        except LLMTuneError as exc:
+            run = replace(run, error=str(exc)[:MAX_ERROR_TEXT])
+            _log_run(run)
+            text = f"inference: prompt {index + 1} of {len(self._options.prompts)}: {run.error}"
+            stop = Retry(text, after=exc.retry_after) if exc.retryable else Fail(text)
+            return run, stop
+        # LLMTune reports its own latency "when provided"; else the round trip measured here.
+        latency = result.latency_ms
+        if latency is None:
+            latency = round((time.perf_counter() - started) * 1000, 1)
+        run = replace(
+            run, status=SUCCEEDED, output=result.text, tokens=result.tokens, latency_ms=latency
+        )
+        _log_run(run)
+        return run, None
+
+    async def _complete(self, delivery: Delivery, model: str, runs: list[InferenceRun]) -> Outcome:
+        summary = f"{len(runs)} prompt(s) on {model}"
+        if self._emit is None:
+            return Ok(f"{summary}; no event emitted")
+        body = completed_event(delivery, model, runs, now=self._clock.now())
+        try:
+            event_id = await self._emit(body)
+        except Exception as exc:  # the ingest path's failures are not ours to name
+            log.warning(
+                "inference_event_not_stored",
+                route=delivery.route,
+                delivery_id=delivery.id,
+                error_type=type(exc).__name__,
+            )
+            # The runs are kept: the retry only emits again (and its fixed id dedupes).
+            return Retry(f"inference: {COMPLETED_EVENT} not stored ({type(exc).__name__})")
+        return Ok(f"{summary}; event {event_id}"[:MAX_ERROR_TEXT])
+
+
+def _log_run(run: InferenceRun) -> None:
+    output = run.output or ""
+    log.info(
+        "inference_run",
+        route=run.route,
+        delivery_id=run.delivery_id,
+        job_id=run.job_id,
+        model=run.model,
+        prompt_index=run.prompt_index,
+        status=run.status,
+        tokens=run.tokens,
+        latency_ms=run.latency_ms,
+        output_chars=len(output),
+        output_preview=_clip(output, LOG_PREVIEW_CHARS) if output else None,
+        error=run.error,
+    )

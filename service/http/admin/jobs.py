@@ -1,0 +1,193 @@
+"""Admin API for jobs: submit a fine-tune, list jobs, one job's timeline, poll a job now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from service.http.admin import params, schemas
+from service.http.admin.endpoint import admin, page_body
+from service.http.errors import ApiError, Conflict, InvalidParameter, NotFound
+from service.http.responses import JSONResponse
+from service.llmtune.errors import LLMTuneError
+from service.services import Services
+from service.store import deliveries, events, inference_runs, jobs
+from service.store.jobs import PollDue, Submission
+from service.store.tables import JobRow
+from service.submissions import JobsDisabled, SubmitFailed, callback_url
+
+MAX_JOB_KEY = 200
+
+
+class Hyperparameters(BaseModel):
+    """The documented knobs; anything else is refused rather than silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learningRate: float | None = Field(default=None, gt=0, le=1)
+    epochs: int | None = Field(default=None, ge=1, le=100)
+    batchSize: int | None = Field(default=None, ge=1, le=65536)
+
+
+class JobRequest(BaseModel):
+    """`POST /admin/jobs` body, in LLMTune's own field names."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    baseModel: str = Field(min_length=1, max_length=200)
+    dataset: str = Field(min_length=1, max_length=2000)
+    trainingMethod: str = Field(default="sft", min_length=1, max_length=40)
+    hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
+    idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class JobsUnavailable(ApiError):
+    status, code = 503, "JOBS_DISABLED"
+
+
+class UpstreamFailed(ApiError):
+    """LLMTune refused the submission or could not be reached; the status says which."""
+
+    def __init__(self, failure: SubmitFailed) -> None:
+        cause = failure.cause
+        super().__init__(
+            f"LLMTune: {cause.message}",
+            details={
+                "jobId": failure.job.id,
+                "llmtuneStatus": cause.status,
+                "llmtuneCode": cause.code,
+            },
+        )
+        self.status = _status_for(cause)
+        self.code = cause.code or "LLMTUNE_ERROR"
+        self._retry_after = cause.retry_after
+
+    def headers(self) -> dict[str, str]:
+        """`Retry-After` when LLMTune gave one (a 429 passed on as 503)."""
+        if self._retry_after is None:
+            return {}
+        return {"Retry-After": str(max(1, round(self._retry_after)))}
+
+
+def _status_for(cause: LLMTuneError) -> int:
+    # The caller's own mistakes keep their status (400, 402, 404); ours and LLMTune's become
+    # 502 (it answered wrongly, or our key is refused) or 503 (try again later).
+    if cause.status in (400, 402, 404):
+        return cause.status
+    if cause.status == 429 or cause.status is None:
+        return 503
+    return 502
+
+
+async def create_job(request: Request, svc: Services) -> Response:
+    """Submit a fine-tune: 201 with the job; 200 with the same job for a known idempotency key."""
+    try:
+        body = JobRequest.model_validate(orjson.loads(await request.body() or b"null"))
+    except orjson.JSONDecodeError:
+        raise InvalidParameter("the body must be a JSON object") from None
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(part) for part in error["loc"]), "problem": error["msg"]}
+            for error in exc.errors()
+        ]
+        raise InvalidParameter(
+            "the job request is not valid", details={"problems": problems}
+        ) from None
+    submission = Submission(
+        base_model=body.baseModel,
+        dataset=body.dataset,
+        training_method=body.trainingMethod,
+        params=body.hyperparameters.model_dump(exclude_none=True),
+        idempotency_key=body.idempotencyKey,
+    )
+    try:
+        submitted = await svc.submissions.submit(submission)
+    except JobsDisabled as exc:
+        raise JobsUnavailable(f"jobs are disabled: {exc}") from None
+    except SubmitFailed as failure:
+        raise UpstreamFailed(failure) from None
+    view = _job_view(svc, submitted.job)
+    return JSONResponse(view, status_code=201 if submitted.created else 200)
+
+
+def _job_view(svc: Services, row: JobRow) -> dict[str, Any]:
+    view = schemas.job_summary(row)
+    if row.callback_token is not None:
+        view["webhookUrl"] = callback_url(svc.settings.public_url, row.callback_token)
+    return view
+
+
+async def list_jobs(request: Request, svc: Services) -> dict[str, Any]:
+    """Jobs, newest first, optionally filtered by status."""
+    query = request.query_params
+    limit, cursor = params.page_params(query)
+    status = params.text_param(query, "status")
+    page = await svc.db.read(
+        lambda session: jobs.list_jobs(session, status=status, limit=limit, cursor=cursor)
+    )
+    return page_body(page, schemas.job_summary)
+
+
+def _job_key(request: Request) -> str:
+    key: str = request.path_params["job_id"]
+    # Our id or LLMTune's; never a query for something that cannot be either.
+    if not key or len(key) > MAX_JOB_KEY or "\x00" in key:
+        raise NotFound(f"no job {key[:64]!r}")
+    return key
+
+
+async def get_job(request: Request, svc: Services) -> dict[str, Any]:
+    """One job (by our id or LLMTune's) with every event, delivery and inference run."""
+    key = _job_key(request)
+
+    async def read(session: AsyncSession) -> dict[str, Any]:
+        row = await jobs.find_job(session, key)
+        if row is None:
+            raise NotFound(f"no job {key[:64]!r}")
+        timeline = (
+            await events.events_of_job(session, row.llmtune_job_id)
+            if row.llmtune_job_id is not None
+            else []
+        )
+        rows = await deliveries.deliveries_of(session, [event.id for event in timeline])
+        runs = (
+            await inference_runs.runs_of_job(session, row.llmtune_job_id)
+            if row.llmtune_job_id is not None
+            else []
+        )
+        return {
+            **_job_view(svc, row),
+            "events": [schemas.event_summary(event) for event in timeline],
+            "deliveries": [schemas.delivery_view(d) for d in rows],
+            "inferenceRuns": [schemas.inference_run_view(run) for run in runs],
+        }
+
+    return await svc.db.read(read)
+
+
+async def refresh_job(request: Request, svc: Services) -> dict[str, Any]:
+    """Poll LLMTune about this job now; the job as it stands afterwards."""
+    key = _job_key(request)
+    if svc.reconciler is None:
+        raise JobsUnavailable("jobs are disabled: LLMTUNE_API_KEY is not set")
+    row = await svc.db.read(lambda session: jobs.find_job(session, key))
+    if row is None:
+        raise NotFound(f"no job {key[:64]!r}")
+    if row.llmtune_job_id is None:
+        raise Conflict("LLMTune has not accepted this job yet; submit it again to retry")
+    await svc.reconciler.poll(PollDue(row.id, row.llmtune_job_id, row.status, row.poll_failures))
+    return await get_job(request, svc)
+
+
+ROUTES = [
+    Route("/admin/jobs", admin(list_jobs), methods=["GET"]),
+    Route("/admin/jobs", admin(create_job), methods=["POST"]),
+    Route("/admin/jobs/{job_id}", admin(get_job), methods=["GET"]),
+    Route("/admin/jobs/{job_id}/refresh", admin(refresh_job), methods=["POST"]),
+]
