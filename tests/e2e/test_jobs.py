@@ -151,6 +151,12 @@ def test_submitted_job_reaches_deployed_with_its_smoke_test(loop: Loop) -> None:
     assert [r["output"] for r in done["inferenceRuns"]] == ["echo: Who are you?", "echo: Say ok."]
     until(lambda: "inference.completed" in [e["type"] for e in loop.job(job["id"])["events"]])
     final = loop.job(job["id"])
+    kinds = [entry["kind"] for entry in final["timeline"]]
+    assert kinds[0] == "submitted"
+    assert kinds.count("event") == 4
+    assert kinds.count("inference") == 2
+    times = [entry["at"] for entry in final["timeline"]]
+    assert times == sorted(times)
     types = [(e["type"], e["source"]) for e in final["events"]]
     assert types == [
         ("training.started", "job-callback"),

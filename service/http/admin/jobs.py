@@ -163,6 +163,7 @@ async def get_job(request: Request, svc: Services) -> dict[str, Any]:
         )
         return {
             **_job_view(svc, row),
+            "timeline": schemas.job_timeline(row, timeline, rows, runs),
             "events": [schemas.event_summary(event) for event in timeline],
             "deliveries": [schemas.delivery_view(d) for d in rows],
             "inferenceRuns": [schemas.inference_run_view(run) for run in runs],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -131,3 +132,48 @@ def inference_run_view(row: InferenceRunRow) -> dict[str, Any]:
         "error": row.error,
         "createdAt": rfc3339(row.created_at),
     }
+
+
+def job_timeline(
+    job: JobRow,
+    events: Sequence[EventRow],
+    deliveries: Sequence[DeliveryRow],
+    runs: Sequence[InferenceRunRow],
+) -> list[dict[str, Any]]:
+    """What happened to a job, oldest first, one line each: its submission, every event,
+    every delivery (by when it last changed) and every inference run."""
+    entries: list[tuple[datetime, int, dict[str, Any]]] = []
+    if job.submitted_at is not None:
+        entries.append((job.submitted_at, 0, {"kind": "submitted", "jobId": job.id}))
+    for event in events:
+        entries.append(
+            (
+                event.received_at,
+                1,
+                {"kind": "event", "eventId": event.id, "type": event.type, "source": event.source},
+            )
+        )
+    for delivery in deliveries:
+        entries.append(
+            (
+                delivery.updated_at,
+                2,
+                {
+                    "kind": "delivery",
+                    "deliveryId": delivery.id,
+                    "eventId": delivery.event_id,
+                    "route": delivery.route,
+                    "status": delivery.status,
+                },
+            )
+        )
+    for run in runs:
+        entries.append(
+            (
+                run.created_at,
+                3,
+                {"kind": "inference", "runId": run.id, "model": run.model, "status": run.status},
+            )
+        )
+    entries.sort(key=lambda entry: (entry[0], entry[1]))
+    return [{"at": rfc3339(at), **entry} for at, _, entry in entries]
