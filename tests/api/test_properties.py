@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -130,7 +131,8 @@ async def client(engine: AsyncEngine, db_url: str) -> AsyncIterator[httpx.AsyncC
 
 
 @settings(
-    max_examples=150,
+    # `make fuzz` runs many more (FUZZ_EXAMPLES); CI keeps to a short run.
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "150")),
     deadline=None,
     # One app per database serves every example: that is the point, not an accident.
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
