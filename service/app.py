@@ -11,12 +11,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from service.bootstrap import Overrides, built_services, run_background
+from service.bootstrap import Overrides, built_services, run_background, tracing_for
 from service.config import Settings, load_settings
 from service.http import probes, webhooks
 from service.http.admin.routes import ROUTES as ADMIN_ROUTES
@@ -25,6 +26,7 @@ from service.http.requestlog import RequestLogMiddleware
 from service.logs import configure_logging
 from service.services import Services
 from service.store.listen import listening
+from service.tracing import OtelTracing
 
 __all__ = ["Overrides", "create_app"]
 
@@ -60,15 +62,26 @@ def create_app(
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)
     chosen = overrides or Overrides()
+    tracing = tracing_for(settings, chosen)
+    if tracing is not None and chosen.tracing is None:
+        # Made here so the app can be instrumented before it serves; the lifespan ends it.
+        chosen = replace(chosen, tracing=tracing)
+        owned_tracing: OtelTracing | None = tracing
+    else:
+        owned_tracing = None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        async with built_services(settings, chosen) as svc:
-            if settings.run_worker:
-                async with _worker_running(svc):
+        try:
+            async with built_services(settings, chosen) as svc:
+                if settings.run_worker:
+                    async with _worker_running(svc):
+                        yield {"services": svc}
+                else:
                     yield {"services": svc}
-            else:
-                yield {"services": svc}
+        finally:
+            if owned_tracing is not None:
+                owned_tracing.shutdown()
 
     app = ReceiverApp(
         routes=[*webhooks.ROUTES, *ADMIN_ROUTES, *probes.ROUTES],
@@ -77,4 +90,6 @@ def create_app(
     )
     # A redirect to the slash-less path would be an empty 307 that a sender counts as failure.
     app.router.redirect_slashes = False
+    if tracing is not None:
+        tracing.instrument_app(app)
     return app

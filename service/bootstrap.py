@@ -40,6 +40,7 @@ from service.store.memory import StoredMemory
 from service.store.migrate import heads
 from service.store.writer import IngestWriter
 from service.submissions import Submissions
+from service.tracing import NO_TRACING, OtelTracing, Tracer, otlp_tracing
 from service.webhooks.verify import SigningKey, signing_keys
 
 log = structlog.get_logger(__name__)
@@ -58,6 +59,17 @@ class Overrides:
     routes: tuple[Route, ...] | None = None
     handler_types: Mapping[str, HandlerType] | None = None
     worker: WorkerConfig | None = None
+    tracing: OtelTracing | None = None
+
+
+def tracing_for(settings: Settings, overrides: Overrides) -> OtelTracing | None:
+    """The tracing given, else OTLP export when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, else
+    None (and nothing of OpenTelemetry is imported)."""
+    if overrides.tracing is not None:
+        return overrides.tracing
+    if settings.otel_exporter_otlp_endpoint:
+        return otlp_tracing(settings.otel_service_name)
+    return None
 
 
 def _warn_about_secrets(settings: Settings) -> None:
@@ -151,6 +163,14 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
     db = open_database(settings.database_url, engine=engine)
     http = httpx.AsyncClient(timeout=HANDLER_TIMEOUT, follow_redirects=False)
     llmtune_http = httpx.AsyncClient(timeout=LLMTUNE_TIMEOUT, follow_redirects=False)
+    tracing = tracing_for(settings, overrides)
+    tracer: Tracer = NO_TRACING
+    if tracing is not None:
+        tracer = tracing
+        for traced in {db.engine, db.read_engine}:
+            tracing.instrument_engine(traced)
+        tracing.instrument_client(http)
+        tracing.instrument_client(llmtune_http)
     try:
         clock = overrides.clock or SystemClock()
         metrics = Metrics()
@@ -162,6 +182,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
             on_batch=metrics.ingest_batch_events.observe,
             queue_limit=settings.ingest_queue_limit,
             batch_limit=settings.ingest_batch_limit,
+            tracer=tracer,
         )
         ingest = Ingest(
             writer,
@@ -169,6 +190,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
             allow_unsigned=settings.webhook_allow_unsigned,
             metrics=metrics,
             clock=clock,
+            tracer=tracer,
         )
         llmtune = llmtune_client(settings, llmtune_http)
         handlers = build_handlers(
@@ -193,6 +215,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
             clock=clock,
             notifier=notifier,
             config=overrides.worker or worker_config(settings),
+            tracer=tracer,
         )
         # A writer passed in is run (or not) by whoever built it.
         running = writer.running() if overrides.writer is None else contextlib.nullcontext()
@@ -222,6 +245,8 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
     finally:
         await http.aclose()
         await llmtune_http.aclose()
+        if tracing is not None and overrides.tracing is None:
+            tracing.shutdown()  # made here, so ended here (spans buffered so far are exported)
         if db.read_engine is not db.engine:
             await db.read_engine.dispose()
         if overrides.engine is None:

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = ""
     llmtune_api_url: str = "https://api.llmtune.io/v1"
     llmtune_api_key: SecretStr | None = None
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_name: str = "llmtune-receiver"
     job_poll_after: float = Field(default=600.0, ge=1, le=86_400)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -23,7 +23,8 @@ from service.ids import new_id
 from service.metrics import Metrics
 from service.store.db import StoreUnavailable
 from service.store.events import NewEvent
-from service.store.writer import IngestWriter, Overloaded
+from service.store.writer import IngestWriter, Overloaded, WriteResult
+from service.tracing import NO_TRACING, Tracer
 from service.webhooks.normalize import BodyError, normalize, parse_body
 from service.webhooks.verify import SigningKey, VerificationError, verify
 
@@ -56,8 +57,10 @@ class Ingest:
         allow_unsigned: bool,
         metrics: Metrics,
         clock: Clock,
+        tracer: Tracer = NO_TRACING,
     ) -> None:
         self._writer = writer
+        self._tracer = tracer
         self._keys = {workspace: tuple(found) for workspace, found in keys.items()}
         self._allow_unsigned = allow_unsigned
         self._metrics = metrics
@@ -103,6 +106,28 @@ class Ingest:
             label = metric_label(event.type)
             fields |= {"event_type": label, "job_id": event.job_id, "verified": verified}
             _note_header_mismatch(headers, event, fields)
+            result = await self._store(event, raw_body, headers, source, workspace, verified)
+        except (VerificationError, BodyError, StoreUnavailable) as exc:
+            self._refused(exc, label, raw_body, fields, started)
+            raise
+        outcome = "duplicate" if result.duplicate else "stored"
+        fields |= {"event_id": result.event_id, "duplicate": result.duplicate}
+        self._finish(label, outcome, fields, started)
+        if result.duplicate:
+            self._metrics.duplicates.labels(label).inc()
+        return Accepted(result.event_id, result.duplicate, event, verified)
+
+    async def _store(
+        self,
+        event: Event,
+        raw_body: bytes,
+        headers: Headers,
+        source: Source,
+        workspace: str,
+        verified: bool,
+    ) -> WriteResult:
+        attributes = {"event.type": event.type, "event.source": source, "job.id": event.job_id}
+        with self._tracer.span("ingest.store", attributes):
             result = await self._writer.write(
                 NewEvent(
                     id=new_id("evt"),
@@ -113,17 +138,13 @@ class Ingest:
                     headers=[[name, value.replace("\x00", "")] for name, value in headers],
                     verified=verified,
                     received_at=self._clock.now(),
+                    trace_parent=self._tracer.traceparent(),
                 )
             )
-        except (VerificationError, BodyError, StoreUnavailable) as exc:
-            self._refused(exc, label, raw_body, fields, started)
-            raise
-        outcome = "duplicate" if result.duplicate else "stored"
-        fields |= {"event_id": result.event_id, "duplicate": result.duplicate}
-        self._finish(label, outcome, fields, started)
-        if result.duplicate:
-            self._metrics.duplicates.labels(label).inc()
-        return Accepted(result.event_id, result.duplicate, event, verified)
+            self._tracer.annotate(
+                {"event.id": result.event_id, "event.duplicate": result.duplicate}
+            )
+        return result
 
     def count_unread(self, outcome: str) -> None:
         """Count a delivery whose body never arrived whole (too large, stalled, abandoned)."""

@@ -35,6 +35,7 @@ from service.metrics import Metrics
 from service.store import outbox
 from service.store.db import Database, StoreUnavailable
 from service.store.outbox import Claimed, Finish
+from service.tracing import NO_TRACING, Attributes, Tracer
 from service.webhooks.normalize import normalize
 
 log = structlog.get_logger("service.dispatch")
@@ -67,7 +68,9 @@ class Worker:
         notifier: Notifier,
         config: WorkerConfig | None = None,
         rng: random.Random | None = None,
+        tracer: Tracer = NO_TRACING,
     ) -> None:
+        self._tracer = tracer
         self._db = db
         self._routes = routes
         self._handlers = handlers
@@ -170,6 +173,19 @@ class Worker:
             log.info("delivery_released", delivery_id=item.id, route=item.route)
 
     async def _attempt(self, item: Claimed) -> None:
+        attributes: Attributes = {
+            "delivery.id": item.id,
+            "delivery.attempt": item.attempt,
+            "delivery.route": item.route,
+            "delivery.handler": item.handler,
+            "event.id": item.event_id,
+            "job.id": item.job_id,
+        }
+        # A child of the request that stored the event (its trace context is on the row).
+        with self._tracer.continued(item.trace_parent, "deliver", attributes):
+            await self._attempt_traced(item)
+
+    async def _attempt_traced(self, item: Claimed) -> None:
         delivery = _delivery(item)
         started_at = self._clock.now()
         started = time.perf_counter()

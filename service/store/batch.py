@@ -318,6 +318,7 @@ async def _enqueue(
                     "next_attempt_at": new.received_at,
                     "created_at": new.received_at,
                     "updated_at": new.received_at,
+                    "trace_parent": new.trace_parent,
                 }
             )
     if not rows:

@@ -31,6 +31,8 @@ class NewEvent:
     headers: list[list[str]]
     verified: bool
     received_at: datetime
+    # The storing request's trace context, kept on its deliveries (see service/tracing.py).
+    trace_parent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ class Claimed:
     workspace: str
     raw_body: bytes
     received_at: datetime
+    trace_parent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +115,7 @@ async def claim(
             EVENTS.c.workspace,
             EVENTS.c.raw_body,
             EVENTS.c.received_at,
+            DELIVERIES.c.trace_parent,
         )
         .join(EVENTS, EVENTS.c.id == DELIVERIES.c.event_id)
         .where(DELIVERIES.c.id.in_(ids))

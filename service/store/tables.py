@@ -131,6 +131,7 @@ class DeliveryRow(Base):
     next_attempt_at: Mapped[datetime]
     lease_expires_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(sa.Text)
+    trace_parent: Mapped[str | None] = mapped_column(sa.String(100))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -32,6 +32,7 @@ from service.store.db import (
     retry_dropped,
 )
 from service.store.events import NewEvent
+from service.tracing import NO_TRACING, Tracer
 
 log = structlog.get_logger(__name__)
 
@@ -82,7 +83,9 @@ class IngestWriter:
         on_batch: Callable[[int], None] | None = None,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
         batch_limit: int = DEFAULT_BATCH_LIMIT,
+        tracer: Tracer = NO_TRACING,
     ) -> None:
+        self._tracer = tracer
         self._db = db
         self._routes = tuple(routes)
         self._on_commit = on_commit
@@ -139,6 +142,12 @@ class IngestWriter:
     async def _flush(self, batch: list[_Pending]) -> None:
         if self._on_batch is not None:
             self._on_batch(len(batch))
+        # One commit answers many requests: its span is linked to each of theirs.
+        links = [pending.new.trace_parent for pending in batch]
+        with self._tracer.span("ingest.commit", {"batch.size": len(batch)}, links=links):
+            await self._flush_traced(batch)
+
+    async def _flush_traced(self, batch: list[_Pending]) -> None:
         try:
             outcomes = await self._commit([p.new for p in batch])
         except Exception as exc:
