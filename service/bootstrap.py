@@ -37,7 +37,7 @@ from service.services import Services
 from service.store.db import make_engine, open_database
 from service.store.inference_runs import StoredRuns
 from service.store.memory import StoredMemory
-from service.store.migrate import heads
+from service.store.migrate import heads, known_revisions
 from service.store.writer import IngestWriter
 from service.submissions import Submissions
 from service.tracing import NO_TRACING, OtelTracing, Tracer, otlp_tracing
@@ -231,6 +231,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
                 metrics=metrics,
                 clock=clock,
                 schema_heads=heads(),
+                schema_known=known_revisions(),
                 submissions=Submissions(db, llmtune, clock=clock, public_url=settings.public_url),
                 reconciler=None
                 if llmtune is None

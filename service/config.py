@@ -78,6 +78,12 @@ class Settings(BaseSettings):
                 raise ValueError("a secret is empty after the whsec_ prefix")
         return value
 
+    @field_validator("llmtune_api_key", "otel_exporter_otlp_endpoint", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        # `LLMTUNE_API_KEY=` in a .env or a manifest means "not set", not "an empty key".
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:

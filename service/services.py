@@ -30,5 +30,6 @@ class Services:
     metrics: Metrics
     clock: Clock
     schema_heads: frozenset[str]
+    schema_known: frozenset[str]
     submissions: Submissions
     reconciler: Reconciler | None  # None when no LLMTune API key is set

@@ -40,3 +40,9 @@ def heads() -> frozenset[str]:
     """The head revisions of the migrations shipped with this code."""
     script = ScriptDirectory.from_config(alembic_config("sqlite://"))
     return frozenset(script.get_heads())
+
+
+def known_revisions() -> frozenset[str]:
+    """Every revision shipped with this code (a database at none of them is newer than it)."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return frozenset(revision.revision for revision in script.walk_revisions())

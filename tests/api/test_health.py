@@ -6,9 +6,10 @@ import asyncio
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from service.store.migrate import alembic_config
 from tests.helpers import make_settings, post_webhook, running_app, w3_body
@@ -80,3 +81,18 @@ async def test_metrics_parse_and_include_process_metrics(engine: AsyncEngine, db
         {"event_type": "training.completed", "outcome": "stored"},
         1.0,
     )
+
+
+async def test_readyz_stays_ready_on_a_newer_schema(tmp_path: Path) -> None:
+    """During a rolling release the new migration runs before old processes are replaced: a
+    revision this code does not know is newer, and the old process stays ready."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'newer.db'}"
+    await asyncio.to_thread(command.upgrade, alembic_config(url), "head")
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    await engine.dispose()
+    async with running_app(make_settings(url)) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "schema": "newer"}

@@ -101,3 +101,13 @@ def test_forwarded_allow_ips_forms(monkeypatch: pytest.MonkeyPatch, value: str) 
     """Addresses, networks, `*` or nothing (trust no proxy, the default)."""
     monkeypatch.setenv("FORWARDED_ALLOW_IPS", value)
     assert load_settings().forwarded_allow_ips == value
+
+
+@pytest.mark.parametrize("variable", ["LLMTUNE_API_KEY", "OTEL_EXPORTER_OTLP_ENDPOINT"])
+@pytest.mark.parametrize("blank", ["", "  "])
+def test_blank_means_unset(monkeypatch: pytest.MonkeyPatch, variable: str, blank: str) -> None:
+    """`LLMTUNE_API_KEY=` turns jobs off (no client with an empty key); same for tracing."""
+    monkeypatch.setenv(variable, blank)
+    settings = load_settings()
+    assert settings.llmtune_api_key is None
+    assert settings.otel_exporter_otlp_endpoint is None
