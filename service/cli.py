@@ -1,6 +1,6 @@
-"""`llmtune-receiver serve | worker | migrate | send-test-event | replay | retry-dead | submit |
-demo | fake-llmtune`: run, migrate and try it; queue stored events or dead deliveries again;
-submit fine-tunes; see the whole loop against a fake LLMTune.
+"""`llmtune-receiver serve | worker | migrate | send-test-event | replay | retry-dead | purge |
+submit | demo | fake-llmtune`: run, migrate and try it; queue stored events or dead deliveries
+again; delete old events; submit fine-tunes; see the whole loop against a fake LLMTune.
 
 Configuration errors end the command with one line naming the variable and exit code 2.
 """
@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from service.commands.demo import cmd_demo
 from service.commands.fake_llmtune import cmd_fake_llmtune
+from service.commands.purge import DEFAULT_BATCH, MAX_BATCH, cmd_purge
 from service.commands.requeue import cmd_replay, cmd_retry_dead
 from service.commands.send_test_event import cmd_send_test_event
 from service.commands.serve import cmd_migrate, cmd_serve
@@ -67,6 +68,38 @@ def _add_requeue_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
         help="only count the dead deliveries that would be retried; change nothing (default: off)",
     )
     retry.set_defaults(func=cmd_retry_dead)
+
+
+def _add_purge_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    purge = sub.add_parser(
+        "purge",
+        help="delete old events with their deliveries, attempts and inference runs (jobs are kept)",
+        description="Delete events received longer ago than --older-than, oldest first, in "
+        "short batches (safe while the service runs). Their deliveries, delivery attempts and "
+        "inference runs go with them. An event with a delivery still to make (pending, in "
+        "flight, retrying) is kept; dead and succeeded deliveries do not keep one. Jobs are "
+        "never deleted: the job history stays.",
+    )
+    purge.add_argument(
+        "--older-than",
+        required=True,
+        metavar="AGE",
+        help="delete events received longer ago than this: <n>d, <n>h or <n>m (days, hours, "
+        "minutes), e.g. 90d (default: none, required)",
+    )
+    purge.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only count what would be deleted and kept; delete nothing (default: off)",
+    )
+    purge.add_argument(
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH,
+        metavar="N",
+        help=f"events per transaction, 1 to {MAX_BATCH} (default: %(default)s)",
+    )
+    purge.set_defaults(func=cmd_purge)
 
 
 def _add_fake_llmtune_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -233,6 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="deliver what is due, then exit (default: run until SIGTERM)",
     )
+    work.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve GET /metrics (Prometheus text) on this port (default: none, not served)",
+    )
+    work.add_argument(
+        "--metrics-host",
+        default="0.0.0.0",  # noqa: S104 - a scrape comes from another pod or host
+        help="address for --metrics-port (default: %(default)s)",
+    )
     work.set_defaults(func=cmd_worker)
 
     mig = sub.add_parser("migrate", help="apply pending database migrations")
@@ -263,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--job-id", help="job id to put in the body (default: a fresh one)")
     send.set_defaults(func=cmd_send_test_event)
     _add_requeue_parsers(sub)
+    _add_purge_parser(sub)
     _add_fake_llmtune_parser(sub)
     _add_job_parsers(sub)
     return parser

@@ -64,9 +64,11 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_inference_runs_job_id", "inference_runs", ["job_id"])
+    op.create_index("ix_inference_runs_event_id", "inference_runs", ["event_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_inference_runs_event_id", table_name="inference_runs")
     op.drop_index("ix_inference_runs_job_id", table_name="inference_runs")
     op.drop_table("inference_runs")
     # Jobs we submitted that LLMTune never accepted have no LLMTune id; the old schema cannot

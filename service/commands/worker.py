@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import signal
 
+from prometheus_client import start_http_server
+
 from service.bootstrap import Overrides, built_services, run_background
 from service.commands.common import log, routes_usable, settings_or_exit
 from service.config import Settings
 from service.logs import configure_logging
+from service.services import Services
 from service.store.listen import listening
 
 
@@ -19,21 +22,36 @@ def cmd_worker(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if not routes_usable(settings):
         return 2
-    asyncio.run(_work(settings, once=args.once))
+    asyncio.run(_work(settings, once=args.once, metrics=(args.metrics_host, args.metrics_port)))
     return 0
 
 
-async def _work(settings: Settings, *, once: bool) -> None:
+async def _work(settings: Settings, *, once: bool, metrics: tuple[str, int | None]) -> None:
     async with built_services(settings, Overrides()) as svc:
+        host, port = metrics
+        if port is not None and not once:
+            # prometheus-client's own small HTTP server, in a daemon thread: the worker has no
+            # web app, and a scrape must not wait behind the event loop.
+            server, _ = start_http_server(port, addr=host, registry=svc.metrics.registry)
+            log.info("worker_metrics_served", host=host, port=port)
+            try:
+                await _run(svc)
+            finally:
+                server.shutdown()
+            return
         if once:
             made = await svc.worker.run_until_idle()
             log.info("worker_idle", attempts=made)
             return
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        async with listening(svc.db.engine, svc.notifier.notify) as listens:
-            log.info("worker_started", listening=listens, routes=[r.name for r in svc.routes])
-            await run_background(svc, stop)
-        log.info("worker_stopped")
+        await _run(svc)
+
+
+async def _run(svc: Services) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with listening(svc.db.engine, svc.notifier.notify) as listens:
+        log.info("worker_started", listening=listens, routes=[r.name for r in svc.routes])
+        await run_background(svc, stop)
+    log.info("worker_stopped")

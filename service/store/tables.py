@@ -167,7 +167,10 @@ class InferenceRunRow(Base):
     id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     delivery_id: Mapped[str] = mapped_column(sa.String(40))
     prompt_index: Mapped[int]
-    event_id: Mapped[str] = mapped_column(sa.ForeignKey("events.id", ondelete="CASCADE"))
+    # Indexed: deleting an event (purge) cascades here.
+    event_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("events.id", ondelete="CASCADE"), index=True
+    )
     job_id: Mapped[str | None] = mapped_column(sa.Text, index=True)
     route: Mapped[str] = mapped_column(sa.String(100))
     model: Mapped[str] = mapped_column(sa.Text)

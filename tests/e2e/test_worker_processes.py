@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +26,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.store.tables import ATTEMPTS, DELIVERIES
-from tests.e2e.server import WEBHOOK_PATH, Server, receiver_env, running_server
+from tests.e2e.server import WEBHOOK_PATH, Server, free_port, receiver_env, running_server
 from tests.helpers import (
     emptied_engine,
     make_settings,
@@ -103,12 +104,14 @@ class WorkerProcess:
         return json_records(self.log_text())
 
 
-def spawn_worker(cwd: Path, env: dict[str, str], name: str) -> WorkerProcess:
-    """Start `python -m service worker` (fork and exec only: it does not wait for anything)."""
+def spawn_worker(
+    cwd: Path, env: dict[str, str], name: str, args: Sequence[str] = ()
+) -> WorkerProcess:
+    """Start `python -m service worker ARGS` (fork and exec only: it does not wait)."""
     log_path = cwd / f"{name}.stderr.log"
     with log_path.open("wb") as stderr, (cwd / f"{name}.stdout.log").open("wb") as stdout:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service", "worker"],
+            [sys.executable, "-m", "service", "worker", *args],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -126,9 +129,9 @@ class Workers:
         self.env = env
         self.started: list[WorkerProcess] = []
 
-    async def start(self, name: str, **env: str) -> WorkerProcess:
+    async def start(self, name: str, *args: str, **env: str) -> WorkerProcess:
         """Start a worker (logs in NAME.stderr.log) and return once it logged worker_started."""
-        worker = spawn_worker(self.cwd, self.env | env, name)
+        worker = spawn_worker(self.cwd, self.env | env, name, args)
         self.started.append(worker)
         process = worker.process
 
@@ -405,3 +408,30 @@ async def test_serve_sigterm_drains_its_worker_cleanly(
     assert attempt_line["status"] == "succeeded"
     row = await only_delivery(engine)
     assert (row["status"], row["attempts"], row["lease_expires_at"]) == ("succeeded", 1, None)
+
+
+async def test_standalone_worker_serves_its_metrics(
+    engine: AsyncEngine, db_url: str, tmp_path: Path
+) -> None:
+    """`worker --metrics-port P`: the delivery counters of a worker without a web server are
+    scraped from P (judged by prometheus-client's own parser)."""
+    port = free_port()
+    async with http_sink() as sink:
+        write_routes(tmp_path, sink)
+        await store_event(db_url, engine, tmp_path, "job-metrics")
+        async with worker_processes(tmp_path, worker_env(db_url)) as workers:
+            await workers.start("w1", "--metrics-port", str(port), "--metrics-host", "127.0.0.1")
+            await until(lambda: len(sink.received) == 1, START_WITHIN, "the forward")
+
+            def delivered() -> float | None:
+                text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+                for family in text_string_to_metric_families(text):
+                    for sample in family.samples:
+                        if sample.name == "llmtune_deliveries_total" and sample.labels == {
+                            "route": "forward",
+                            "status": "succeeded",
+                        }:
+                            return sample.value
+                return None
+
+            await until(lambda: delivered() == 1.0, START_WITHIN, "the counter on /metrics")

@@ -1,0 +1,158 @@
+"""`purge`: delete events older than an age, with their deliveries, attempts and inference runs.
+
+Safe beside a running service: one short transaction per batch (on SQLite the write lock is held
+for one batch only), and an event with a delivery still to make is kept. Job rows are never
+deleted: they are small, and the job history stays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import partial
+
+from service.clock import SystemClock
+from service.commands.common import fail, settings_or_exit
+from service.commands.progress import Progress
+from service.config import Settings
+from service.logs import configure_logging
+from service.store.db import StoreUnavailable, is_sqlite, open_database
+from service.store.purge import purge_batch
+
+DEFAULT_BATCH = 500
+# Bounded so that a batch stays a short lock and its id list fits any driver's parameter limit.
+MAX_BATCH = 10_000
+# Anything older is older than every event; the bound keeps `now - age` a representable time.
+MAX_AGE = timedelta(days=36_500)
+# SQLite's busy handler retries a waiting writer about every 100 ms: a pause a little longer
+# between batches lets the service's ingest in instead of it timing out behind the purge.
+SQLITE_PAUSE_SECONDS = 0.15
+
+UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
+_AGE = re.compile(r"([0-9]+)([dhm])")
+
+
+def parse_age(text: str) -> timedelta:
+    """`<n>d`, `<n>h` or `<n>m` (days, hours, minutes) as a timedelta; ValueError saying what is
+    wrong with anything else, zero, or more than 100 years."""
+    match = _AGE.fullmatch(text)
+    if match is None:
+        raise ValueError(
+            f"not a whole number of days, hours or minutes such as 90d, 12h or 30m: {text[:64]!r}"
+        )
+    count, unit = int(match[1]), UNITS[match[2]]
+    if count == 0:
+        raise ValueError(f"must be more than zero: {text!r}")
+    if count > MAX_AGE // unit:
+        raise ValueError(f"at most {MAX_AGE.days}d: {text[:64]!r}")
+    return count * unit
+
+
+def rfc3339(at: datetime) -> str:
+    """`at` (aware UTC) to the second, with a Z."""
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(slots=True)
+class Tally:
+    """What a purge has done so far (committed batches only)."""
+
+    deleted: int = 0
+    deliveries: int = 0
+    kept: int = 0
+    last: tuple[datetime, str] | None = None
+
+
+async def _purge(
+    settings: Settings,
+    *,
+    cutoff: datetime,
+    batch_size: int,
+    dry_run: bool,
+    tally: Tally,
+    progress: Progress,
+) -> None:
+    """Purge (or count) every old event, one transaction per batch, into `tally`."""
+    db = open_database(settings.database_url)
+    pause = SQLITE_PAUSE_SECONDS if is_sqlite(settings.database_url) and not dry_run else 0.0
+    try:
+        while True:
+            work = partial(
+                purge_batch, cutoff=cutoff, after=tally.last, limit=batch_size, dry_run=dry_run
+            )
+            batch = await (db.read if dry_run else db.write)(work)
+            tally.deleted += batch.deleted
+            tally.deliveries += batch.deliveries
+            tally.kept += batch.kept
+            if batch.last is None or batch.scanned < batch_size:
+                return
+            tally.last = batch.last
+            progress.update(
+                f"{tally.deleted} events, {tally.deliveries} deliveries, {tally.kept} kept, "
+                f"at {rfc3339(batch.last[0])}"
+            )
+            await asyncio.sleep(pause)
+    finally:
+        if db.read_engine is not db.engine:
+            await db.read_engine.dispose()
+        await db.engine.dispose()
+
+
+def _options_or_exit(args: argparse.Namespace) -> tuple[timedelta, int]:
+    try:
+        age = parse_age(args.older_than)
+    except ValueError as exc:
+        fail(2, f"--older-than: {exc}")
+    if not 1 <= args.batch_size <= MAX_BATCH:
+        fail(2, f"--batch-size: must be from 1 to {MAX_BATCH}: {args.batch_size}")
+    return age, args.batch_size
+
+
+def summary(tally: Tally, *, cutoff: datetime, seconds: float, dry_run: bool) -> str:
+    """The line `purge` always ends with."""
+    did, kept = ("would delete", "would keep") if dry_run else ("deleted", "kept")
+    return (
+        f"purge: {did} {tally.deleted} events ({tally.deliveries} deliveries) older than "
+        f"{rfc3339(cutoff)} in {seconds:.1f} s; {kept} {tally.kept} with unfinished deliveries"
+    )
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Delete events received before now minus `--older-than`, with what cascades from them."""
+    age, batch_size = _options_or_exit(args)
+    settings = settings_or_exit()
+    configure_logging(settings.log_level, settings.log_format)
+    # Whole seconds, so that the cutoff printed is exactly the one applied.
+    cutoff = (SystemClock().now() - age).replace(microsecond=0)
+    tally = Tally()
+    started = time.monotonic()
+    progress = Progress("purge", sys.stderr)
+    try:
+        asyncio.run(
+            _purge(
+                settings,
+                cutoff=cutoff,
+                batch_size=batch_size,
+                dry_run=args.dry_run,
+                tally=tally,
+                progress=progress,
+            )
+        )
+    except StoreUnavailable as exc:
+        progress.abandon()
+        # Batches already committed stay done; running again goes on from the oldest left.
+        done = (
+            f" ({tally.deleted} events deleted before that)"
+            if tally.deleted and not args.dry_run
+            else ""
+        )
+        fail(1, f"store unavailable: {exc}{done}")
+    seconds = time.monotonic() - started
+    progress.finish(f"{tally.deleted} events, {tally.deliveries} deliveries, {tally.kept} kept")
+    print(summary(tally, cutoff=cutoff, seconds=seconds, dry_run=args.dry_run))
+    return 0

@@ -1,0 +1,251 @@
+"""`purge_batch` on SQLite and PostgreSQL, through the service's own engine (so SQLite has
+`PRAGMA foreign_keys=ON`): old events go, and their deliveries, attempts and inference runs with
+them by ON DELETE CASCADE; recent events, events with a delivery still to make, and jobs stay."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from service.ids import new_id
+from service.store.db import Database
+from service.store.purge import purge_batch
+from service.store.tables import ATTEMPTS, DELIVERIES, EVENTS, INFERENCE_RUNS, JOBS
+from tests.helpers import single_engine_database
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+CUTOFF = NOW - timedelta(days=90)
+OLD = CUTOFF - timedelta(days=1)
+RECENT = NOW - timedelta(days=1)
+_seq = itertools.count(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """What a whole purge did, summed over its batches."""
+
+    deleted: int
+    deliveries: int
+    kept: int
+    batches: int
+
+
+@pytest.fixture
+def db(engine: AsyncEngine) -> Database:
+    return single_engine_database(engine)
+
+
+async def seed(engine: AsyncEngine, at: datetime, statuses: tuple[str, ...], runs: int = 1) -> str:
+    """An event received `at`, one delivery per status (each with one attempt), and `runs`
+    inference runs; the event's id."""
+    event_id = new_id("evt")
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.insert(EVENTS).values(
+                id=event_id,
+                source="webhook",
+                dedup_key=f"id:{event_id}",
+                type="training.completed",
+                job_id="job-1",
+                received_at=at,
+                raw_body=b"{}",
+                headers=[],
+                verified=True,
+                is_test=False,
+            )
+        )
+        for n, status in enumerate(statuses):
+            delivery_id = new_id("dlv")
+            await connection.execute(
+                sa.insert(DELIVERIES).values(
+                    id=delivery_id,
+                    event_id=event_id,
+                    route=f"route-{n}",
+                    handler="log",
+                    job_id="job-1",
+                    seq=next(_seq),
+                    status=status,
+                    next_attempt_at=at,
+                    created_at=at,
+                    updated_at=at,
+                )
+            )
+            await connection.execute(
+                sa.insert(ATTEMPTS).values(
+                    delivery_id=delivery_id,
+                    number=1,
+                    started_at=at,
+                    duration_ms=12.0,
+                    outcome="ok",
+                )
+            )
+        smoke = new_id("dlv")  # inference_runs.delivery_id refers to nothing; events do
+        for index in range(runs):
+            await connection.execute(
+                sa.insert(INFERENCE_RUNS).values(
+                    id=new_id("run"),
+                    delivery_id=smoke,
+                    prompt_index=index,
+                    event_id=event_id,
+                    job_id="job-1",
+                    route="smoke",
+                    model="ft-model-1",
+                    prompt="hello",
+                    status="succeeded",
+                    created_at=at,
+                )
+            )
+    return event_id
+
+
+async def add_job(engine: AsyncEngine) -> None:
+    """One job row, as old as the old events."""
+    async with engine.begin() as connection:
+        await connection.execute(
+            sa.insert(JOBS).values(
+                id=new_id("job"),
+                llmtune_job_id="job-1",
+                status="completed",
+                created_at=OLD,
+                updated_at=OLD,
+            )
+        )
+
+
+async def counts(engine: AsyncEngine) -> dict[str, dict[str, int]]:
+    """Per stored event id: how many deliveries, attempts and inference runs it has."""
+    async with engine.connect() as connection:
+        events = {event_id for (event_id,) in await connection.execute(sa.select(EVENTS.c.id))}
+        found = {event_id: {"deliveries": 0, "attempts": 0, "runs": 0} for event_id in events}
+        # Every child row is counted, orphans too: a cascade that did not happen shows here.
+        queries = {
+            "deliveries": sa.select(DELIVERIES.c.event_id),
+            "attempts": sa.select(DELIVERIES.c.event_id).join(
+                ATTEMPTS, ATTEMPTS.c.delivery_id == DELIVERIES.c.id
+            ),
+            "runs": sa.select(INFERENCE_RUNS.c.event_id),
+        }
+        for kind, query in queries.items():
+            for (event_id,) in await connection.execute(query):
+                found.setdefault(event_id, {"deliveries": 0, "attempts": 0, "runs": 0})
+                found[event_id][kind] += 1
+        orphan_attempts = await connection.scalar(
+            sa.select(sa.func.count())
+            .select_from(ATTEMPTS)
+            .where(~ATTEMPTS.c.delivery_id.in_(sa.select(DELIVERIES.c.id)))
+        )
+        assert orphan_attempts == 0
+    return found
+
+
+async def purge_all(db: Database, *, limit: int, dry_run: bool = False) -> Totals:
+    """Batch after batch from the oldest, as the command does, until no old event is left."""
+    deleted = deliveries = kept = batches = 0
+    after: tuple[datetime, str] | None = None
+    while True:
+        work = partial(purge_batch, cutoff=CUTOFF, after=after, limit=limit, dry_run=dry_run)
+        batch = await (db.read if dry_run else db.write)(work)
+        batches += 1
+        deleted, deliveries, kept = (
+            deleted + batch.deleted,
+            deliveries + batch.deliveries,
+            kept + batch.kept,
+        )
+        if batch.last is None or batch.scanned < limit:
+            return Totals(deleted, deliveries, kept, batches)
+        after = batch.last
+
+
+async def test_old_events_go_with_their_children(engine: AsyncEngine, db: Database) -> None:
+    """Old events with succeeded or dead deliveries, or none, are deleted with their
+    deliveries, attempts and inference runs; a recent event and the job stay whole."""
+    await seed(engine, OLD, ("succeeded", "dead"), runs=2)
+    await seed(engine, OLD - timedelta(days=300), ("dead",))
+    await seed(engine, OLD, ())
+    recent = await seed(engine, RECENT, ("succeeded",))
+    await add_job(engine)
+
+    assert await purge_all(db, limit=500) == Totals(deleted=3, deliveries=3, kept=0, batches=1)
+    assert await counts(engine) == {recent: {"deliveries": 1, "attempts": 1, "runs": 1}}
+    async with engine.connect() as connection:
+        assert await connection.scalar(sa.select(sa.func.count()).select_from(JOBS)) == 1
+
+
+@pytest.mark.parametrize("status", ["pending", "in_flight", "retrying"])
+async def test_an_unfinished_delivery_keeps_its_event(
+    engine: AsyncEngine, db: Database, status: str
+) -> None:
+    """An old event with a delivery still to make stays whole and is counted as kept, even
+    when its other deliveries are finished."""
+    kept = await seed(engine, OLD, ("succeeded", status, "dead"))
+    await seed(engine, OLD, ("dead",))
+
+    assert await purge_all(db, limit=500) == Totals(deleted=1, deliveries=1, kept=1, batches=1)
+    assert await counts(engine) == {kept: {"deliveries": 3, "attempts": 3, "runs": 1}}
+
+
+async def test_only_events_before_the_cutoff_go(engine: AsyncEngine, db: Database) -> None:
+    """Older than is strict: an event received at the cutoff itself stays."""
+    at_cutoff = await seed(engine, CUTOFF, ("succeeded",))
+    await seed(engine, CUTOFF - timedelta(microseconds=1), ("succeeded",))
+
+    assert await purge_all(db, limit=500) == Totals(deleted=1, deliveries=1, kept=0, batches=1)
+    assert set(await counts(engine)) == {at_cutoff}
+
+
+async def seed_many(engine: AsyncEngine) -> tuple[set[str], set[str]]:
+    """Seven old events, in pairs that share a received_at, the 1st and 4th with a pending
+    delivery; one recent. The ids that must stay, and those that must go."""
+    stay: set[str] = set()
+    go: set[str] = set()
+    for i in range(7):
+        at = OLD - timedelta(minutes=10) + timedelta(minutes=i // 2)
+        pending = i in (0, 3)
+        event_id = await seed(engine, at, ("succeeded", "pending" if pending else "dead"))
+        (stay if pending else go).add(event_id)
+    stay.add(await seed(engine, RECENT, ("succeeded",)))
+    return stay, go
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 7, 8])
+async def test_batches_smaller_than_the_total_delete_everything(
+    engine: AsyncEngine, db: Database, limit: int
+) -> None:
+    """Whatever the batch size, the keyset walks past kept events and events sharing a
+    received_at, so every old event without unfinished deliveries goes, in ⌈7/size⌉ batches
+    (plus an empty one when the last batch was full)."""
+    stay, _go = await seed_many(engine)
+
+    totals = await purge_all(db, limit=limit)
+    assert (totals.deleted, totals.deliveries, totals.kept) == (5, 10, 2)
+    assert totals.batches == 7 // limit + 1
+    assert set(await counts(engine)) == stay
+
+
+async def test_dry_run_deletes_nothing_and_counts_the_same(
+    engine: AsyncEngine, db: Database
+) -> None:
+    """A dry run changes no row and reports what the real purge then does."""
+    stay, go = await seed_many(engine)
+    before = await counts(engine)
+
+    dry = await purge_all(db, limit=2, dry_run=True)
+    assert await counts(engine) == before
+    assert set(before) == stay | go
+
+    assert await purge_all(db, limit=2) == dry == Totals(5, 10, 2, batches=4)
+    assert set(await counts(engine)) == stay
+
+
+async def test_nothing_old(engine: AsyncEngine, db: Database) -> None:
+    """With no event older than the cutoff a single empty batch ends the purge."""
+    recent = await seed(engine, RECENT, ("succeeded",))
+
+    assert await purge_all(db, limit=500) == Totals(0, 0, 0, batches=1)
+    assert set(await counts(engine)) == {recent}
