@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test fuzz lint format bench bench-dispatch bench-compare migrate check-migrations check-wheel check-deploy clean
+.PHONY: run demo test fuzz fault lint format bench bench-dispatch bench-compare migrate check-migrations check-wheel check-deploy clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ test: $(STAMP)
 FUZZ_EXAMPLES ?= 5000
 fuzz: $(STAMP)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/api/test_properties.py
+
+# The fault tests (SIGKILL, SIGTERM and database cuts under load, destinations down, scale-out
+# with a worker killed) with FAULT_SCALE times the events of `make test`; each prints one
+# summary line (sent, acknowledged, stored, lost, duplicates, recovery).
+FAULT_SCALE ?= 10
+fault: $(STAMP)
+	FAULT_SCALE=$(FAULT_SCALE) $(BIN)/python -m pytest -m fault -s tests/fault
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
