@@ -21,6 +21,7 @@ from service.bootstrap import Overrides, built_services, run_background, tracing
 from service.config import Settings, load_settings
 from service.http import probes, webhooks
 from service.http.admin.routes import ROUTES as ADMIN_ROUTES
+from service.http.console.routes import ROUTES as CONSOLE_ROUTES
 from service.http.errors import EXCEPTION_HANDLERS
 from service.http.requestlog import RequestLogMiddleware
 from service.logs import configure_logging
@@ -84,7 +85,7 @@ def create_app(
                 owned_tracing.shutdown()
 
     app = ReceiverApp(
-        routes=[*webhooks.ROUTES, *ADMIN_ROUTES, *probes.ROUTES],
+        routes=[*webhooks.ROUTES, *ADMIN_ROUTES, *CONSOLE_ROUTES, *probes.ROUTES],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )

@@ -20,6 +20,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.admin_tokens import parse_admin_tokens
 from service.clock import Clock, SystemClock
 from service.config import Settings
 from service.dispatch.notify import Notifier
@@ -38,6 +39,7 @@ from service.store.db import make_engine, open_database
 from service.store.inference_runs import StoredRuns
 from service.store.memory import StoredMemory
 from service.store.migrate import heads, known_revisions
+from service.store.rejection_log import RejectionLog
 from service.store.writer import IngestWriter
 from service.submissions import Submissions
 from service.tracing import NO_TRACING, OtelTracing, Tracer, otlp_tracing
@@ -219,7 +221,8 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
         )
         # A writer passed in is run (or not) by whoever built it.
         running = writer.running() if overrides.writer is None else contextlib.nullcontext()
-        async with running:
+        rejections = RejectionLog(db, clock)
+        async with running, rejections.running():
             yield Services(
                 settings=settings,
                 db=db,
@@ -227,7 +230,9 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
                 worker=worker,
                 notifier=notifier,
                 routes=routes,
-                admin_tokens=tuple(t.get_secret_value().encode() for t in settings.admin_tokens),
+                admin_tokens=parse_admin_tokens(
+                    [token.get_secret_value() for token in settings.admin_tokens]
+                ),
                 metrics=metrics,
                 clock=clock,
                 schema_heads=heads(),
@@ -242,6 +247,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
                     clock=clock,
                     poll_after=timedelta(seconds=settings.job_poll_after),
                 ),
+                rejections=rejections,
             )
     finally:
         await http.aclose()

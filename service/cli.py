@@ -1,6 +1,7 @@
 """`llmtune-receiver serve | worker | migrate | send-test-event | replay | retry-dead | purge |
-submit | demo | fake-llmtune`: run, migrate and try it; queue stored events or dead deliveries
-again; delete old events; submit fine-tunes; see the whole loop against a fake LLMTune.
+submit | demo | fake-llmtune | events | deliveries | jobs | tail`: run, migrate and try it; queue
+stored events or dead deliveries again; delete old events; submit fine-tunes; see the whole loop
+against a fake LLMTune; read a running service's events, deliveries and jobs, or follow them.
 
 Configuration errors end the command with one line naming the variable and exit code 2.
 """
@@ -10,6 +11,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from service.commands.admin_client import (
+    RESOURCES,
+    add_client_options,
+    choices_for,
+    cmd_list,
+    cmd_show,
+    limit_arg,
+)
 from service.commands.demo import cmd_demo
 from service.commands.fake_llmtune import cmd_fake_llmtune
 from service.commands.purge import DEFAULT_BATCH, MAX_BATCH, cmd_purge
@@ -17,6 +26,7 @@ from service.commands.requeue import cmd_replay, cmd_retry_dead
 from service.commands.send_test_event import cmd_send_test_event
 from service.commands.serve import cmd_migrate, cmd_serve
 from service.commands.submit import cmd_submit
+from service.commands.tail import cmd_tail
 from service.commands.worker import cmd_worker
 from service.webhooks.samples import FORMATS, LIFECYCLE
 
@@ -227,6 +237,42 @@ def _add_job_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     demo.set_defaults(func=cmd_demo)
 
 
+def _add_admin_client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for name, resource in RESOURCES.items():
+        group = sub.add_parser(
+            name, help=f"list or show {name} of a running service (its admin API, for scripts)"
+        )
+        actions = group.add_subparsers(
+            dest="action", required=True, help="list or show (default: none, required)"
+        )
+        listing = actions.add_parser("list", help=f"{name}, newest first, as a table or JSON")
+        for option, parameter, text in resource.filters:
+            listing.add_argument(
+                option, choices=choices_for(name, parameter), help=f"{text} (default: any)"
+            )
+        listing.add_argument(
+            "--limit", type=limit_arg, default=50, help="rows, 1 to 200 (default: %(default)s)"
+        )
+        listing.add_argument(
+            "--cursor",
+            help="the next page: the cursor a previous list printed (default: the first page)",
+        )
+        add_client_options(listing, json_help="print the API's JSON page as is (default: a table)")
+        listing.set_defaults(func=cmd_list, resource=name)
+        show = actions.add_parser("show", help=f"one of the {name} in detail")
+        what = "our job id or LLMTune's" if name == "jobs" else "its id"
+        show.add_argument("id", help=f"{what} (default: none, required)")
+        add_client_options(show, json_help="print the API's JSON as is (default: text)")
+        show.set_defaults(func=cmd_show, resource=name)
+    tail = sub.add_parser(
+        "tail", help="print new events and delivery outcomes live until Ctrl-C (GET /admin/stream)"
+    )
+    add_client_options(
+        tail, json_help='one JSON object per line, {"kind", "data"} (default: a text line)'
+    )
+    tail.set_defaults(func=cmd_tail)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="llmtune-receiver", description=__doc__)
@@ -309,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_purge_parser(sub)
     _add_fake_llmtune_parser(sub)
     _add_job_parsers(sub)
+    _add_admin_client_parsers(sub)
     return parser
 
 

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.admin_tokens import TokenFormatError, parse_admin_tokens
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./llmtune-receiver.db"
 WHSEC_PREFIX = "whsec_"
 ACCEPTED_URL_SCHEMES = (
@@ -76,6 +78,16 @@ class Settings(BaseSettings):
             raw = secret.get_secret_value()
             if raw == WHSEC_PREFIX:
                 raise ValueError("a secret is empty after the whsec_ prefix")
+        return value
+
+    @field_validator("admin_tokens")
+    @classmethod
+    def _tokens_parse(cls, value: list[SecretStr]) -> list[SecretStr]:
+        # Checked here so a malformed entry stops start-up; bootstrap parses them again.
+        try:
+            parse_admin_tokens([token.get_secret_value() for token in value])
+        except TokenFormatError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
     @field_validator("llmtune_api_key", "otel_exporter_otlp_endpoint", mode="before")

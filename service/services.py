@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.admin_tokens import AdminToken
 from service.clock import Clock
 from service.config import Settings
 from service.dispatch.notify import Notifier
@@ -13,6 +14,7 @@ from service.dispatch.worker import Worker
 from service.ingest import Ingest
 from service.metrics import Metrics
 from service.store.db import Database
+from service.store.rejection_log import RejectionLog
 from service.submissions import Submissions
 
 
@@ -26,10 +28,11 @@ class Services:
     worker: Worker
     notifier: Notifier
     routes: tuple[Route, ...]
-    admin_tokens: tuple[bytes, ...]
+    admin_tokens: tuple[AdminToken, ...]
     metrics: Metrics
     clock: Clock
     schema_heads: frozenset[str]
     schema_known: frozenset[str]
     submissions: Submissions
     reconciler: Reconciler | None  # None when no LLMTune API key is set
+    rejections: RejectionLog  # refused webhook requests, recorded in the background

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import orjson
 
+from service.admin_tokens import parse_admin_tokens
 from service.commands.common import settings_or_exit
 
 
@@ -35,11 +36,14 @@ def job_request(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def admin_token(given: str | None) -> str | None:
-    """The token to call the admin API with: the option, else the first of ADMIN_TOKENS."""
+    """The token to call the admin API with: the option, else the first write token of
+    ADMIN_TOKENS (its secret part, not the `name:scope:` prefix)."""
     if given:
         return given
-    tokens = settings_or_exit().admin_tokens
-    return tokens[0].get_secret_value() if tokens else None
+    configured = settings_or_exit().admin_tokens
+    tokens = parse_admin_tokens([token.get_secret_value() for token in configured])
+    writers = [token for token in tokens if token.can_write]
+    return writers[0].secret.decode() if writers else None
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

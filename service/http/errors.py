@@ -4,6 +4,7 @@
     ├── InvalidParameter       400 INVALID_PARAMETER   a query parameter is malformed
     ├── ClientDisconnected     400 CLIENT_DISCONNECTED the sender gave up mid-body
     ├── Unauthorized           401 UNAUTHORIZED        admin API without a valid Bearer token
+    ├── Forbidden              403 FORBIDDEN           a read-only admin token on a mutating call
     ├── NotFound               404 NOT_FOUND
     ├── Conflict               409 CONFLICT            the resource is not in a state for that
     ├── BodyTimeout            408 REQUEST_TIMEOUT     the body did not arrive within the deadline
@@ -70,6 +71,10 @@ class Unauthorized(ApiError):
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(ApiError):
+    status, code = 403, "FORBIDDEN"
 
 
 class NotFound(ApiError):

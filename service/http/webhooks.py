@@ -16,6 +16,7 @@ from starlette.routing import Route
 from service.events import DEFAULT_WORKSPACE
 from service.http.context import services
 from service.http.errors import BodyTimeout, ClientDisconnected, NotFound, PayloadTooLarge
+from service.http.refusals import keep_body, recording_refusals
 from service.http.responses import JSONResponse
 from service.services import Services
 from service.store import jobs
@@ -60,11 +61,13 @@ async def _timed_read(request: Request, svc: Services) -> bytes:
     # Upload time has its own histogram: a stalled client must not inflate ingest latency.
     started = time.perf_counter()
     try:
-        return await read_body(
+        body = await read_body(
             request,
             limit=svc.settings.max_body_bytes,
             deadline_seconds=svc.settings.body_timeout_seconds,
         )
+        keep_body(request, body)  # for the rejections log, should ingest refuse it
+        return body
     except (PayloadTooLarge, BodyTimeout, ClientDisconnected) as exc:
         svc.ingest.count_unread(_UNREAD_OUTCOMES[type(exc)])
         raise
@@ -93,7 +96,8 @@ async def receive_job_callback(request: Request) -> Response:
     signed ones as on the main endpoint; unsigned ones only about that very job."""
     svc = services(request)
     token: str = request.path_params["token"]
-    if not 16 <= len(token) <= 64 or not token.isascii():
+    # NUL is ASCII too, and PostgreSQL refuses it in a query: 404 here, not a 503 from the store.
+    if not 16 <= len(token) <= 64 or not token.isascii() or "\x00" in token:
         raise NotFound("no such job callback")
     job = await svc.db.read(lambda session: jobs.job_by_token(session, token))
     if job is None:
@@ -113,12 +117,23 @@ async def receive_job_callback(request: Request) -> Response:
 
 
 # A sender may be configured with or without the trailing slash; both are this endpoint (a
-# redirect would be answered with an empty body that LLMTune counts as a failure).
+# redirect would be answered with an empty body that LLMTune counts as a failure). Refusals are
+# recorded under the route's template: a callback URL's token is a credential.
+_CALLBACK = WEBHOOK_PATH + "/jobs/{token}"
+_WORKSPACE = WEBHOOK_PATH + "/{workspace}"
 ROUTES = [
-    Route(WEBHOOK_PATH + "/jobs/{token}", receive_job_callback, methods=["POST"]),
-    Route(WEBHOOK_PATH, receive_webhook, methods=["POST"]),
-    Route(WEBHOOK_PATH + "/", receive_webhook, methods=["POST"]),
+    Route(_CALLBACK, recording_refusals(receive_job_callback, path=_CALLBACK), methods=["POST"]),
+    Route(WEBHOOK_PATH, recording_refusals(receive_webhook, path=WEBHOOK_PATH), methods=["POST"]),
+    Route(
+        WEBHOOK_PATH + "/",
+        recording_refusals(receive_webhook, path=WEBHOOK_PATH),
+        methods=["POST"],
+    ),
     # Other LLMTune workspaces, each with its own secrets (the routes file's [[workspaces]]).
-    Route(WEBHOOK_PATH + "/{workspace}", receive_webhook, methods=["POST"]),
-    Route(WEBHOOK_PATH + "/{workspace}/", receive_webhook, methods=["POST"]),
+    Route(_WORKSPACE, recording_refusals(receive_webhook, path=_WORKSPACE), methods=["POST"]),
+    Route(
+        _WORKSPACE + "/",
+        recording_refusals(receive_webhook, path=_WORKSPACE),
+        methods=["POST"],
+    ),
 ]

@@ -89,6 +89,8 @@ class DeliveryFilter:
     event_id: str | None = None
     job_id: str | None = None
     workspace: str | None = None
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
 
 
 def _matching(where: DeliveryFilter) -> list[sa.ColumnElement[bool]]:
@@ -104,6 +106,10 @@ def _matching(where: DeliveryFilter) -> list[sa.ColumnElement[bool]]:
     if where.workspace is not None:
         of_workspace = sa.select(EVENTS.c.id).where(EVENTS.c.workspace == where.workspace)
         conditions.append(DELIVERIES.c.event_id.in_(of_workspace))
+    if where.since is not None:
+        conditions.append(DELIVERIES.c.created_at >= where.since)
+    if where.until is not None:
+        conditions.append(DELIVERIES.c.created_at < where.until)
     return conditions
 
 

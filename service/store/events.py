@@ -40,6 +40,7 @@ class EventFilter:
     """Admin list filters; None means "any"."""
 
     type: str | None = None
+    types: tuple[str, ...] = ()  # any of these (with `type`, both must hold)
     job_id: str | None = None
     workspace: str | None = None
     duplicate: bool | None = None
@@ -51,6 +52,8 @@ class EventFilter:
 def _filtered(stmt: sa.Select[EventRow], where: EventFilter) -> sa.Select[EventRow]:
     if where.type is not None:
         stmt = stmt.where(EventRow.type == where.type)
+    if where.types:
+        stmt = stmt.where(EventRow.type.in_(where.types))
     if where.job_id is not None:
         stmt = stmt.where(EventRow.job_id == where.job_id)
     if where.workspace is not None:

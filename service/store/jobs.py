@@ -24,12 +24,22 @@ from service.store.tables import JOBS, JobRow
 
 
 async def list_jobs(
-    session: AsyncSession, *, status: str | None, limit: int, cursor: tuple[datetime, str] | None
+    session: AsyncSession,
+    *,
+    status: str | None,
+    limit: int,
+    cursor: tuple[datetime, str] | None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> Page[JobRow]:
-    """Newest first by (created_at, id)."""
+    """Newest first by (created_at, id); `since` inclusive, `until` exclusive."""
     stmt = sa.select(JobRow)
     if status is not None:
         stmt = stmt.where(JobRow.status == status)
+    if since is not None:
+        stmt = stmt.where(JobRow.created_at >= since)
+    if until is not None:
+        stmt = stmt.where(JobRow.created_at < until)
     return await fetch_page(
         session, stmt, time_col=JobRow.created_at, id_col=JobRow.id, limit=limit, cursor=cursor
     )

@@ -141,6 +141,8 @@ class DeliveryRow(Base):
         sa.Index("ix_deliveries_job_id_route_seq", "job_id", "route", "seq"),
         sa.Index("ix_deliveries_seq", "seq"),
         sa.Index("ix_deliveries_created_at_id", "created_at", "id"),
+        # `GET /admin/stream` follows changes by (updated_at, id).
+        sa.Index("ix_deliveries_updated_at_id", "updated_at", "id"),
     )
 
 
@@ -200,6 +202,26 @@ class HandlerMemoryRow(Base):
     created_at: Mapped[datetime]
 
 
+class RejectionRow(Base):
+    """A refused webhook request: what an operator needs to tell why, never its body or a header
+    value (an unsigned request may carry anything). Bounded by age and count."""
+
+    __tablename__ = "webhook_rejections"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    received_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(sa.String(40))
+    status: Mapped[int]
+    path: Mapped[str] = mapped_column(sa.String(200))
+    workspace: Mapped[str | None] = mapped_column(sa.String(40))
+    client_address: Mapped[str | None] = mapped_column(sa.String(64))
+    body_bytes: Mapped[int | None]
+    body_sha256: Mapped[str | None] = mapped_column(sa.String(16))
+    header_names: Mapped[list[str]] = mapped_column(sa.JSON)
+
+    __table_args__ = (sa.Index("ix_webhook_rejections_received_at_id", "received_at", "id"),)
+
+
 # Core tables, for the write path: statements on them skip the ORM's bulk-persistence layer,
 # which cost more than the SQL itself on every ingest.
 EVENTS = cast(sa.Table, EventRow.__table__)
@@ -208,3 +230,4 @@ DELIVERIES = cast(sa.Table, DeliveryRow.__table__)
 ATTEMPTS = cast(sa.Table, AttemptRow.__table__)
 HANDLER_MEMORY = cast(sa.Table, HandlerMemoryRow.__table__)
 INFERENCE_RUNS = cast(sa.Table, InferenceRunRow.__table__)
+REJECTIONS = cast(sa.Table, RejectionRow.__table__)

@@ -92,7 +92,8 @@ async def test_dead_delivery_is_listed_retried_and_announced(
         )
         assert announced["items"][0]["source"] == "internal"
         retried = await client.post(f"/admin/deliveries/{item['id']}/retry", headers=AUTH)
-        assert retried.json() == {"id": item["id"], "status": "pending"}
+        body = retried.json()
+        assert (body["id"], body["status"], body["retried"]) == (item["id"], "pending", True)
         await eventually(
             client,
             f"/admin/deliveries/{item['id']}",
@@ -151,3 +152,19 @@ async def test_replay_of_unknown_route_is_400(engine: AsyncEngine, db_url: str) 
         )
     assert response.status_code == 400
     assert "nope" in response.json()["error"]["message"]
+
+
+async def test_retrying_a_pending_delivery_is_200_and_changes_nothing(
+    engine: AsyncEngine, db_url: str
+) -> None:
+    """Retry is idempotent: a delivery already pending is answered as it stands."""
+    async with running_app(make_settings(db_url), engine) as client:
+        event_id = (await post_webhook(client, w3_body(job_id="job-p"))).json()["eventId"]
+        listed = (await client.get(f"/admin/deliveries?eventId={event_id}", headers=AUTH)).json()
+        [item] = listed["items"]
+        for _ in range(2):
+            response = await client.post(f"/admin/deliveries/{item['id']}/retry", headers=AUTH)
+            assert response.status_code == 200
+            body = response.json()
+            assert (body["status"], body["retried"], body["attempts"]) == ("pending", False, 0)
+            assert body["nextAttemptAt"] == item["nextAttemptAt"]

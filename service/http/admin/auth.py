@@ -1,13 +1,23 @@
-"""Bearer-token check for the admin API; tokens compared in constant time, as bytes."""
+"""Bearer-token check for the admin API: who is calling (a named `AdminToken`) and whether it
+may write. Tokens are compared in constant time, as bytes (`service.admin_tokens`)."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 
 from starlette.requests import Request
 
-from service.http.errors import Unauthorized
+from service.admin_tokens import AdminToken, Scope, authenticate
+from service.http.errors import Forbidden, Unauthorized
+
+__all__ = [
+    "AdminToken",
+    "Scope",
+    "authenticate",
+    "bearer_token",
+    "require_admin",
+    "require_write",
+]
 
 
 def bearer_token(request: Request) -> bytes | None:
@@ -20,14 +30,21 @@ def bearer_token(request: Request) -> bytes | None:
     return token.strip().encode("latin-1")
 
 
-def require_admin(request: Request, tokens: Sequence[bytes]) -> None:
-    """Raise `Unauthorized` unless the request carries one of `tokens`."""
+def require_admin(request: Request, tokens: Sequence[AdminToken], *, write: bool) -> AdminToken:
+    """The caller's token; `Unauthorized` (401) without a valid one, `Forbidden` (403) when
+    `write` is asked of a read-only token."""
     presented = bearer_token(request)
     if presented is None:
         raise Unauthorized("an admin Bearer token is required")
-    # Check every token, so timing tells nothing about which one (or whether any) was close.
-    matched = False
-    for token in tokens:
-        matched |= hmac.compare_digest(presented, token)
-    if not matched:
+    token = authenticate(presented, tokens)
+    if token is None:
         raise Unauthorized("the admin token is not valid")
+    if write:
+        require_write(token)
+    return token
+
+
+def require_write(token: AdminToken) -> None:
+    """Raise `Forbidden` (403) unless `token` has the write scope."""
+    if not token.can_write:
+        raise Forbidden("this token may only read", details={"token": token.name})

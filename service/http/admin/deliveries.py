@@ -8,32 +8,48 @@ from typing import Any
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
 from service.dispatch.routing import routes_for
-from service.http.admin import params, schemas
-from service.http.admin.endpoint import admin, page_body, path_id
+from service.http.admin import schemas, shapes
+from service.http.admin.audit import audit_target
+from service.http.admin.endpoint import AdminRoute, page_body, parsed_query, path_id
+from service.http.admin.params import Param, ParsedQuery, QuerySpec, time_range
 from service.http.errors import Conflict, InvalidParameter, NotFound
 from service.services import Services
 from service.store import deliveries, events
 from service.store.deliveries import DeliveryFilter
 
 STATUSES = ("pending", "in_flight", "retrying", "succeeded", "dead")
+# Already on its way: retrying it again changes nothing, so the answer is 200, not an error.
+UNDER_WAY = ("pending", "in_flight")
+
+FILTERS = (
+    Param("status", "enum", "the delivery's state", choices=STATUSES),
+    Param("route", "string", "the route's name"),
+    Param("eventId", "id", "the event delivered"),
+    Param("jobId", "string", "LLMTune's job id"),
+    Param("workspace", "string", "the workspace of the event"),
+    *time_range("created"),
+)
+DELIVERIES_QUERY = QuerySpec(scope="deliveries", params=FILTERS, paged=True)
+# Bulk retry takes the list's filters (status defaults to dead), but is not paged.
+RETRY_QUERY = QuerySpec(scope="deliveries.retry", params=FILTERS)
+REPLAY_QUERY = QuerySpec(
+    scope="events.replay",
+    params=(Param("route", "string", 'only this route (or send {"route": ...})'),),
+)
 
 
-def _filter(request: Request, *, default_status: str | None = None) -> DeliveryFilter:
-    query = request.query_params
-    status = query.get("status", default_status)
-    if status is not None and status not in STATUSES:
-        raise InvalidParameter(
-            f"status must be one of {', '.join(STATUSES)}", details={"parameter": "status"}
-        )
+def _filter(query: ParsedQuery, *, default_status: str | None = None) -> DeliveryFilter:
     return DeliveryFilter(
-        status=status,
-        route=params.text_param(query, "route"),
-        event_id=params.text_param(query, "eventId"),
-        job_id=params.text_param(query, "jobId"),
-        workspace=params.text_param(query, "workspace"),
+        status=query.text("status") or default_status,
+        route=query.text("route"),
+        event_id=query.text("eventId"),
+        job_id=query.text("jobId"),
+        workspace=query.text("workspace"),
+        since=query.time("since"),
+        until=query.time("until"),
     )
 
 
@@ -42,13 +58,14 @@ def _budgets(svc: Services) -> dict[str, int]:
 
 
 async def list_deliveries(request: Request, svc: Services) -> dict[str, Any]:
-    """Deliveries, newest first, filtered by status, route, eventId, jobId."""
-    where = _filter(request)
-    limit, cursor = params.page_params(request.query_params)
+    """Deliveries, newest first, filtered by status, route, eventId, jobId, workspace, since,
+    until."""
+    query = parsed_query(request, DELIVERIES_QUERY)
+    where = _filter(query)
     page = await svc.db.read(
-        lambda s: deliveries.list_deliveries(s, where=where, limit=limit, cursor=cursor)
+        lambda s: deliveries.list_deliveries(s, where=where, limit=query.limit, cursor=query.cursor)
     )
-    return page_body(page, schemas.delivery_view)
+    return page_body(page, schemas.delivery_view, query)
 
 
 async def get_delivery(request: Request, svc: Services) -> dict[str, Any]:
@@ -66,36 +83,47 @@ async def get_delivery(request: Request, svc: Services) -> dict[str, Any]:
 
 
 async def retry_delivery(request: Request, svc: Services) -> dict[str, Any]:
-    """Make one dead (or waiting) delivery due now, with a fresh attempt budget."""
+    """Make a dead or retrying delivery due now with a fresh attempt budget. Idempotent: one
+    already pending or in flight is answered as it stands (`retried: false`); a succeeded one is
+    409 (replay its event to send it again)."""
     delivery_id = path_id(request, "delivery_id", "delivery")
     now = svc.clock.now()
+    audit_target(request, delivery_id=delivery_id)
 
     async def write(session: AsyncSession) -> dict[str, Any]:
         row = await deliveries.get_delivery(session, delivery_id)
         if row is None:
             raise NotFound(f"no delivery {delivery_id!r}")
-        if row.status not in deliveries.RETRYABLE:
+        if row.status not in (*deliveries.RETRYABLE, *UNDER_WAY):
             raise Conflict(
-                f"delivery is {row.status}; only dead or retrying deliveries are retried",
+                f"delivery is {row.status}; replay its event to deliver it again",
                 details={"status": row.status},
             )
-        await deliveries.retry(
+        # Conditional on the status, so a delivery that moved on meanwhile is left alone.
+        retried = await deliveries.retry(
             session, where=DeliveryFilter(), ids=[delivery_id], budgets=_budgets(svc), now=now
         )
-        return {"id": delivery_id, "status": "pending"}
+        if retried:
+            await session.refresh(row)
+        return {**schemas.delivery_view(row), "retried": bool(retried)}
 
     result = await svc.db.write(write)
-    svc.notifier.notify()
+    audit_target(request, retried=result["retried"])
+    if result["retried"]:
+        svc.notifier.notify()
     return result
 
 
 async def retry_deliveries(request: Request, svc: Services) -> dict[str, Any]:
-    """Bulk retry by the list filters (status defaults to `dead`); how many were queued."""
-    where = _filter(request, default_status="dead")
+    """Bulk retry by the list filters (status defaults to `dead`); how many were queued.
+    Idempotent: sent again, it finds nothing left to retry (`{"retried": 0}`)."""
+    query = parsed_query(request, RETRY_QUERY)
+    where = _filter(query, default_status="dead")
     now = svc.clock.now()
     count = await svc.db.write(
         lambda s: deliveries.retry(s, where=where, ids=None, budgets=_budgets(svc), now=now)
     )
+    audit_target(request, retried=count, filters=query.as_json())
     svc.notifier.notify()
     return {"retried": count}
 
@@ -120,9 +148,12 @@ async def replay_event(request: Request, svc: Services) -> dict[str, Any]:
         queued = await deliveries.replay(
             session, event_id=event_id, job_id=row.job_id, routes=targets, now=now
         )
+        audit_target(request, routes=[route.name for route in targets])
         return {"eventId": event_id, "queued": queued}
 
+    audit_target(request, event_id=event_id)
     result = await svc.db.write(write)
+    audit_target(request, queued=result["queued"])
     svc.notifier.notify()
     return result
 
@@ -130,7 +161,7 @@ async def replay_event(request: Request, svc: Services) -> dict[str, Any]:
 async def _named_route(request: Request) -> str | None:
     raw = await request.body()
     if not raw:
-        return request.query_params.get("route")
+        return parsed_query(request, REPLAY_QUERY).text("route")
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -141,10 +172,35 @@ async def _named_route(request: Request) -> str | None:
     return route
 
 
-ROUTES = [
-    Route("/admin/deliveries", admin(list_deliveries), methods=["GET"]),
-    Route("/admin/deliveries/retry", admin(retry_deliveries), methods=["POST"]),
-    Route("/admin/deliveries/{delivery_id}", admin(get_delivery), methods=["GET"]),
-    Route("/admin/deliveries/{delivery_id}/retry", admin(retry_delivery), methods=["POST"]),
-    Route("/admin/events/{event_id}/replay", admin(replay_event), methods=["POST"]),
+ROUTES: list[BaseRoute] = [
+    AdminRoute(
+        "/admin/deliveries",
+        list_deliveries,
+        query=DELIVERIES_QUERY,
+        response=shapes.DeliveryView,
+    ),
+    AdminRoute(
+        "/admin/deliveries/retry",
+        retry_deliveries,
+        method="POST",
+        query=RETRY_QUERY,
+        response=shapes.RetriedCount,
+        action="deliveries.retry",
+    ),
+    AdminRoute("/admin/deliveries/{delivery_id}", get_delivery, response=shapes.DeliveryDetail),
+    AdminRoute(
+        "/admin/deliveries/{delivery_id}/retry",
+        retry_delivery,
+        method="POST",
+        response=shapes.RetriedDelivery,
+        action="delivery.retry",
+    ),
+    AdminRoute(
+        "/admin/events/{event_id}/replay",
+        replay_event,
+        method="POST",
+        query=REPLAY_QUERY,
+        response=shapes.Replayed,
+        action="event.replay",
+    ),
 ]

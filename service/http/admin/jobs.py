@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
-from service.http.admin import params, schemas
-from service.http.admin.endpoint import admin, page_body
+from service.http.admin import schemas, shapes
+from service.http.admin.audit import audit_target
+from service.http.admin.endpoint import AdminRoute, page_body, parsed_query
+from service.http.admin.params import Param, QuerySpec, time_range
 from service.http.errors import ApiError, Conflict, InvalidParameter, NotFound
 from service.http.responses import JSONResponse
+from service.jobs.state import Status
 from service.llmtune.errors import LLMTuneError
 from service.services import Services
 from service.store import deliveries, events, inference_runs, jobs
@@ -23,6 +26,21 @@ from service.store.tables import JobRow
 from service.submissions import JobsDisabled, SubmitFailed, callback_url
 
 MAX_JOB_KEY = 200
+STATUSES: tuple[str, ...] = get_args(Status)
+JOBS_QUERY = QuerySpec(
+    scope="jobs",
+    paged=True,
+    params=(
+        Param("status", "enum", "the job's state", choices=STATUSES),
+        *time_range("created"),
+    ),
+)
+
+
+# PostgreSQL refuses NUL in text: a 400 naming the field, not a 503 from the store.
+NO_NUL = r"^[^\x00]*$"
+# The idempotency key is sent to LLMTune as a header: printable ASCII, no space at either end.
+HEADER_VALUE = r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"
 
 
 class Hyperparameters(BaseModel):
@@ -40,11 +58,13 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    baseModel: str = Field(min_length=1, max_length=200)
-    dataset: str = Field(min_length=1, max_length=2000)
-    trainingMethod: str = Field(default="sft", min_length=1, max_length=40)
+    baseModel: str = Field(min_length=1, max_length=200, pattern=NO_NUL)
+    dataset: str = Field(min_length=1, max_length=2000, pattern=NO_NUL)
+    trainingMethod: str = Field(default="sft", min_length=1, max_length=40, pattern=NO_NUL)
     hyperparameters: Hyperparameters = Field(default_factory=Hyperparameters)
-    idempotencyKey: str | None = Field(default=None, min_length=1, max_length=200)
+    idempotencyKey: str | None = Field(
+        default=None, min_length=1, max_length=200, pattern=HEADER_VALUE
+    )
 
 
 class JobsUnavailable(ApiError):
@@ -111,7 +131,9 @@ async def create_job(request: Request, svc: Services) -> Response:
     except JobsDisabled as exc:
         raise JobsUnavailable(f"jobs are disabled: {exc}") from None
     except SubmitFailed as failure:
+        audit_target(request, job_id=failure.job.id)
         raise UpstreamFailed(failure) from None
+    audit_target(request, job_id=submitted.job.id, created=submitted.created)
     view = _job_view(svc, submitted.job)
     return JSONResponse(view, status_code=201 if submitted.created else 200)
 
@@ -124,14 +146,19 @@ def _job_view(svc: Services, row: JobRow) -> dict[str, Any]:
 
 
 async def list_jobs(request: Request, svc: Services) -> dict[str, Any]:
-    """Jobs, newest first, optionally filtered by status."""
-    query = request.query_params
-    limit, cursor = params.page_params(query)
-    status = params.text_param(query, "status")
+    """Jobs, newest first, filtered by status, since, until (when created)."""
+    query = parsed_query(request, JOBS_QUERY)
     page = await svc.db.read(
-        lambda session: jobs.list_jobs(session, status=status, limit=limit, cursor=cursor)
+        lambda session: jobs.list_jobs(
+            session,
+            status=query.text("status"),
+            since=query.time("since"),
+            until=query.time("until"),
+            limit=query.limit,
+            cursor=query.cursor,
+        )
     )
-    return page_body(page, schemas.job_summary)
+    return page_body(page, schemas.job_summary, query)
 
 
 def _job_key(request: Request) -> str:
@@ -175,6 +202,7 @@ async def get_job(request: Request, svc: Services) -> dict[str, Any]:
 async def refresh_job(request: Request, svc: Services) -> dict[str, Any]:
     """Poll LLMTune about this job now; the job as it stands afterwards."""
     key = _job_key(request)
+    audit_target(request, job=key)
     if svc.reconciler is None:
         raise JobsUnavailable("jobs are disabled: LLMTUNE_API_KEY is not set")
     row = await svc.db.read(lambda session: jobs.find_job(session, key))
@@ -186,9 +214,23 @@ async def refresh_job(request: Request, svc: Services) -> dict[str, Any]:
     return await get_job(request, svc)
 
 
-ROUTES = [
-    Route("/admin/jobs", admin(list_jobs), methods=["GET"]),
-    Route("/admin/jobs", admin(create_job), methods=["POST"]),
-    Route("/admin/jobs/{job_id}", admin(get_job), methods=["GET"]),
-    Route("/admin/jobs/{job_id}/refresh", admin(refresh_job), methods=["POST"]),
+ROUTES: list[BaseRoute] = [
+    AdminRoute("/admin/jobs", list_jobs, query=JOBS_QUERY, response=shapes.JobSummary),
+    AdminRoute(
+        "/admin/jobs",
+        create_job,
+        method="POST",
+        body=JobRequest,
+        response=shapes.JobSummary,
+        action="job.submit",
+        status=201,
+    ),
+    AdminRoute("/admin/jobs/{job_id}", get_job, response=shapes.JobDetail),
+    AdminRoute(
+        "/admin/jobs/{job_id}/refresh",
+        refresh_job,
+        method="POST",
+        response=shapes.JobDetail,
+        action="job.refresh",
+    ),
 ]

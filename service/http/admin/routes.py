@@ -1,5 +1,6 @@
-"""Admin API for events (jobs and deliveries have modules of their own), behind Bearer tokens,
-in camelCase JSON."""
+"""Admin API for events (jobs, deliveries, test events and rejections have modules of their
+own), behind Bearer tokens, in camelCase JSON. `ROUTES` is the registry of every admin route;
+`operations()` lists their declarations (see `endpoint.AdminRoute`)."""
 
 from __future__ import annotations
 
@@ -7,35 +8,53 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
 from service.http.admin import deliveries as delivery_routes
 from service.http.admin import jobs as job_routes
-from service.http.admin import params, schemas
-from service.http.admin.endpoint import admin, page_body, path_id
+from service.http.admin import openapi, schemas, shapes
+from service.http.admin import rejections as rejection_routes
+from service.http.admin import stream as stream_routes
+from service.http.admin import synthetic as synthetic_routes
+from service.http.admin.endpoint import AdminRoute, Operation, page_body, parsed_query, path_id
+from service.http.admin.params import Param, QuerySpec, time_range
 from service.http.errors import NotFound
 from service.services import Services
 from service.store import deliveries, events
 from service.store.events import EventFilter
 
+EVENTS_QUERY = QuerySpec(
+    scope="events",
+    paged=True,
+    params=(
+        Param("type", "string", "event type; repeat for any of several", repeatable=True),
+        Param("jobId", "string", "LLMTune's job id"),
+        Param("workspace", "string", "the LLMTune workspace it arrived for"),
+        Param("duplicate", "boolean", "true: received more than once (duplicateCount > 0)"),
+        Param("test", "boolean", "true: test events only; false: real ones only"),
+        *time_range("received"),
+    ),
+)
+
 
 async def list_events(request: Request, svc: Services) -> dict[str, Any]:
-    """Events, newest first, filtered by type, jobId, duplicate, test, since, until."""
-    query = request.query_params
+    """Events, newest first, filtered by type, jobId, workspace, duplicate, test, since, until."""
+    query = parsed_query(request, EVENTS_QUERY)
     where = EventFilter(
-        type=params.text_param(query, "type"),
-        job_id=params.text_param(query, "jobId"),
-        workspace=params.text_param(query, "workspace"),
-        duplicate=params.bool_param(query, "duplicate"),
-        test=params.bool_param(query, "test"),
-        since=params.time_param(query, "since"),
-        until=params.time_param(query, "until"),
+        types=query.texts("type"),
+        job_id=query.text("jobId"),
+        workspace=query.text("workspace"),
+        duplicate=query.flag("duplicate"),
+        test=query.flag("test"),
+        since=query.time("since"),
+        until=query.time("until"),
     )
-    limit, cursor = params.page_params(query)
     page = await svc.db.read(
-        lambda session: events.list_events(session, where=where, limit=limit, cursor=cursor)
+        lambda session: events.list_events(
+            session, where=where, limit=query.limit, cursor=query.cursor
+        )
     )
-    return page_body(page, schemas.event_summary)
+    return page_body(page, schemas.event_summary, query)
 
 
 async def get_event(request: Request, svc: Services) -> dict[str, Any]:
@@ -51,9 +70,18 @@ async def get_event(request: Request, svc: Services) -> dict[str, Any]:
     return await svc.db.read(read)
 
 
-ROUTES = [
-    Route("/admin/events", admin(list_events), methods=["GET"]),
-    Route("/admin/events/{event_id}", admin(get_event), methods=["GET"]),
+ROUTES: list[BaseRoute] = [
+    AdminRoute("/admin/events", list_events, query=EVENTS_QUERY, response=shapes.EventSummary),
+    AdminRoute("/admin/events/{event_id}", get_event, response=shapes.EventDetail),
     *job_routes.ROUTES,
     *delivery_routes.ROUTES,
+    *synthetic_routes.ROUTES,
+    *rejection_routes.ROUTES,
+    *stream_routes.ROUTES,
+    AdminRoute(openapi.OPENAPI_PATH, openapi.openapi_document),
 ]
+
+
+def operations() -> list[Operation]:
+    """Every admin route's declaration: method, path, scope, query parameters, body, response."""
+    return [route.operation for route in ROUTES if isinstance(route, AdminRoute)]

@@ -1,0 +1,74 @@
+"""`GET /admin/rejections`: recently refused webhook requests, newest first (read scope).
+
+Filters: `reason` (repeatable, one of `refusals.REASONS`), `since`, `until`. The rows hold no
+body and no header value; see `service.http.refusals` for what is recorded and why.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import BaseRoute
+
+from service.http.admin import shapes
+from service.http.admin.endpoint import AdminRoute, page_body, parsed_query
+from service.http.admin.params import Param, QuerySpec, time_range
+from service.http.admin.schemas import rfc3339
+from service.http.refusals import REASONS
+from service.services import Services
+from service.store import rejections
+from service.store.rejections import RejectionFilter
+from service.store.tables import RejectionRow
+
+REJECTIONS_QUERY = QuerySpec(
+    scope="rejections",
+    paged=True,
+    params=(
+        Param(
+            "reason",
+            "enum",
+            "why it was refused; repeat for any of several",
+            choices=REASONS,
+            repeatable=True,
+        ),
+        *time_range("received"),
+    ),
+)
+
+
+def rejection_view(row: RejectionRow) -> shapes.Rejection:
+    """A refused request as listed."""
+    return {
+        "id": row.id,
+        "receivedAt": rfc3339(row.received_at) or "",
+        "reason": row.reason,
+        "status": row.status,
+        "path": row.path,
+        "workspace": row.workspace,
+        "clientAddress": row.client_address,
+        "bodyBytes": row.body_bytes,
+        "bodySha256": row.body_sha256,
+        "headerNames": row.header_names,
+    }
+
+
+async def list_rejections(request: Request, svc: Services) -> dict[str, Any]:
+    """Refused webhook requests, newest first, filtered by reason, since, until."""
+    query = parsed_query(request, REJECTIONS_QUERY)
+    where = RejectionFilter(
+        reasons=query.texts("reason"), since=query.time("since"), until=query.time("until")
+    )
+    page = await svc.db.read(
+        lambda session: rejections.list_rejections(
+            session, where=where, limit=query.limit, cursor=query.cursor
+        )
+    )
+    return page_body(page, rejection_view, query)
+
+
+ROUTES: list[BaseRoute] = [
+    AdminRoute(
+        "/admin/rejections", list_rejections, query=REJECTIONS_QUERY, response=shapes.Rejection
+    ),
+]

@@ -1,0 +1,1 @@
+"""The web console: server-rendered admin pages at `/admin/`, behind a session cookie."""

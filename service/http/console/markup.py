@@ -1,0 +1,133 @@
+"""The console's tiny templating: `Html` is markup already safe to emit, everything else is
+escaped on the way in (`h`, `join`), so a stored `<script>` shows as text. Also the page frame,
+its stylesheet and the Content-Security-Policy that admits exactly that stylesheet. Pure.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlencode
+
+BASE = "/admin/console"
+
+CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d232a;background:#f6f7f9}
+header{display:flex;gap:1rem;align-items:center;padding:.6rem 1.2rem;background:#1d2b3a}
+header a,header span{color:#fff;text-decoration:none}header .who{margin-left:auto;opacity:.8}
+main{padding:1rem 1.2rem}h1{font-size:1.3rem;margin:.2rem 0 .8rem}h2{font-size:1.05rem}
+table{border-collapse:collapse;background:#fff;width:100%;margin-bottom:1rem}
+th,td{border-bottom:1px solid #e2e5ea;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#eef1f5}pre{background:#fff;border:1px solid #e2e5ea;padding:.6rem;overflow:auto}
+form.inline{display:inline}form.filters{margin-bottom:.8rem}input,select,button{font:inherit}
+.notice{background:#e5f5e8;padding:.4rem .6rem}.error{background:#fde8e8;padding:.4rem .6rem}
+.s-dead,.s-failed{color:#b42318;font-weight:600}.s-succeeded,.s-deployed{color:#067647}
+"""
+_STYLE_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
+CSP = (
+    f"default-src 'self'; style-src 'sha256-{_STYLE_HASH}'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+class Html(str):
+    """Markup that is safe to emit as it is."""
+
+    __slots__ = ()
+
+
+def esc(value: object) -> Html:
+    """`value` as markup: Html unchanged, None empty, anything else escaped text."""
+    if isinstance(value, Html):
+        return value
+    return Html(html.escape("" if value is None else str(value), quote=True))
+
+
+def h(template: str, *args: object) -> Html:
+    """`template` (trusted markup with `{}` holes) filled with escaped `args`."""
+    return Html(template.format(*(esc(arg) for arg in args)))
+
+
+def join(parts: Iterable[object]) -> Html:
+    """The escaped parts, one after another."""
+    return Html("".join(esc(part) for part in parts))
+
+
+def url(path: str, **query: str | None) -> str:
+    """`path` with the non-empty `query` values encoded."""
+    kept = {name: value for name, value in query.items() if value}
+    return f"{path}?{urlencode(kept)}" if kept else path
+
+
+def path(*parts: str) -> str:
+    """A console path; each part (an id, which may come from anywhere) is percent-encoded."""
+    return "/".join([BASE, *(quote(part, safe="") for part in parts)])
+
+
+def link(href: str, text: object) -> Html:
+    """An `<a>`."""
+    return h('<a href="{}">{}</a>', href, text)
+
+
+def coloured(value: object) -> Html:
+    """A status word, coloured by its kind."""
+    return h('<span class="s-{}">{}</span>', value, value)
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], empty: str = "None.") -> Html:
+    """A table of escaped cells (Html cells kept), or `empty` when there are no rows."""
+    body = join(h("<tr>{}</tr>", join(h("<td>{}</td>", c) for c in row)) for row in rows)
+    if not body:
+        return h("<p>{}</p>", empty)
+    head = join(h("<th>{}</th>", name) for name in headers)
+    return h("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
+
+
+@dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who is looking (for the header, and whether to offer actions), from which page, with
+    which list filters, and the notice left by the action that led here."""
+
+    name: str
+    scope: str
+    can_write: bool
+    csrf: str
+    here: str
+    filters: Mapping[str, str] = field(default_factory=dict)
+    notice: str = ""
+
+
+def post_form(action: str, label: str, viewer: Viewer, **hidden: str) -> Html:
+    """A one-button POST form carrying the session's CSRF token and the way back."""
+    values = {"csrf": viewer.csrf, "next": viewer.here, **hidden}
+    inputs = join(h('<input type="hidden" name="{}" value="{}">', k, v) for k, v in values.items())
+    return h(
+        '<form class="inline" method="post" action="{}">{}<button>{}</button></form>',
+        action,
+        inputs,
+        label,
+    )
+
+
+def document(title: str, body: Html, viewer: Viewer | None = None, notice: str = "") -> Html:
+    """A whole page: the header (navigation, who is signed in, logout) and `body`."""
+    nav = Html("<span>llmtune-receiver</span>")
+    if viewer is not None:
+        pages = join(link(path(p), p.title()) for p in ("events", "deliveries", "jobs"))
+        test = post_form(path("test-event"), "Send test event", viewer) if viewer.can_write else ""
+        who = h('<span class="who">{} ({})</span>', viewer.name, viewer.scope)
+        nav = join([nav, pages, test, who, post_form(path("logout"), "Log out", viewer)])
+    banner = h('<p class="notice">{}</p>', notice) if notice else ""
+    return h(
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{} · console</title>'
+        '<meta name="viewport" content="width=device-width"><style>{}</style></head>'
+        "<body><header>{}</header><main>{}{}</main></body></html>",
+        title,
+        Html(CSS),
+        nav,
+        banner,
+        body,
+    )

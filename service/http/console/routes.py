@@ -1,0 +1,243 @@
+"""The web console at `/admin/`: server-rendered pages over the admin API's own endpoint
+functions (same queries, same validation), behind a session cookie opened with an admin token.
+
+Every POST carries the session's CSRF token (the login form: a double-submit nonce) or gets a
+403 page; a read-scoped session may look but not act. Cookies are HttpOnly, SameSite=Strict,
+and Secure when the request came over https (behind a proxy uvicorn takes the scheme from
+X-Forwarded-Proto, but only from FORWARDED_ALLOW_IPS) or PUBLIC_URL is https.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from service.http.admin import schemas
+from service.http.admin.audit import audit_target, write_audit_line
+from service.http.admin.auth import authenticate
+from service.http.admin.deliveries import list_deliveries, retry_deliveries, retry_delivery
+from service.http.admin.jobs import get_job, list_jobs
+from service.http.admin.routes import get_event, list_events
+from service.http.admin.synthetic import synthetic_payload
+from service.http.console import pages, session
+from service.http.console.markup import BASE, CSP, Html, Viewer, path
+from service.http.context import services
+from service.http.errors import ApiError
+from service.services import Services
+from service.store import deliveries
+
+log = structlog.get_logger(__name__)
+
+MAX_FORM_BYTES = 16 * 1024
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+Fetch = Callable[[Request, Services], Awaitable[Any]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+POST = ["POST"]
+
+
+def _html(content: Html, status: int = 200) -> Response:
+    return HTMLResponse(content, status_code=status, headers=HEADERS)
+
+
+def _redirect(to: str) -> Response:
+    return RedirectResponse(to, status_code=303, headers=HEADERS)
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, **kw: Any) -> None:
+    https = request.url.scheme == "https"
+    secure = https or services(request).settings.public_url.startswith("https://")
+    response.set_cookie(name, value, httponly=True, samesite="strict", secure=secure, **kw)
+
+
+def _session(request: Request, svc: Services) -> session.Session | None:
+    return session.verify(request.cookies.get(session.COOKIE), svc.admin_tokens, svc.clock.now())
+
+
+def _viewer(request: Request, found: session.Session, notice: str = "") -> Viewer:
+    query = request.url.query
+    filters = {k: v for k, v in request.query_params.items() if k != "cursor"}
+    token = found.token
+    here = request.url.path + (f"?{query}" if query else "")
+    return Viewer(token.name, token.scope, token.can_write, found.csrf, here, filters, notice)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return {}
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def _own(request: Request) -> Request:
+    """The request without blank query values (an empty filter field means "any"; the admin
+    parsers would call it malformed) and with a state of its own: the admin functions keep the
+    parsed query and audit targets there, which must not leak into another request."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if v and k != "done"]
+    state = dict(request.scope.get("state", {}))
+    scope = {**request.scope, "query_string": urlencode(kept).encode(), "state": state}
+    return Request(scope, request.receive)
+
+
+def page(fetch: Fetch, draw: Callable[[Any, Viewer], Html]) -> Endpoint:
+    """A GET page: what `fetch` reads drawn for the signed-in viewer, else the login form."""
+
+    async def endpoint(request: Request) -> Response:
+        svc = services(request)
+        found = _session(request, svc)
+        if found is None:
+            return _redirect(path("login"))
+        cleaned = _own(request)
+        viewer = _viewer(cleaned, found, request.query_params.get("done", ""))
+        try:
+            return _html(draw(await fetch(cleaned, svc), viewer))
+        except ApiError as exc:
+            return _html(pages.error_page(exc.status, exc.message, viewer), exc.status)
+
+    return endpoint
+
+
+def action(act: Fetch, done: str) -> Endpoint:
+    """A POST by a signed-in writer with the session's CSRF token, audited, then a 303 to the
+    page the action names (a `str` result) or back to the page the form was on."""
+    name = f"console_{act.__name__}"
+
+    async def endpoint(original: Request) -> Response:
+        request = _own(original)
+        svc = services(request)
+        found = _session(request, svc)
+        form = await _form(request)
+        if found is None or not session.same_secret(found.csrf, form.get("csrf")):
+            message = "This form has expired or did not come from the console; reload the page."
+            return _html(pages.error_page(403, message), 403)
+        viewer = _viewer(request, found)
+        if not found.token.can_write:
+            write_audit_line(request, found.token, action=name, status=403, error="FORBIDDEN")
+            return _html(pages.error_page(403, "This token may only read.", viewer), 403)
+        try:
+            result = await act(request, svc)
+        except ApiError as exc:
+            write_audit_line(request, found.token, action=name, status=exc.status, error=exc.code)
+            return _html(pages.error_page(exc.status, exc.message, viewer), exc.status)
+        write_audit_line(request, found.token, action=name, status=303)
+        back = result if isinstance(result, str) else _back(form.get("next", ""))
+        return _redirect(f"{back}{'&' if '?' in back else '?'}done={done}")
+
+    return endpoint
+
+
+def _back(to: str) -> str:
+    # Only a console page of this site: never an open redirect, never a header break.
+    safe = to.startswith(BASE + "/") and to.isascii() and to.isprintable()
+    return to if safe else path("events")
+
+
+async def login_form(request: Request) -> Response:
+    """The sign-in page, with a fresh double-submit nonce (cookie and hidden field)."""
+    if _session(request, services(request)) is not None:
+        return _redirect(path("events"))
+    return _login_page(request, "", 200)
+
+
+def _login_page(request: Request, error: str, status: int) -> Response:
+    nonce = session.login_nonce()
+    response = _html(pages.login_page(nonce, error), status)
+    _set_cookie(request, response, session.LOGIN_COOKIE, nonce, path=path("login"), max_age=600)
+    return response
+
+
+async def login(request: Request) -> Response:
+    """Check the posted token (constant time); open a session for it."""
+    svc = services(request)
+    form = await _form(request)
+    if not session.same_secret(request.cookies.get(session.LOGIN_COOKIE), form.get("login_csrf")):
+        return _login_page(request, "The sign-in form expired; try again.", 403)
+    token = authenticate(form.get("token", "").strip().encode() or None, svc.admin_tokens)
+    if token is None:
+        log.warning("console_login_refused")
+        return _login_page(request, "That token is not valid.", 401)
+    cookie, _ = session.issue(token, svc.clock.now())
+    write_audit_line(request, token, action="console_login", status=303)
+    response = _redirect(path("events"))
+    lifetime = session.LIFETIME_SECONDS
+    _set_cookie(request, response, session.COOKIE, cookie, path="/admin/", max_age=lifetime)
+    response.delete_cookie(session.LOGIN_COOKIE, path=path("login"))
+    return response
+
+
+async def logout(request: Request) -> Response:
+    """Forget the session cookie (CSRF-checked, so another site cannot sign you out)."""
+    found = _session(request, services(request))
+    form = await _form(request)
+    if found is not None and not session.same_secret(found.csrf, form.get("csrf")):
+        return _html(pages.error_page(403, "Reload the page and log out again."), 403)
+    response = _redirect(path("login"))
+    response.delete_cookie(session.COOKIE, path="/admin/", httponly=True, samesite="strict")
+    return response
+
+
+async def event_with_attempts(request: Request, svc: Services) -> dict[str, Any]:
+    """The admin API's event view, each delivery with its `attemptList`."""
+    event = await get_event(request, svc)
+
+    async def read(s: AsyncSession) -> list[dict[str, Any]]:
+        return [
+            {
+                **d,
+                "attemptList": [
+                    schemas.attempt_view(a) for a in await deliveries.attempts_of(s, d["id"])
+                ],
+            }
+            for d in event["deliveries"]
+        ]
+
+    return {**event, "deliveries": await svc.db.read(read)}
+
+
+async def test_event(request: Request, svc: Services) -> str:
+    """Store a `training.completed` flagged as a test, as `POST /admin/test-event` does (routed
+    like any other); the page to go to is the new event's."""
+    job_id = f"test-{secrets.token_hex(8)}"
+    body = synthetic_payload("training.completed", job_id, svc)
+    headers = [("content-type", "application/json")]
+    accepted = await svc.ingest.accept(body, headers, source="test", trusted=True)
+    audit_target(request, event_id=accepted.event_id, job_id=job_id)
+    return path("events", accepted.event_id)
+
+
+async def home(request: Request) -> Response:
+    """`/admin/` is the console's events page."""
+    return _redirect(path("events"))
+
+
+ROUTES = [
+    Route("/admin/", home, methods=["GET"]),
+    Route(path("login"), login_form, methods=["GET"]),
+    Route(path("login"), login, methods=POST),
+    Route(path("logout"), logout, methods=POST),
+    Route(path("events"), page(list_events, pages.events_page), methods=["GET"]),
+    Route(BASE + "/events/{event_id}", page(event_with_attempts, pages.event_page)),
+    Route(path("deliveries"), page(list_deliveries, pages.deliveries_page), methods=["GET"]),
+    Route(path("deliveries", "retry"), action(retry_deliveries, "retried"), methods=POST),
+    Route(
+        BASE + "/deliveries/{delivery_id}/retry", action(retry_delivery, "retried"), methods=POST
+    ),
+    Route(path("jobs"), page(list_jobs, pages.jobs_page), methods=["GET"]),
+    Route(BASE + "/jobs/{job_id}", page(get_job, pages.job_page)),
+    Route(path("test-event"), action(test_event, "test-sent"), methods=POST),
+]

@@ -1,0 +1,100 @@
+"""Refused webhook requests: insert, prune (by age and count), list newest first.
+
+Rows never hold a body or a header value; the HTTP edge decides what goes in (`NewRejection`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from service.store.paging import Page, SortKey, fetch_page
+from service.store.tables import REJECTIONS, RejectionRow
+
+
+@dataclass(frozen=True, slots=True)
+class NewRejection:
+    """One refused request, as recorded."""
+
+    id: str
+    received_at: datetime
+    reason: str
+    status: int
+    path: str
+    workspace: str | None
+    client_address: str | None
+    body_bytes: int | None
+    body_sha256: str | None
+    header_names: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class RejectionFilter:
+    """Admin list filters; empty or None means "any"."""
+
+    reasons: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def insert_rejections(session: AsyncSession, rows: Sequence[NewRejection]) -> None:
+    """Insert `rows` (one statement)."""
+    if rows:
+        await session.execute(sa.insert(REJECTIONS), [asdict(row) for row in rows])
+
+
+async def prune_rejections(session: AsyncSession, *, before: datetime, keep: int) -> int:
+    """Delete rows received before `before`, and all but the newest `keep`; how many."""
+    deleted = await _delete(session, REJECTIONS.c.received_at < before)
+    # The sort key of the newest row past `keep`: it and everything older goes. Two plain
+    # statements, as DELETE ... LIMIT/OFFSET is not portable.
+    oldest_kept = (
+        await session.execute(
+            sa.select(REJECTIONS.c.received_at, REJECTIONS.c.id)
+            .order_by(REJECTIONS.c.received_at.desc(), REJECTIONS.c.id.desc())
+            .offset(keep)
+            .limit(1)
+        )
+    ).first()
+    if oldest_kept is not None:
+        at, last_id = oldest_kept
+        deleted += await _delete(
+            session,
+            sa.or_(
+                REJECTIONS.c.received_at < at,
+                sa.and_(REJECTIONS.c.received_at == at, REJECTIONS.c.id <= last_id),
+            ),
+        )
+    return deleted
+
+
+async def _delete(session: AsyncSession, condition: sa.ColumnElement[bool]) -> int:
+    result = await session.execute(
+        sa.delete(REJECTIONS).where(condition).returning(REJECTIONS.c.id)
+    )
+    return len(result.all())
+
+
+async def list_rejections(
+    session: AsyncSession, *, where: RejectionFilter, limit: int, cursor: SortKey | None
+) -> Page[RejectionRow]:
+    """Newest first by (received_at, id), `limit` rows after `cursor`."""
+    stmt = sa.select(RejectionRow)
+    if where.reasons:
+        stmt = stmt.where(RejectionRow.reason.in_(where.reasons))
+    if where.since is not None:
+        stmt = stmt.where(RejectionRow.received_at >= where.since)
+    if where.until is not None:
+        stmt = stmt.where(RejectionRow.received_at < where.until)
+    return await fetch_page(
+        session,
+        stmt,
+        time_col=RejectionRow.received_at,
+        id_col=RejectionRow.id,
+        limit=limit,
+        cursor=cursor,
+    )

@@ -1,0 +1,135 @@
+"""The console in a real browser against a real `serve` process: sign in, open an event, retry
+a dead delivery and watch it succeed, with JavaScript switched off (plain forms and links).
+
+Headless Chromium is Debian's (`.ci/install-browser`), driven by Playwright. Under CI a missing
+browser fails the test; elsewhere it skips. A full-page screenshot is saved in the test's
+directory and, when CONSOLE_SCREENSHOT names a path, there too (that is how docs/console.png is
+made: `CONSOLE_SCREENSHOT=docs/console.png pytest tests/e2e/test_console_browser.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from tests.e2e.server import receiver_env, running_server
+from tests.helpers import ADMIN_TOKEN, AUTH, emptied_engine, w3_body, w3_headers
+from tests.sinks import HttpSink, Reply, http_sink
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+FORWARD_SECRET = "whsec_" + base64.b64encode(b"console-forward-secret-32-bytes!").decode()
+JOB = "job-console-demo"
+
+
+def routes_toml(sink: HttpSink) -> str:
+    return f"""
+[[routes]]
+name = "forward"
+events = ["training.*", "model.deployed"]
+handler = "http"
+max_attempts = 1
+options = {{ url = "{sink.url}/hook", secret = "{FORWARD_SECRET}", allow_private = true }}
+"""
+
+
+@pytest.fixture
+def chromium() -> Path:
+    """Debian's Chromium; a failure under CI when it is missing, a skip elsewhere."""
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing; run .ci/install-browser"
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (required under CI)", pytrace=False)
+        pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture
+async def browser(chromium: Path) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(executable_path=str(chromium), headless=True)
+        yield launched
+        await launched.close()
+
+
+async def until_delivery(client: httpx.AsyncClient, status: str, within: float = 20.0) -> str:
+    """Poll the admin API until a delivery has `status`; its id."""
+    async with asyncio.timeout(within):
+        while True:
+            listed = await client.get("/admin/deliveries", params={"status": status}, headers=AUTH)
+            items = listed.json()["items"]
+            if items:
+                found: str = items[0]["id"]
+                return found
+            await asyncio.sleep(0.1)
+
+
+async def reload_until(page: Page, text: str, within: float = 20.0) -> None:
+    """Reload until `text` is on the page (no JavaScript: the page does not update itself)."""
+    async with asyncio.timeout(within):
+        while text not in await page.content():
+            await asyncio.sleep(0.2)
+            await page.reload()
+
+
+async def test_retry_a_dead_delivery_in_the_browser(
+    browser: Browser, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Sign in, open the event, go to deliveries, retry the dead one, see it succeed."""
+    await (await emptied_engine(sqlite_url)).dispose()
+    async with http_sink() as sink:
+        sink.script = [Reply(status=400, body="refused once by the test")]
+        (tmp_path / "routes.toml").write_text(routes_toml(sink))
+        env = receiver_env(sqlite_url) | {
+            "ROUTES_FILE": str(tmp_path / "routes.toml"),
+            "WORKER_POLL_SECONDS": "0.05",
+            "ADMIN_TOKENS": f"ops:write:{ADMIN_TOKEN}",
+        }
+        with running_server(tmp_path, env) as server:
+            async with httpx.AsyncClient(base_url=server.base_url, trust_env=False) as client:
+                body = w3_body("training.started", JOB)
+                sent = await client.post(
+                    "/webhooks/llmtune", content=body, headers=w3_headers(body)
+                )
+                event_id = sent.json()["eventId"]
+                dead = await until_delivery(client, "dead")
+                for name in ("training.completed", "model.deployed"):
+                    body = w3_body(name, JOB, metrics={"loss": 1.12}, deploymentId="dep-7")
+                    await client.post("/webhooks/llmtune", content=body, headers=w3_headers(body))
+            context = await browser.new_context(
+                java_script_enabled=False, viewport={"width": 1280, "height": 800}
+            )
+            page = await context.new_page()
+            await page.goto(f"{server.base_url}/admin/")
+            await page.get_by_label("Admin token").fill(ADMIN_TOKEN)
+            await page.get_by_role("button", name="Sign in").click()
+            await expect(page.get_by_role("heading", name="Events")).to_be_visible()
+
+            await page.get_by_role("link", name=event_id).click()
+            await expect(page.get_by_role("heading", name="training.started")).to_be_visible()
+            await expect(page.get_by_text("[redacted]")).to_be_visible()
+
+            await page.get_by_role("link", name="Deliveries", exact=True).click()
+            row = page.locator("tr", has=page.locator(f"form[action$='/{dead}/retry']"))
+            await expect(row).to_contain_text("dead")
+            await row.get_by_role("button", name="Retry").click()
+            await expect(page.get_by_text("Queued for retry.")).to_be_visible()
+
+            await page.goto(f"{server.base_url}/admin/console/events/{event_id}")
+            await reload_until(page, '<span class="s-succeeded">succeeded</span>')
+            await expect(page.get_by_text("refused once by the test")).to_be_visible()
+            shot = tmp_path / "console.png"
+            await page.screenshot(path=str(shot), full_page=True)
+            await context.close()
+    assert len(sink.received) == 4  # the refusal, its retry, and the two later events
+    if target := os.environ.get("CONSOLE_SCREENSHOT"):
+        shutil.copyfile(shot, target)
