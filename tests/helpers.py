@@ -143,3 +143,23 @@ def new_event(payload: dict[str, Any], *, at: datetime = T0, raw: bytes | None =
 def lifecycle(event: str, job: str = "job-1", **data: Any) -> dict[str, Any]:
     """A lifecycle event's payload for `job`."""
     return {"event": event, "data": {"jobId": job, **data}}
+
+
+def event_row(
+    event_id: str, *, received_at: datetime, job_id: str | None = "job-1"
+) -> dict[str, Any]:
+    """Column values of a stored `training.completed` event, for tests that seed the events
+    table directly (purge, the admin stream, inference runs)."""
+    return {
+        "id": event_id,
+        "source": "webhook",
+        "dedup_key": f"id:{event_id}",
+        "external_id": event_id,
+        "type": "training.completed",
+        "job_id": job_id,
+        "received_at": received_at,
+        "raw_body": b"{}",
+        "headers": [],
+        "verified": True,
+        "is_test": False,
+    }

@@ -17,7 +17,7 @@ from service.store import feed
 from service.store.db import Database
 from service.store.feed import ORIGIN, Follower
 from service.store.tables import DELIVERIES, EVENTS
-from tests.helpers import single_engine_database
+from tests.helpers import event_row, single_engine_database
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 _seq = itertools.count(1)
@@ -38,20 +38,7 @@ async def store_event(db: Database, received: datetime) -> str:
     event_id = new_id("evt")
 
     async def insert(session: AsyncSession) -> None:
-        await session.execute(
-            sa.insert(EVENTS).values(
-                id=event_id,
-                source="webhook",
-                dedup_key=f"id:{event_id}",
-                type="training.completed",
-                job_id="job-1",
-                received_at=received,
-                raw_body=b"{}",
-                headers=[],
-                verified=True,
-                is_test=False,
-            )
-        )
+        await session.execute(sa.insert(EVENTS).values(event_row(event_id, received_at=received)))
 
     await db.write(insert)
     return event_id

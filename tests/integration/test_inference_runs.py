@@ -17,7 +17,7 @@ from service.ids import new_id
 from service.store.db import Database, open_database
 from service.store.inference_runs import RunsUnavailable, StoredRuns, runs_of_job
 from service.store.tables import EventRow
-from tests.helpers import join_sqlite_threads, single_engine_database
+from tests.helpers import event_row, join_sqlite_threads, single_engine_database
 
 T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
 
@@ -27,21 +27,7 @@ async def stored_event(db: Database, job_id: str | None = "job-1") -> str:
     event_id = new_id("evt")
 
     async def write(session: Any) -> None:
-        session.add(
-            EventRow(
-                id=event_id,
-                source="webhook",
-                dedup_key=f"id:{event_id}",
-                external_id=event_id,
-                type="training.completed",
-                job_id=job_id,
-                received_at=T0,
-                raw_body=b"{}",
-                headers=[],
-                verified=True,
-                is_test=False,
-            )
-        )
+        session.add(EventRow(**event_row(event_id, received_at=T0, job_id=job_id)))
 
     await db.write(write)
     return event_id

@@ -17,7 +17,7 @@ from service.ids import new_id
 from service.store.db import Database
 from service.store.purge import purge_batch
 from service.store.tables import ATTEMPTS, DELIVERIES, EVENTS, INFERENCE_RUNS, JOBS
-from tests.helpers import single_engine_database
+from tests.helpers import event_row, single_engine_database
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 CUTOFF = NOW - timedelta(days=90)
@@ -46,20 +46,7 @@ async def seed(engine: AsyncEngine, at: datetime, statuses: tuple[str, ...], run
     inference runs; the event's id."""
     event_id = new_id("evt")
     async with engine.begin() as connection:
-        await connection.execute(
-            sa.insert(EVENTS).values(
-                id=event_id,
-                source="webhook",
-                dedup_key=f"id:{event_id}",
-                type="training.completed",
-                job_id="job-1",
-                received_at=at,
-                raw_body=b"{}",
-                headers=[],
-                verified=True,
-                is_test=False,
-            )
-        )
+        await connection.execute(sa.insert(EVENTS).values(event_row(event_id, received_at=at)))
         for n, status in enumerate(statuses):
             delivery_id = new_id("dlv")
             await connection.execute(
