@@ -67,8 +67,10 @@ bench: $(STAMP)
 bench-dispatch: $(STAMP)
 	$(BIN)/python -m tests.perf.bench_dispatch
 
-# The service against a bare Starlette app, one Markdown table (wrk, installed if missing);
-# options in BENCH_ARGS, e.g. BENCH_ARGS="--duration 3 --concurrency 16" for a smoke run.
+# The service against a bare Starlette app, one Markdown table (wrk, installed if missing), and
+# each store again with encryption at rest on (pg-enc, sqlite-enc: an on/off table); about 5
+# minutes. Options in BENCH_ARGS, e.g. BENCH_ARGS="--duration 3 --concurrency 16" for a smoke
+# run, or BENCH_ARGS="--only pg,pg-enc,sqlite,sqlite-enc" for the encryption pairs alone.
 BENCH_ARGS ?=
 bench-compare: $(STAMP)
 	$(BIN)/python -m tests.perf.bench_compare $(BENCH_ARGS)

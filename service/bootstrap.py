@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.admin_tokens import parse_admin_tokens
 from service.clock import Clock, SystemClock
 from service.config import Settings
+from service.crypto.sealing import Keyring
 from service.dispatch.notify import Notifier
 from service.dispatch.reconciler import Reconciler
 from service.dispatch.routes_file import RoutesConfig, load_config
@@ -35,11 +36,13 @@ from service.ingest import Ingest
 from service.llmtune.client import LLMTuneClient
 from service.metrics import Metrics
 from service.services import Services
-from service.store.db import make_engine, open_database
+from service.store.db import Database, StoreUnavailable, make_engine, open_database
 from service.store.inference_runs import StoredRuns
+from service.store.keys import check_keys
 from service.store.memory import StoredMemory
 from service.store.migrate import heads, known_revisions
 from service.store.rejection_log import RejectionLog
+from service.store.sealing import Sealer
 from service.store.writer import IngestWriter
 from service.submissions import Submissions
 from service.tracing import NO_TRACING, OtelTracing, Tracer, otlp_tracing
@@ -148,6 +151,18 @@ def _emitter(ingest: Ingest) -> EmitEvent:
     return emit
 
 
+async def check_stored_keys(db: Database, keyring: Keyring | None, clock: Clock) -> None:
+    """Refuse keys that cannot open the stored data, and register the current one (see
+    `store/keys.py`). With encryption on, an unreachable store refuses the start: nothing may be
+    sealed under a key that is not registered."""
+    try:
+        await db.write(lambda session: check_keys(session, keyring, now=clock.now()))
+    except StoreUnavailable:
+        if keyring is not None:
+            raise
+        log.warning("encryption_key_check_skipped", reason="the store is unavailable")
+
+
 @asynccontextmanager
 async def built_services(settings: Settings, overrides: Overrides) -> AsyncIterator[Services]:
     """Build every part, yield them, and close what was opened here on the way out.
@@ -162,7 +177,8 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
         # One connection per in-flight attempt (its finish transaction), plus LISTEN, the claim
         # loop and queue stats; a smaller pool churns overflow connections and can time out.
         engine = make_engine(settings.database_url, pool_size=settings.worker_concurrency + 3)
-    db = open_database(settings.database_url, engine=engine)
+    keyring = settings.keyring()
+    db = open_database(settings.database_url, engine=engine, sealer=Sealer(keyring))
     http = httpx.AsyncClient(timeout=HANDLER_TIMEOUT, follow_redirects=False)
     llmtune_http = httpx.AsyncClient(timeout=LLMTUNE_TIMEOUT, follow_redirects=False)
     tracing = tracing_for(settings, overrides)
@@ -175,6 +191,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
         tracing.instrument_client(llmtune_http)
     try:
         clock = overrides.clock or SystemClock()
+        await check_stored_keys(db, keyring, clock)
         metrics = Metrics()
         notifier = Notifier()
         writer = overrides.writer or IngestWriter(

@@ -1,7 +1,9 @@
 """`llmtune-receiver serve | worker | migrate | send-test-event | replay | retry-dead | purge |
-submit | demo | fake-llmtune | events | deliveries | jobs | tail`: run, migrate and try it; queue
-stored events or dead deliveries again; delete old events; submit fine-tunes; see the whole loop
-against a fake LLMTune; read a running service's events, deliveries and jobs, or follow them.
+submit | demo | fake-llmtune | events | deliveries | jobs | tail | keys | rotate-keys`: run,
+migrate and try it; queue stored events or dead deliveries again; delete old events; submit
+fine-tunes; see the whole loop against a fake LLMTune; read a running service's events,
+deliveries and jobs, or follow them; make signing and encryption keys, and reseal stored data
+under a new one.
 
 Configuration errors end the command with one line naming the variable and exit code 2.
 """
@@ -21,8 +23,12 @@ from service.commands.admin_client import (
 )
 from service.commands.demo import cmd_demo
 from service.commands.fake_llmtune import cmd_fake_llmtune
+from service.commands.keys import cmd_keys_generate
 from service.commands.purge import DEFAULT_BATCH, MAX_BATCH, cmd_purge
 from service.commands.requeue import cmd_replay, cmd_retry_dead
+from service.commands.rotate_keys import DEFAULT_BATCH as ROTATE_BATCH
+from service.commands.rotate_keys import MAX_BATCH as ROTATE_MAX_BATCH
+from service.commands.rotate_keys import cmd_rotate_keys
 from service.commands.send_test_event import cmd_send_test_event
 from service.commands.serve import cmd_migrate, cmd_serve
 from service.commands.submit import cmd_submit
@@ -78,6 +84,32 @@ def _add_requeue_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
         help="only count the dead deliveries that would be retried; change nothing (default: off)",
     )
     retry.set_defaults(func=cmd_retry_dead)
+
+
+def _add_rotate_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    rotate = sub.add_parser(
+        "rotate-keys",
+        help="reseal stored bodies, headers and inference runs under the first ENCRYPTION_KEYS key",
+        description="Reseal every stored raw body, header list, inference prompt and output "
+        "that is not yet under the first key of ENCRYPTION_KEYS (including rows kept in clear "
+        "before encryption was turned on), in short batches with progress; safe while the "
+        "service runs, and resumable: run it again after an interruption. Then the older keys "
+        "can be removed from ENCRYPTION_KEYS. Run it once every process has the new key list.",
+    )
+    rotate.add_argument(
+        "--to-clear",
+        action="store_true",
+        help="write every row back in clear instead (to turn encryption at rest off; stop the "
+        "services first) (default: off)",
+    )
+    rotate.add_argument(
+        "--batch-size",
+        type=int,
+        default=ROTATE_BATCH,
+        metavar="N",
+        help=f"rows per transaction, 1 to {ROTATE_MAX_BATCH} (default: %(default)s)",
+    )
+    rotate.set_defaults(func=cmd_rotate_keys)
 
 
 def _add_purge_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -273,6 +305,36 @@ def _add_admin_client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentP
     tail.set_defaults(func=cmd_tail)
 
 
+def _add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = sub.add_parser(
+        "keys", help="make signing and encryption keys (no database or service needed)"
+    )
+    actions = keys.add_subparsers(
+        dest="action", required=True, help="generate (default: none, required)"
+    )
+    generate = actions.add_parser(
+        "generate",
+        help="print a new ed25519 key pair for an http route's v1a signatures, or "
+        "(--encryption) a key for ENCRYPTION_KEYS",
+        description="Print a new ed25519 key pair: the whsk_ private key (its 32-byte seed) goes "
+        'into an http route\'s options with signing = "v1a" or "both"; the whpk_ public key goes '
+        "to the destination's owner, who verifies the v1a signatures with it. With "
+        "--encryption, print one AES-256 key (base64 of 32 random bytes) for ENCRYPTION_KEYS.",
+    )
+    generate.add_argument(
+        "--encryption",
+        action="store_true",
+        help="print a key for ENCRYPTION_KEYS (encryption at rest) instead (default: off)",
+    )
+    generate.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"privateKey", "publicKey"} (or {"encryptionKey"}) as one JSON object '
+        "(default: two TOML lines and a comment; the key alone with --encryption)",
+    )
+    generate.set_defaults(func=cmd_keys_generate)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="llmtune-receiver", description=__doc__)
@@ -356,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fake_llmtune_parser(sub)
     _add_job_parsers(sub)
     _add_admin_client_parsers(sub)
+    _add_keys_parser(sub)
+    _add_rotate_keys_parser(sub)
     return parser
 
 

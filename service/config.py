@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.admin_tokens import TokenFormatError, parse_admin_tokens
+from service.crypto.sealing import EncryptionKeyError, Keyring, keyring_from
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./llmtune-receiver.db"
 WHSEC_PREFIX = "whsec_"
@@ -47,6 +48,7 @@ class Settings(BaseSettings):
     webhook_secrets: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     webhook_allow_unsigned: bool = False
     admin_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     public_url: str = "http://localhost:8000"
@@ -66,7 +68,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 
-    @field_validator("webhook_secrets", "admin_tokens", mode="before")
+    @field_validator("webhook_secrets", "admin_tokens", "encryption_keys", mode="before")
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -89,6 +91,22 @@ class Settings(BaseSettings):
         except TokenFormatError as exc:
             raise ValueError(str(exc)) from None
         return value
+
+    @field_validator("encryption_keys")
+    @classmethod
+    def _keys_parse(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if value:
+            try:
+                keyring_from([key.get_secret_value() for key in value])
+            except EncryptionKeyError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def keyring(self) -> Keyring | None:
+        """The keys of ENCRYPTION_KEYS (first seals), or None when encryption at rest is off."""
+        if not self.encryption_keys:
+            return None
+        return keyring_from([key.get_secret_value() for key in self.encryption_keys])
 
     @field_validator("llmtune_api_key", "otel_exporter_otlp_endpoint", mode="before")
     @classmethod

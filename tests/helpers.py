@@ -24,7 +24,8 @@ from service.store.db import Database, make_engine, make_sessionmaker
 from service.store.events import NewEvent
 from service.webhooks.normalize import normalize, parse_body
 
-TABLES = ("deliveries", "events", "jobs")
+# encryption_keys too: a key registered by one test would refuse the next test's start.
+TABLES = ("deliveries", "events", "jobs", "encryption_keys")
 SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLWxsbXR1bmUtcmVjZWl2ZXI="
 OTHER_SECRET = "rotated-user-chosen-secret"
 ADMIN_TOKEN = "test-admin-token"

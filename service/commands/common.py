@@ -9,7 +9,7 @@ from typing import NoReturn
 import httpx
 import structlog
 
-from service.bootstrap import Overrides, configured_routes, llmtune_client
+from service.bootstrap import Overrides, check_stored_keys, configured_routes, llmtune_client
 from service.clock import SystemClock
 from service.config import ConfigError, Settings, load_settings
 from service.dispatch.routes_file import RoutesError
@@ -19,10 +19,13 @@ from service.handlers.registry import RouteError, available, build_handlers
 from service.store import migrate
 from service.store.db import (
     STORAGE_ERRORS,
+    Database,
+    StoreUnavailable,
     describe_storage_error,
     open_database,
 )
 from service.store.inference_runs import StoredRuns
+from service.store.keys import KeyCheckFailed
 
 log = structlog.get_logger("service.cli")
 
@@ -58,6 +61,35 @@ def routes_usable(settings: Settings) -> bool:
     return True
 
 
+def keys_usable(settings: Settings) -> bool:
+    """Check ENCRYPTION_KEYS against the stored data (its canaries) before anything starts."""
+    try:
+        asyncio.run(_check_keys_once(settings))
+    except KeyCheckFailed as exc:
+        print(f"llmtune-receiver: {exc}", file=sys.stderr)
+        return False
+    except StoreUnavailable as exc:
+        # Raised only with keys set (without, the check is skipped while the store is down).
+        print(f"llmtune-receiver: cannot check ENCRYPTION_KEYS: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+async def _check_keys_once(settings: Settings) -> None:
+    db = open_database(settings.database_url)
+    try:
+        await check_stored_keys(db, settings.keyring(), SystemClock())
+    finally:
+        await dispose(db)
+
+
+async def dispose(db: Database) -> None:
+    """Close the engines `open_database` made."""
+    await db.engine.dispose()
+    if db.read_engine is not db.engine:
+        await db.read_engine.dispose()
+
+
 async def _build_handlers_once(settings: Settings, routes: tuple[Route, ...]) -> None:
     # The same dependencies the service gives handlers; the database is opened but, as no
     # handler is called here, never connected to.
@@ -74,9 +106,7 @@ async def _build_handlers_once(settings: Settings, routes: tuple[Route, ...]) ->
             )
             build_handlers(routes, deps, available())
     finally:
-        await db.engine.dispose()
-        if db.read_engine is not db.engine:
-            await db.read_engine.dispose()
+        await dispose(db)
 
 
 def fail(code: int, message: str) -> NoReturn:

@@ -11,7 +11,12 @@ from pathlib import Path
 import uvicorn
 
 from service import firstrun
-from service.commands.common import apply_migrations, routes_usable, settings_or_exit
+from service.commands.common import (
+    apply_migrations,
+    keys_usable,
+    routes_usable,
+    settings_or_exit,
+)
 from service.config import Settings
 from service.logs import configure_logging
 
@@ -55,6 +60,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _first_run(settings, init_env)
     if not args.no_migrate and not apply_migrations(settings):
         return 1
+    if not keys_usable(settings):
+        return 2
     if args.no_worker:
         # Read by create_app in each server process (uvicorn builds the app there).
         os.environ["RUN_WORKER"] = "false"

@@ -9,7 +9,7 @@ import signal
 from prometheus_client import start_http_server
 
 from service.bootstrap import Overrides, built_services, run_background
-from service.commands.common import log, routes_usable, settings_or_exit
+from service.commands.common import keys_usable, log, routes_usable, settings_or_exit
 from service.config import Settings
 from service.logs import configure_logging
 from service.services import Services
@@ -20,7 +20,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Run the dispatch worker alone (scale it apart from the web servers)."""
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
-    if not routes_usable(settings):
+    if not routes_usable(settings) or not keys_usable(settings):
         return 2
     asyncio.run(_work(settings, once=args.once, metrics=(args.metrics_host, args.metrics_port)))
     return 0

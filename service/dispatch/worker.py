@@ -35,6 +35,7 @@ from service.metrics import Metrics
 from service.store import outbox
 from service.store.db import Database, StoreUnavailable
 from service.store.outbox import Claimed, Finish
+from service.store.sealing import SealedDataUnreadable, Sealer, open_body
 from service.tracing import NO_TRACING, Attributes, Tracer
 from service.webhooks.normalize import normalize
 
@@ -186,7 +187,11 @@ class Worker:
             await self._attempt_traced(item)
 
     async def _attempt_traced(self, item: Claimed) -> None:
-        delivery = _delivery(item)
+        try:
+            delivery = _delivery(item, self._db.sealer)
+        except SealedDataUnreadable as exc:
+            await self._unreadable(item, str(exc))
+            return
         started_at = self._clock.now()
         started = time.perf_counter()
         outcome = await self._call(item, delivery)
@@ -251,6 +256,29 @@ class Worker:
                 log.exception("handler_crashed", route=item.route, delivery_id=item.id)
                 return Retry(f"handler error: {type(exc).__name__}")
 
+    async def _unreadable(self, item: Claimed, reason: str) -> None:
+        """The event is sealed under a key this process lacks (the start-up key check makes that
+        rare): count a failed attempt without calling the handler, so it is retried later."""
+        now = self._clock.now()
+        decision = decide(
+            Retry(reason),
+            attempt=item.attempt,
+            max_attempts=item.max_attempts,
+            now=now,
+            rng=self._rng,
+        )
+        result = Finish(
+            status=decision.status,
+            next_attempt_at=decision.next_attempt_at,
+            outcome="retry",
+            detail=reason,
+            started_at=now,
+            duration_ms=0.0,
+        )
+        log.error("delivery_event_unreadable", delivery_id=item.id, route=item.route, error=reason)
+        with contextlib.suppress(StoreUnavailable):
+            await self._db.write(lambda s: outbox.finish(s, item, result, now=now))
+
     def _observe(self, item: Claimed, delivery: Delivery, status: str, elapsed: float) -> None:
         self._metrics.deliveries.labels(item.route, status).inc()
         self._metrics.handler_seconds.labels(item.handler).observe(elapsed)
@@ -279,14 +307,15 @@ class Worker:
             log.warning("dead_event_unsaved", delivery_id=item.id)
 
 
-def _delivery(item: Claimed) -> Delivery:
-    payload = orjson.loads(item.raw_body)
+def _delivery(item: Claimed, sealer: Sealer) -> Delivery:
+    raw_body = open_body(sealer, item.event_id, item.raw_body, item.sealed_with)
+    payload = orjson.loads(raw_body)
     return Delivery(
         id=item.id,
         attempt=item.attempt,
         route=item.route,
         event_id=item.event_id,
-        event=normalize(payload, item.raw_body),
+        event=normalize(payload, raw_body),
         payload=payload,
         received_at=item.received_at,
         source=item.source,

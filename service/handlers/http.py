@@ -1,5 +1,8 @@
 """The `http` handler: POSTs the normalized event to the operator's own URL, signed the Standard
-Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,...`).
+Webhooks way (`webhook-id`, `webhook-timestamp`, `webhook-signature`): `signing = "v1"` (the
+default: HMAC with `secret`), `"v1a"` (ed25519 with `private_key`, so the destination verifies with
+the public key alone) or `"both"` (`v1,... v1a,...` in the one header, for a destination moving
+from one to the other). A key the chosen signing does not use is refused, not ignored.
 
 The URL comes from configuration, but its DNS does not, so every attempt resolves the host and,
 unless the route says `allow_private = true`, refuses when any address is not public
@@ -7,22 +10,22 @@ unless the route says `allow_private = true`, refuses when any address is not pu
 the `Host` header the original authority, and TLS sends SNI and verifies the certificate for the
 original hostname (httpcore's `sni_hostname` request extension), so a DNS answer that changes
 between the check and the connection (rebinding) is never used. Redirects are not followed: the
-new host would escape the check. This module must never put the secret in an error or a log.
+new host would escape the check. This module must never put the secret or the private key in an
+error or a log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, get_args
 
 import httpx
 import orjson
 
-from service.handlers import signing
 from service.handlers.addresses import IPAddress, first_refused, resolve
 from service.handlers.base import (
     MAX_ERROR_TEXT,
@@ -35,11 +38,20 @@ from service.handlers.base import (
     event_document,
     outcome_for_status,
 )
+from service.handlers.signing import (
+    decode_private_key,
+    decode_secret,
+    public_key_for,
+    sign,
+    sign_ed25519,
+)
 
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 120.0
-KNOWN_OPTIONS = ("allow_private", "secret", "timeout", "url")
+KNOWN_OPTIONS = ("allow_private", "private_key", "secret", "signing", "timeout", "url")
 PREVIEW_BYTES = 2048  # of an error answer; a hostile endpoint may send gigabytes
+Signing = Literal["v1", "v1a", "both"]
+SIGNINGS: tuple[Signing, ...] = get_args(Signing)
 
 
 def _user_agent() -> str:
@@ -59,8 +71,10 @@ class HttpForwardHandler:
     name: ClassVar[str] = "http"
 
     url: httpx.URL
-    secret: str = field(repr=False)
     deps: HandlerDeps = field(repr=False)
+    secret: str | None = field(default=None, repr=False)  # `whsec_`, for `v1`
+    private_key: str | None = field(default=None, repr=False)  # `whsk_`, for `v1a`
+    signing: Signing = "v1"
     allow_private: bool = False
     timeout: float = DEFAULT_TIMEOUT
 
@@ -73,10 +87,14 @@ class HttpForwardHandler:
         allow_private = options.get("allow_private", False)
         if not isinstance(allow_private, bool):
             raise OptionsError("allow_private: must be true or false")
+        url = _parse_url(options.get("url"), allow_private=allow_private)
+        scheme = _check_signing(options.get("signing", "v1"))
         return cls(
-            url=_parse_url(options.get("url"), allow_private=allow_private),
-            secret=_check_secret(options.get("secret")),
+            url=url,
             deps=deps,
+            secret=_check_key(options, "secret", decode_secret, scheme, uses="v1"),
+            private_key=_check_key(options, "private_key", decode_private_key, scheme, uses="v1a"),
+            signing=scheme,
             allow_private=allow_private,
             timeout=_check_timeout(options.get("timeout", DEFAULT_TIMEOUT)),
         )
@@ -99,6 +117,11 @@ class HttpForwardHandler:
             return Retry(_error_text(exc))
 
     @property
+    def public_key(self) -> str | None:
+        """The `whpk_` key that verifies this route's `v1a` signatures; None without `v1a`."""
+        return None if self.private_key is None else public_key_for(self.private_key)
+
+    @property
     def _host(self) -> str:
         """The hostname as sent on the wire (IDNA), for DNS, SNI and certificate checks."""
         return self.url.raw_host.decode("ascii")
@@ -111,7 +134,7 @@ class HttpForwardHandler:
             "user-agent": USER_AGENT,
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": signing.sign(self.secret, msg_id, timestamp, body),
+            "webhook-signature": self._signatures(msg_id, timestamp, body),
         }
         if self.url.scheme == "https":
             # The pool keys connections by (scheme, IP, port) only, so a kept-alive connection
@@ -119,6 +142,15 @@ class HttpForwardHandler:
             # certificate never checked. One connection per delivery avoids that.
             headers["connection"] = "close"
         return headers
+
+    def _signatures(self, msg_id: str, timestamp: int, body: bytes) -> str:
+        """The `webhook-signature` value: `v1,...`, `v1a,...`, or both (space-separated)."""
+        values = []
+        if self.secret is not None:
+            values.append(sign(self.secret, msg_id, timestamp, body))
+        if self.private_key is not None:
+            values.append(sign_ed25519(self.private_key, msg_id, timestamp, body))
+        return " ".join(values)
 
     async def _post(self, addresses: list[IPAddress], msg_id: str, body: bytes) -> Outcome:
         """POST to each checked address in turn until one accepts the connection."""
@@ -184,15 +216,37 @@ def _parse_url(value: object, *, allow_private: bool) -> httpx.URL:
     return url
 
 
-def _check_secret(value: object) -> str:
+def _check_signing(value: object) -> Signing:
+    for known in SIGNINGS:
+        if value == known:
+            return known
+    raise OptionsError('signing: must be "v1", "v1a" or "both"')
+
+
+def _check_key(
+    options: Mapping[str, Any],
+    name: str,
+    decode: Callable[[str], object],
+    signing: Signing,
+    *,
+    uses: Signing,
+) -> str | None:
+    """`secret` or `private_key`: required when `signing` is `uses` or "both", and refused (a
+    mistake: nothing would be signed with it) otherwise."""
+    value = options.get(name)
+    if signing not in (uses, "both"):
+        if value is not None:
+            hint = f'remove it, or set signing = "{uses}" or "both"'
+            raise OptionsError(f'{name}: unused with signing = "{signing}" ({hint})')
+        return None
     if value is None:
-        raise OptionsError("secret: required")
+        raise OptionsError(f'{name}: required with signing = "{signing}"')
     if not isinstance(value, str):
-        raise OptionsError("secret: must be a string")
+        raise OptionsError(f"{name}: must be a string")
     try:
-        signing.decode_secret(value)
+        decode(value)
     except ValueError as exc:
-        raise OptionsError(f"secret: {exc}") from None
+        raise OptionsError(f"{name}: {exc}") from None
     return value
 
 

@@ -15,6 +15,7 @@
     VerificationError  → 401 MISSING_SIGNATURE | INVALID_SIGNATURE
     StoreUnavailable   → 503 STORAGE_UNAVAILABLE (with Retry-After) so LLMTune retries
     └── Overloaded     → 503 OVERLOADED (Retry-After: 1) the write queue is full
+    SealedDataUnreadable → 503 ENCRYPTION_KEY_UNAVAILABLE  stored data under a key not configured
 
 Sender faults are 4xx, our own faults 5xx. Every body has LLMTune's shape:
 `{"error": {"message": ..., "code": ..., "details": ...}}`.
@@ -31,6 +32,7 @@ from starlette.responses import Response
 
 from service.http.responses import JSONResponse
 from service.store.db import StoreUnavailable
+from service.store.sealing import SealedDataUnreadable
 from service.store.writer import Overloaded
 from service.webhooks.normalize import BodyError
 from service.webhooks.verify import VerificationError
@@ -153,6 +155,18 @@ async def handle_overloaded(request: Request, exc: Exception) -> Response:
     return error_response(503, "OVERLOADED", "too many deliveries waiting; retry", None, headers)
 
 
+async def handle_sealed_unreadable(request: Request, exc: Exception) -> Response:
+    """503, never garbage: the row is sealed under a key this process was not given."""
+    assert isinstance(exc, SealedDataUnreadable)  # noqa: S101 - registered for it only
+    log.error("sealed_data_unreadable", path=request.url.path, key_id=exc.key_id)
+    return error_response(
+        503,
+        "ENCRYPTION_KEY_UNAVAILABLE",
+        "stored data cannot be opened with the configured ENCRYPTION_KEYS",
+        {"keyId": exc.key_id},
+    )
+
+
 _HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
 
 
@@ -177,6 +191,7 @@ EXCEPTION_HANDLERS = {
     BodyError: handle_body_error,
     StoreUnavailable: handle_store_unavailable,
     Overloaded: handle_overloaded,
+    SealedDataUnreadable: handle_sealed_unreadable,
     HTTPException: handle_http_exception,
     Exception: handle_unexpected,
 }

@@ -24,6 +24,7 @@ from service.ids import new_id
 from service.jobs.state import RANK, transition_for
 from service.store.deliveries import NOTIFY_CHANNEL
 from service.store.events import NewEvent
+from service.store.sealing import PLAINTEXT, Sealer, seal_event
 from service.store.tables import DELIVERIES, EVENTS, JOBS
 
 _JOB_FIELDS = ("base_model", "artifact", "deployment_id", "metrics", "error")
@@ -136,13 +137,13 @@ async def write_batch(
     sql: BatchStatements,
     batch: Sequence[NewEvent],
     routes: Sequence[Route],
+    sealer: Sealer = PLAINTEXT,
 ) -> list[Outcome]:
     """Store `batch` inside the caller's transaction; one outcome per delivery, in order."""
     grouped = plan([new.event.dedup_key for new in batch])
     candidates = [batch[index] for index in grouped.firsts]
-    inserted = set(
-        (await conn.execute(sql.insert_events, [_event_row(new) for new in candidates])).scalars()
-    )
+    event_rows = [_event_row(new, sealer) for new in candidates]
+    inserted = set((await conn.execute(sql.insert_events, event_rows)).scalars())
     outcomes: list[Outcome | None] = [None] * len(batch)
     repeats: list[dict[str, Any]] = []
     conflicted: dict[str, list[int]] = {}
@@ -174,7 +175,7 @@ async def write_batch(
     return [outcome if outcome is not None else Vanished() for outcome in outcomes]
 
 
-def _event_row(new: NewEvent) -> dict[str, Any]:
+def _event_row(new: NewEvent, sealer: Sealer) -> dict[str, Any]:
     event = new.event
     return {
         "id": new.id,
@@ -186,9 +187,9 @@ def _event_row(new: NewEvent) -> dict[str, Any]:
         "job_id": event.job_id,
         "occurred_at": event.occurred_at,
         "received_at": new.received_at,
-        "raw_body": new.raw_body,
+        # Sizes, keys and hashes come from the clear body; only the body and headers are sealed.
         "body_bytes": len(new.raw_body),
-        "headers": new.headers,
+        **seal_event(sealer, new.id, new.raw_body, new.headers),
         "verified": new.verified,
         "is_test": event.is_test,
         "duplicate_count": 0,

@@ -29,6 +29,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from service.store.sealing import PLAINTEXT, Sealer
+
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
@@ -188,6 +190,8 @@ class Database:
     read_engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     read_sessions: async_sessionmaker[AsyncSession]
+    # How sensitive columns are kept: sealed under ENCRYPTION_KEYS, or in clear.
+    sealer: Sealer = PLAINTEXT
 
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run `work` in one write transaction and commit (see `retry_dropped`)."""
@@ -208,7 +212,9 @@ async def _in_transaction(
     return await retry_dropped(attempt)
 
 
-def open_database(database_url: str, *, engine: AsyncEngine | None = None) -> Database:
+def open_database(
+    database_url: str, *, engine: AsyncEngine | None = None, sealer: Sealer = PLAINTEXT
+) -> Database:
     """The `Database` for `database_url`, around `engine` when one is given."""
     engine = engine or make_engine(database_url)
     read_engine = make_read_engine(database_url) or engine
@@ -217,4 +223,5 @@ def open_database(database_url: str, *, engine: AsyncEngine | None = None) -> Da
         read_engine=read_engine,
         sessions=make_sessionmaker(engine),
         read_sessions=make_sessionmaker(read_engine),
+        sealer=sealer,
     )

@@ -16,6 +16,7 @@ from sqlalchemy.orm import defer
 
 from service.events import Event
 from service.store.paging import Page, fetch_page
+from service.store.sealing import Sealer, open_body, open_headers
 from service.store.tables import EVENTS, EventRow
 
 
@@ -33,6 +34,22 @@ class NewEvent:
     received_at: datetime
     # The storing request's trace context, kept on its deliveries (see service/tracing.py).
     trace_parent: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventContent:
+    """An event's raw body and headers in clear."""
+
+    raw_body: bytes
+    headers: list[list[str]]
+
+
+def content_of(row: EventRow, sealer: Sealer) -> EventContent:
+    """`row`'s body and headers, opened when sealed; `SealedDataUnreadable` when they cannot be."""
+    return EventContent(
+        raw_body=open_body(sealer, row.id, row.raw_body, row.sealed_with),
+        headers=open_headers(sealer, row.id, row.headers, row.sealed_with),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ into a retry; this module never decides an outcome.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,13 @@ from service.handlers.base import InferenceRun, MemoryUnavailable
 from service.ids import new_id
 from service.store.db import Database, StoreUnavailable
 from service.store.dialect import insert_for
+from service.store.sealing import (
+    PLAINTEXT,
+    SealedDataUnreadable,
+    Sealer,
+    output_context,
+    prompt_context,
+)
 from service.store.tables import INFERENCE_RUNS, InferenceRunRow
 
 MAX_ERROR = 2000  # characters of an error message kept
@@ -50,11 +58,11 @@ class StoredRuns:
             rows = await session.scalars(
                 sa.select(InferenceRunRow).where(InferenceRunRow.delivery_id == delivery_id)
             )
-            return {row.prompt_index: _run(row) for row in rows}
+            return {row.prompt_index: _run(row, self._db.sealer) for row in rows}
 
         try:
             return await self._db.read(read)
-        except StoreUnavailable as exc:
+        except (StoreUnavailable, SealedDataUnreadable) as exc:
             raise RunsUnavailable(str(exc)) from exc
 
     async def record(self, run: InferenceRun) -> None:
@@ -62,7 +70,7 @@ class StoredRuns:
 
         A success is never replaced by a failure: only a run overlapping a finished one (an
         expired claim) could try, and the success is what was paid for."""
-        values = _values(run, self._clock.now())
+        values = _values(run, self._clock.now(), self._db.sealer)
 
         async def write(session: AsyncSession) -> None:
             await session.execute(_upsert(session, values))
@@ -73,7 +81,28 @@ class StoredRuns:
             raise RunsUnavailable(str(exc)) from exc
 
 
-async def runs_of_job(session: AsyncSession, llmtune_job_id: str) -> list[InferenceRunRow]:
+@dataclass(frozen=True, slots=True)
+class JobRun:
+    """A stored run as the admin views show it, prompt and output in clear."""
+
+    id: str
+    event_id: str
+    delivery_id: str
+    route: str
+    model: str
+    prompt_index: int
+    prompt: str
+    status: str
+    output: str | None
+    tokens: int | None
+    latency_ms: float | None
+    error: str | None
+    created_at: datetime
+
+
+async def runs_of_job(
+    session: AsyncSession, llmtune_job_id: str, sealer: Sealer = PLAINTEXT
+) -> list[JobRun]:
     """A job's inference runs, oldest first (for its timeline)."""
     stmt = (
         sa.select(InferenceRunRow)
@@ -83,10 +112,40 @@ async def runs_of_job(session: AsyncSession, llmtune_job_id: str) -> list[Infere
         )
         .limit(TIMELINE_LIMIT)
     )
-    return list((await session.scalars(stmt)).all())
+    runs = []
+    for row in await session.scalars(stmt):
+        prompt, output = _opened(sealer, row)
+        runs.append(
+            JobRun(
+                id=row.id,
+                event_id=row.event_id,
+                delivery_id=row.delivery_id,
+                route=row.route,
+                model=row.model,
+                prompt_index=row.prompt_index,
+                prompt=prompt,
+                status=row.status,
+                output=output,
+                tokens=row.tokens,
+                latency_ms=row.latency_ms,
+                error=row.error,
+                created_at=row.created_at,
+            )
+        )
+    return runs
 
 
-def _run(row: InferenceRunRow) -> InferenceRun:
+def _opened(sealer: Sealer, row: InferenceRunRow) -> tuple[str, str | None]:
+    """A row's prompt and output in clear."""
+    where = (row.delivery_id, row.prompt_index)
+    prompt = sealer.open_text(row.prompt, row.sealed_with, prompt_context(*where))
+    if row.output is None:
+        return prompt, None
+    return prompt, sealer.open_text(row.output, row.sealed_with, output_context(*where))
+
+
+def _run(row: InferenceRunRow, sealer: Sealer) -> InferenceRun:
+    prompt, output = _opened(sealer, row)
     return InferenceRun(
         delivery_id=row.delivery_id,
         prompt_index=row.prompt_index,
@@ -94,16 +153,18 @@ def _run(row: InferenceRunRow) -> InferenceRun:
         job_id=row.job_id,
         route=row.route,
         model=row.model,
-        prompt=row.prompt,
+        prompt=prompt,
         status=row.status,
-        output=row.output,
+        output=output,
         tokens=row.tokens,
         latency_ms=row.latency_ms,
         error=row.error,
     )
 
 
-def _values(run: InferenceRun, now: datetime) -> dict[str, Any]:
+def _values(run: InferenceRun, now: datetime, sealer: Sealer) -> dict[str, Any]:
+    where = (run.delivery_id, run.prompt_index)
+    output = None if run.output is None else clean_text(run.output)
     return {
         "delivery_id": run.delivery_id,
         "prompt_index": run.prompt_index,
@@ -111,14 +172,15 @@ def _values(run: InferenceRun, now: datetime) -> dict[str, Any]:
         "job_id": run.job_id,
         "route": run.route,
         "model": clean_text(run.model),
-        "prompt": clean_text(run.prompt),
+        "prompt": sealer.seal_text(clean_text(run.prompt), prompt_context(*where)),
         "status": run.status,
-        "output": None if run.output is None else clean_text(run.output),
+        "output": None if output is None else sealer.seal_text(output, output_context(*where)),
         "tokens": run.tokens,
         "latency_ms": run.latency_ms,
         "error": None if run.error is None else clean_text(run.error, MAX_ERROR),
         # The time of this (latest) run: a prompt retried later sorts later on the timeline.
         "created_at": now,
+        "sealed_with": sealer.key_id,
     }
 
 

@@ -34,9 +34,10 @@ class Claimed:
     job_id: str | None
     source: str
     workspace: str
-    raw_body: bytes
+    raw_body: bytes  # as stored: sealed when `sealed_with` names a key (store/sealing.py)
     received_at: datetime
     trace_parent: str | None = None
+    sealed_with: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +117,7 @@ async def claim(
             EVENTS.c.raw_body,
             EVENTS.c.received_at,
             DELIVERIES.c.trace_parent,
+            EVENTS.c.sealed_with,
         )
         .join(EVENTS, EVENTS.c.id == DELIVERIES.c.event_id)
         .where(DELIVERIES.c.id.in_(ids))

@@ -73,6 +73,8 @@ class EventRow(Base):
     is_test: Mapped[bool]
     duplicate_count: Mapped[int] = mapped_column(server_default="0")
     last_duplicate_at: Mapped[datetime | None]
+    # The key that sealed raw_body and headers (service/store/sealing.py); NULL: kept in clear.
+    sealed_with: Mapped[str | None] = mapped_column(sa.String(16))
 
     __table_args__ = (sa.Index("ix_events_received_at_id", "received_at", "id"),)
 
@@ -183,6 +185,8 @@ class InferenceRunRow(Base):
     status: Mapped[str] = mapped_column(sa.String(20))
     error: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime]
+    # The key that sealed prompt and output (service/store/sealing.py); NULL: kept in clear.
+    sealed_with: Mapped[str | None] = mapped_column(sa.String(16))
 
     __table_args__ = (
         sa.UniqueConstraint(
@@ -222,6 +226,17 @@ class RejectionRow(Base):
     __table_args__ = (sa.Index("ix_webhook_rejections_received_at_id", "received_at", "id"),)
 
 
+class EncryptionKeyRow(Base):
+    """A key that has sealed stored data, with a canary sealed under it: a start with a wrong or
+    missing key is refused before anything is read or written (service/store/keys.py)."""
+
+    __tablename__ = "encryption_keys"
+
+    key_id: Mapped[str] = mapped_column(sa.String(16), primary_key=True)
+    canary: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    created_at: Mapped[datetime]
+
+
 # Core tables, for the write path: statements on them skip the ORM's bulk-persistence layer,
 # which cost more than the SQL itself on every ingest.
 EVENTS = cast(sa.Table, EventRow.__table__)
@@ -231,3 +246,4 @@ ATTEMPTS = cast(sa.Table, AttemptRow.__table__)
 HANDLER_MEMORY = cast(sa.Table, HandlerMemoryRow.__table__)
 INFERENCE_RUNS = cast(sa.Table, InferenceRunRow.__table__)
 REJECTIONS = cast(sa.Table, RejectionRow.__table__)
+ENCRYPTION_KEYS = cast(sa.Table, EncryptionKeyRow.__table__)

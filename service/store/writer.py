@@ -180,7 +180,7 @@ class IngestWriter:
     async def _commit(self, batch: list[NewEvent]) -> list[Outcome]:
         async def attempt() -> list[Outcome]:
             async with self._db.engine.begin() as conn:
-                return await write_batch(conn, self._sql, batch, self._routes)
+                return await write_batch(conn, self._sql, batch, self._routes, self._db.sealer)
 
         return await retry_dropped(attempt)
 

@@ -34,6 +34,7 @@ SETTINGS_VARIABLES = frozenset(
         "WEBHOOK_SECRETS",
         "WEBHOOK_ALLOW_UNSIGNED",
         "ADMIN_TOKENS",
+        "ENCRYPTION_KEYS",
         "MAX_BODY_BYTES",
         "LOG_LEVEL",
         "LOG_FORMAT",

@@ -143,6 +143,14 @@ def test_probes_log_at_debug_only(engine: AsyncEngine, db_url: str, tmp_path: Pa
             "routes: route 's': ${NOT_SET_ANYWHERE} is not set in the environment",
             id="missing-variable",
         ),
+        pytest.param(
+            '[[routes]]\nname = "fwd"\nevents = ["*"]\nhandler = "http"\n'
+            'options = { url = "https://ops.example.com/in", signing = "v1a", '
+            'private_key = "whsk_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" }\n',
+            "routes: route 'fwd': private_key: must encode 32 bytes (the seed) or 64 "
+            "(seed and public key), not 24",
+            id="bad-private-key",
+        ),
     ],
 )
 @pytest.mark.parametrize("command", ["serve", "worker"])

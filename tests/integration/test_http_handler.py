@@ -5,11 +5,13 @@ the IP pinning with SNI. Every request in this file goes to 127.0.0.1 and nowher
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import shutil
 import socket
 import ssl
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,7 +21,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from standardwebhooks.webhooks import Webhook
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from service.clock import FakeClock, SystemClock
 from service.events import Event
@@ -33,10 +36,28 @@ from service.handlers.base import (
     event_document,
 )
 from service.handlers.http import HttpForwardHandler
+from service.handlers.signing import sign
 from tests.helpers import SECRET
 from tests.sinks import HttpSink, Reply, http_sink
+from tests.v1a_verifier import v1a_entries, verify_v1a
 
 DELIVERY_ID = "dlv_019a63f1c2e4a1b2c3d4e5f6a7b8"
+# A fixed ed25519 seed; its `whpk_` public key is derived here with `cryptography` alone, as the
+# destination's owner would hold it, not by the code under test.
+SEED = bytes(range(32))
+PRIVATE_KEY = "whsk_" + base64.b64encode(SEED).decode()
+PUBLIC_KEY = (
+    "whpk_"
+    + base64.b64encode(
+        Ed25519PrivateKey.from_private_bytes(SEED).public_key().public_bytes_raw()
+    ).decode()
+)
+OTHER_PUBLIC_KEY = (
+    "whpk_"
+    + base64.b64encode(
+        Ed25519PrivateKey.from_private_bytes(bytes(32)).public_key().public_bytes_raw()
+    ).decode()
+)
 
 
 def make_delivery(
@@ -304,6 +325,86 @@ class TestOptions:
             HttpForwardHandler.from_options(options, deps)
         assert str(caught.value).startswith(message)
 
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            pytest.param(
+                {"secret": SECRET, "signing": "v2"},
+                'signing: must be "v1", "v1a" or "both"',
+                id="unknown-signing",
+            ),
+            pytest.param(
+                {"secret": SECRET, "signing": True},
+                "signing: must be",
+                id="signing-not-text",
+            ),
+            pytest.param(
+                {"secret": SECRET, "private_key": PRIVATE_KEY},
+                'private_key: unused with signing = "v1"',
+                id="v1-with-private-key",
+            ),
+            pytest.param(
+                {"signing": "v1a"},
+                'private_key: required with signing = "v1a"',
+                id="v1a-without-private-key",
+            ),
+            pytest.param(
+                {"signing": "v1a", "private_key": PRIVATE_KEY, "secret": SECRET},
+                'secret: unused with signing = "v1a"',
+                id="v1a-with-secret",
+            ),
+            pytest.param(
+                {"signing": "both", "private_key": PRIVATE_KEY},
+                'secret: required with signing = "both"',
+                id="both-without-secret",
+            ),
+            pytest.param(
+                {"signing": "both", "secret": SECRET},
+                'private_key: required with signing = "both"',
+                id="both-without-private-key",
+            ),
+            pytest.param(
+                {"signing": "v1a", "private_key": 7},
+                "private_key: must be a string",
+                id="private-key-type",
+            ),
+            pytest.param(
+                {"signing": "v1a", "private_key": PRIVATE_KEY.removeprefix("whsk_")},
+                "private_key: must start with 'whsk_'",
+                id="private-key-without-prefix",
+            ),
+            pytest.param(
+                {"signing": "v1a", "private_key": PUBLIC_KEY},
+                "private_key: must start with 'whsk_' ('whpk_' is public)",
+                id="public-key-as-private",
+            ),
+            pytest.param(
+                {"signing": "v1a", "private_key": PRIVATE_KEY[:-8]},
+                "private_key: must ",
+                id="private-key-cut",
+            ),
+            pytest.param(
+                {
+                    "signing": "v1a",
+                    "private_key": "whsk_"
+                    + base64.b64encode(SEED + base64.b64decode(OTHER_PUBLIC_KEY[5:])).decode(),
+                },
+                "private_key: the last 32 bytes are not the public key",
+                id="mismatched-public-half",
+            ),
+        ],
+    )
+    def test_bad_signing_options(
+        self, deps: HandlerDeps, options: dict[str, Any], message: str
+    ) -> None:
+        """Each signing rule is an OptionsError naming the option, and no key is in it."""
+        with pytest.raises(OptionsError) as caught:
+            HttpForwardHandler.from_options({"url": "https://a.example", **options}, deps)
+        text = str(caught.value)
+        assert text.startswith(message)
+        for key in (SECRET, PRIVATE_KEY, PRIVATE_KEY.removeprefix("whsk_")[:12]):
+            assert key not in text
+
     def test_defaults(self, deps: HandlerDeps) -> None:
         """Only url and secret are needed; the guard is on and the timeout is 10 seconds."""
         handler = build("https://a.example/hook", deps)
@@ -312,6 +413,91 @@ class TestOptions:
     def test_secret_stays_out_of_repr(self, deps: HandlerDeps) -> None:
         """The handler's repr (which may be logged) does not show the secret."""
         assert SECRET not in repr(build("https://a.example/hook", deps))
+
+
+class TestSigning:
+    async def test_both_signatures_verify_at_the_sink(
+        self, sink: HttpSink, deps: HandlerDeps
+    ) -> None:
+        """`signing = "both"`: one header `v1,... v1a,...`; the reference library verifies `v1`
+        with the secret, the independent verifier `v1a` with the public key alone."""
+        delivery = make_delivery(model="Modèle-ß", note="日本語 ✓")
+        handler = local(sink, deps, signing="both", private_key=PRIVATE_KEY)
+        assert await handler.handle(delivery) == Ok("HTTP 200")
+        [received] = sink.received
+        entries = received.headers["webhook-signature"].split(" ")
+        assert [entry.split(",", 1)[0] for entry in entries] == ["v1", "v1a"]
+        assert Webhook(SECRET).verify(received.body, received.headers) == event_document(delivery)
+        assert verify_v1a(PUBLIC_KEY, received.headers, received.body, now=int(time.time()))
+        assert not verify_v1a(OTHER_PUBLIC_KEY, received.headers, received.body)
+        assert not verify_v1a(PUBLIC_KEY, received.headers, received.body + b" ")
+
+    async def test_v1a_alone(self, sink: HttpSink, deps: HandlerDeps) -> None:
+        """`signing = "v1a"` needs no secret and sends only a `v1a` signature."""
+        delivery = make_delivery()
+        handler = HttpForwardHandler.from_options(
+            {
+                "url": f"{sink.url}/hooks/in",
+                "allow_private": True,
+                "signing": "v1a",
+                "private_key": PRIVATE_KEY,
+            },
+            deps,
+        )
+        assert await handler.handle(delivery) == Ok("HTTP 200")
+        [received] = sink.received
+        [entry] = received.headers["webhook-signature"].split(" ")
+        assert entry.startswith("v1a,")
+        assert v1a_entries(entry) == [entry.removeprefix("v1a,")]
+        assert verify_v1a(PUBLIC_KEY, received.headers, received.body, now=int(time.time()))
+        assert received.body == orjson.dumps(event_document(delivery))
+        with pytest.raises(WebhookVerificationError):
+            Webhook(SECRET).verify(received.body, received.headers)
+
+    async def test_v1_stays_the_default(self, sink: HttpSink, deps: HandlerDeps) -> None:
+        """Without `signing`, the header is the one `v1` HMAC signature, as before."""
+        handler = local(sink, deps)
+        assert (handler.signing, handler.public_key, handler.private_key) == ("v1", None, None)
+        await handler.handle(make_delivery())
+        [received] = sink.received
+        headers = received.headers
+        expected = sign(SECRET, DELIVERY_ID, int(headers["webhook-timestamp"]), received.body)
+        assert headers["webhook-signature"] == expected
+        assert v1a_entries(headers["webhook-signature"]) == []
+
+    async def test_retry_is_signed_again(self, sink: HttpSink, deps: HandlerDeps) -> None:
+        """A later attempt's new timestamp is covered by a new `v1a` signature."""
+        start = datetime.now(UTC)
+        clock = FakeClock(start)
+        handler = local(
+            sink,
+            HandlerDeps(deps.http, clock, deps.public_url),
+            signing="both",
+            private_key=PRIVATE_KEY,
+        )
+        await handler.handle(make_delivery(attempt=1))
+        clock.advance(timedelta(seconds=90))
+        await handler.handle(make_delivery(attempt=2))
+        first, second = sink.received
+        assert first.headers["webhook-signature"] != second.headers["webhook-signature"]
+        for received in (first, second):
+            assert verify_v1a(PUBLIC_KEY, received.headers, received.body)
+
+    @pytest.mark.parametrize("signing", ["v1a", "both"])
+    def test_public_key_is_on_the_handler(self, deps: HandlerDeps, signing: str) -> None:
+        """The handler gives the `whpk_` key its `v1a` signatures verify with."""
+        options = {"url": "https://a.example", "signing": signing, "private_key": PRIVATE_KEY}
+        if signing == "both":
+            options["secret"] = SECRET
+        assert HttpForwardHandler.from_options(options, deps).public_key == PUBLIC_KEY
+
+    def test_private_key_stays_out_of_repr(self, deps: HandlerDeps) -> None:
+        """The handler's repr (which may be logged) shows neither key."""
+        handler = build("https://a.example", deps, signing="both", private_key=PRIVATE_KEY)
+        text = repr(handler)
+        assert PRIVATE_KEY not in text
+        assert SECRET not in text
+        assert PRIVATE_KEY.removeprefix("whsk_")[:12] not in text
 
 
 # ---- TLS: the checked IP is dialled, SNI and certificate checks use the original hostname ----

@@ -4,16 +4,23 @@ latency, errors, memory and an exactly-once check of every acknowledgement.
     python -m tests.perf.bench_compare [--only NAME,...] [--duration 10] [--concurrency 1,16,64]
                                        [--rate 500] [--soak N]
 
-`make bench-compare` runs the defaults (about 3 minutes); a smoke run takes under a minute:
-`python -m tests.perf.bench_compare --duration 3 --concurrency 16`.
+`make bench-compare` runs the defaults, every configuration below (about 5 minutes); a smoke run
+takes about a minute: `python -m tests.perf.bench_compare --duration 3 --concurrency 16`.
 
-Configurations (names for --only; each gets a fresh database):
+Configurations (names for --only, run in this order; each gets a fresh database):
   bare       tests/perf/bare_app.py: read, HMAC check, orjson parse, answer; stores nothing
   pg         service + PostgreSQL, dispatch worker off, LOG_LEVEL=warning
+  pg-enc     pg with encryption at rest: ENCRYPTION_KEYS = one key made for this server start
   sqlite     service + SQLite, worker off, warning
+  sqlite-enc sqlite with encryption at rest, likewise
   pg-worker  service + PostgreSQL, worker on, LOG_LEVEL=info   (highest concurrency only)
   bare-w2    bare app, --workers 2                            (highest concurrency only)
   pg-w2      service + PostgreSQL, --workers 2, worker off     (highest concurrency only)
+An -enc configuration differs from its in-clear twin only by ENCRYPTION_KEYS in the server's
+environment (standard base64 of 32 random bytes: every stored raw body and header list sealed
+with AES-256-GCM); each twin runs right before it. Every other configuration gets ENCRYPTION_KEYS
+empty, whatever this process's environment holds. The pairs alone:
+`--only pg,pg-enc,sqlite,sqlite-enc`.
 --soak N adds a run of N requests at c=64 against service + PostgreSQL that samples the
 server's RSS every 10 % (a memory-flatness figure); `--only soak --soak N` runs only that.
 
@@ -26,8 +33,12 @@ req/s is answers over the time from the first send to the last answer. Before th
 each server gets one unreported second of c=16 (pools, caches, lazy imports).
 
 Table: `errors` is socket errors (connect, read, write, timeout) plus non-2xx answers; `vs bare`
-is req/s over the bare app's at the same load and worker count; `RSS MiB` is the server's VmRSS
-when it became ready -> after that run (with --workers: the sum of the supervisor's children).
+is req/s over the bare app's at the same load and worker count (the bare app stores nothing and so
+never encrypts: an -enc row's figure is the whole service's cost, encryption included; without
+bare in --only the column is "—"); `RSS MiB` is the server's VmRSS when it became ready -> after
+that run (with --workers: the sum of the supervisor's children). A second table, "Encryption at
+rest", pairs each -enc row with its twin's at the same load: req/s off and on, their ratio
+(on / off) and p99 off / on.
 
 Requests: pre-generated and signed here (W3 signatures carry no timestamp, so they stay valid),
 ~400-byte bodies: 60 % `training.started` of a new job, 25 % `training.completed` or
@@ -39,7 +50,8 @@ Ledger: wrk_ledger.lua (and the open loop) note every response's status, eventId
 flag. After each service run every acknowledged (2xx) event must be stored, exactly once, with
 no id acknowledged as new twice and no more duplicate acknowledgements than its
 `duplicate_count`. Stored but unacknowledged is allowed: requests in flight when a run stops.
-Any FAIL makes the exit status 1.
+Every stored event of the run must also be as the server was told: `sealed_with` the id of the
+run's key with encryption on, NULL (in clear) with it off. Any FAIL makes the exit status 1.
 
 Pinning (taskset, when there are CPUs 0 and 1): one-process servers on CPU 0, wrk and the open
 loop on CPU 1; --workers 2 servers and PostgreSQL float. Only 127.0.0.1 is used; every process
@@ -50,6 +62,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import gc
 import importlib.util
@@ -76,6 +89,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from service.crypto.sealing import parse_key
 from tests.helpers import SECRET, hex_signature, w3_body
 from tests.perf.bench_ingest import _free_port, database, stop
 
@@ -100,6 +114,7 @@ SOAK_STALL_SECONDS = 30.0
 # Nagle meets the client's delayed ACK and a keep-alive request takes ~40 ms. A p50 this high
 # under --workers says so.
 NAGLE_SUSPECT_MS = 35.0
+ENCRYPTION_KEY_BYTES = 32  # AES-256-GCM
 RUN_ID = uuid.uuid4().hex[:8]
 _RUN_NUMBERS = itertools.count(1)
 
@@ -115,12 +130,31 @@ class Config:
     worker: bool = False
     log_level: str = "warning"
     every_load: bool = True  # each --concurrency and the open loop; else the highest c only
+    clear_twin: str | None = None  # set: encryption at rest on; names the set-up in clear
+
+    @property
+    def encrypted(self) -> bool:
+        return self.clear_twin is not None
 
 
+def encrypted(config: Config) -> Config:
+    """`config` with encryption at rest on, and nothing else changed."""
+    return replace(
+        config,
+        name=f"{config.name}-enc",
+        label=f"{config.label}, encrypted",
+        clear_twin=config.name,
+    )
+
+
+PG = Config("pg", "service + PostgreSQL", "postgresql")
+SQLITE = Config("sqlite", "service + SQLite", "sqlite")
 CONFIGS = (
     Config("bare", "bare Starlette", None),
-    Config("pg", "service + PostgreSQL", "postgresql"),
-    Config("sqlite", "service + SQLite", "sqlite"),
+    PG,
+    encrypted(PG),
+    SQLITE,
+    encrypted(SQLITE),
     Config(
         "pg-worker",
         "service + PostgreSQL, worker on, log info",
@@ -326,12 +360,19 @@ def _server_argv(config: Config, port: int, pin: bool) -> list[str]:
     return pinned(argv, SERVER_CPU, pin and config.workers == 1)
 
 
-def _server_env(config: Config, db_url: str | None) -> dict[str, str]:
+def encryption_key() -> str:
+    """A fresh ENCRYPTION_KEYS entry: standard base64 of 32 random bytes."""
+    return base64.b64encode(os.urandom(ENCRYPTION_KEY_BYTES)).decode("ascii")
+
+
+def _server_env(config: Config, db_url: str | None, key: str | None) -> dict[str, str]:
     env = os.environ | {
         "WEBHOOK_SECRETS": SECRET,
         "ADMIN_TOKENS": "bench",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": config.log_level,
+        # Empty: in clear, even if this process's environment sets keys.
+        "ENCRYPTION_KEYS": key or "",
     }
     return env if db_url is None else env | {"DATABASE_URL": db_url}
 
@@ -402,14 +443,16 @@ def _stop_with_children(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def running(config: Config, db_url: str | None, pin: bool) -> Iterator[Server]:
+def running(
+    config: Config, db_url: str | None, pin: bool, key: str | None = None
+) -> Iterator[Server]:
     """The configuration's server on a free loopback port, ready; stopped afterwards. Its
-    output goes to a temporary file, shown if it fails to start."""
+    output goes to a temporary file, shown if it fails to start. `key`: ENCRYPTION_KEYS."""
     port = _free_port()
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
             _server_argv(config, port, pin),
-            env=_server_env(config, db_url),
+            env=_server_env(config, db_url, key),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -726,33 +769,39 @@ def open_loop(port: int, bodies: list[bytes], rate: float, pin: bool) -> Load:
 # --- the ledger check --------------------------------------------------------------------------
 
 
-async def _stored(db_url: str, job_prefix: str) -> list[tuple[str, int, str, str]]:
-    """(id, duplicate_count, type, job_id) of every stored event of this run's jobs."""
+Stored = tuple[str, int, str, str, str | None]
+
+
+async def _stored(db_url: str, job_prefix: str) -> list[Stored]:
+    """(id, duplicate_count, type, job_id, sealed_with) of every stored event of this run's jobs."""
     engine = create_async_engine(db_url, poolclass=NullPool)
     try:
         async with engine.connect() as connection:
             result = await connection.execute(
                 sa.text(
-                    "SELECT id, duplicate_count, type, job_id FROM events WHERE job_id LIKE :p"
+                    "SELECT id, duplicate_count, type, job_id, sealed_with FROM events"
+                    " WHERE job_id LIKE :p"
                 ),
                 {"p": f"{job_prefix}-%"},
             )
-            return [(str(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in result]
+            return [(str(r[0]), int(r[1]), str(r[2]), str(r[3]), r[4]) for r in result]
     finally:
         await engine.dispose()
 
 
-def check_ledger(acks: list[Ack], stored: list[tuple[str, int, str, str]]) -> Verdict:
-    """Every acknowledged event stored exactly once; see the module docstring."""
+def check_ledger(acks: list[Ack], stored: list[Stored], sealed_with: str | None = None) -> Verdict:
+    """Every acknowledged event stored exactly once, and every stored one sealed with the key
+    id `sealed_with` (None: in clear); see the module docstring."""
     acked = [ack for ack in acks if ack.ok]
     if not acked:
         return Verdict(False, "FAIL: nothing was acknowledged")
-    counts = {event_id: duplicates for event_id, duplicates, _, _ in stored}
+    counts = {event_id: duplicates for event_id, duplicates, *_ in stored}
     acked_ids = {ack.event_id for ack in acked}
     new = Counter(ack.event_id for ack in acked if not ack.duplicate)
     repeats = Counter(ack.event_id for ack in acked if ack.duplicate)
     # In this mix an event is (type, job): each job sends each event once.
-    events = len({(kind, job) for _, _, kind, job in stored})
+    events = len({(kind, job) for _, _, kind, job, _ in stored})
+    at_rest = f"sealed with key {sealed_with}" if sealed_with else "in clear"
     problems = [
         f"{count} {what}"
         for count, what in (
@@ -763,6 +812,7 @@ def check_ledger(acks: list[Ack], stored: list[tuple[str, int, str, str]]) -> Ve
                 sum(counts.get(i, n) < n for i, n in repeats.items()),
                 "with more duplicate answers than their duplicate_count",
             ),
+            (sum(row[4] != sealed_with for row in stored), f"stored events not {at_rest}"),
         )
         if count
     ]
@@ -770,12 +820,15 @@ def check_ledger(acks: list[Ack], stored: list[tuple[str, int, str, str]]) -> Ve
     cut_off = f"; {unacked} stored but unacknowledged (in flight at the end)" if unacked else ""
     if problems:
         return Verdict(False, "FAIL: " + ", ".join(problems) + cut_off)
-    return Verdict(True, f"PASS: {len(acked_ids)} acknowledged events, each stored once{cut_off}")
+    return Verdict(
+        True, f"PASS: {len(acked_ids)} acknowledged events, each stored once, {at_rest}{cut_off}"
+    )
 
 
-def verify(db_url: str, job_prefix: str, acks: list[Ack]) -> Verdict:
-    """The ledger of one run against the database."""
-    return check_ledger(acks, asyncio.run(_stored(db_url, job_prefix)))
+def verify(db_url: str, job_prefix: str, acks: list[Ack], key: str | None = None) -> Verdict:
+    """The ledger of one run against the database; `key`: the server's ENCRYPTION_KEYS."""
+    sealed_with = None if key is None else parse_key(key).id
+    return check_ledger(acks, asyncio.run(_stored(db_url, job_prefix)), sealed_with)
 
 
 # --- running the configurations ----------------------------------------------------------------
@@ -812,7 +865,7 @@ def progress(row: Row) -> str:
     load = row.load
     verdict = "" if row.verdict is None else f"  {row.verdict.text}"
     return (
-        f"  {row.config.name:<9} {load.label:<15} {load.rps:7.0f} req/s  "
+        f"  {row.config.name:<10} {load.label:<15} {load.rps:7.0f} req/s  "
         f"p50 {load.p50_ms:6.1f} ms  p99 {load.p99_ms:7.1f} ms  errors {load.errors}  "
         f"RSS {row.rss_after:.0f} MiB{verdict}"
     )
@@ -822,13 +875,14 @@ def run_config(config: Config, plan: Plan) -> list[Row]:
     """Every load of one configuration against one server and one fresh database."""
     print(f"{config.name}: {config.label}", flush=True)
     rows = []
-    with _database(config.kind) as db_url, running(config, db_url, plan.pin) as server:
+    key = encryption_key() if config.encrypted else None
+    with _database(config.kind) as db_url, running(config, db_url, plan.pin, key) as server:
         before = rss_mib(server)
         warm_up(server, plan)
         for spec in specs(config, plan):
             prefix = next_prefix()
             load = measure(server, spec, plan, prefix)
-            verdict = None if db_url is None else verify(db_url, prefix, load.acks)
+            verdict = None if db_url is None else verify(db_url, prefix, load.acks, key)
             rows.append(Row(config, load, before, rss_mib(server), verdict))
             print(progress(rows[-1]), flush=True)
     return rows
@@ -890,6 +944,27 @@ def table(rows: list[Row]) -> str:
             f"{row.rss_before:.0f} → {row.rss_after:.0f} | {ledger} |"
         )
     return "\n".join(lines)
+
+
+def encryption_table(rows: list[Row]) -> str | None:
+    """Each -enc row beside its in-clear twin's at the same load; None when no pair ran."""
+    clear: dict[tuple[str | None, str], Row] = {
+        (r.config.name, r.load.label): r for r in rows if not r.config.encrypted
+    }
+    lines = [
+        "| configuration | load | req/s off | req/s on | ratio on/off | p99 ms off / on |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for on in (r for r in rows if r.config.encrypted):
+        off = clear.get((on.config.clear_twin, on.load.label))
+        if off is None:
+            continue
+        ratio = f"{on.load.rps / off.load.rps:.2f}" if off.load.rps > 0 else "—"
+        lines.append(
+            f"| {off.config.label} | {on.load.label} | {off.load.rps:.0f} | {on.load.rps:.0f} | "
+            f"{ratio} | {off.load.p99_ms:.1f} / {on.load.p99_ms:.1f} |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else None
 
 
 def notes(rows: list[Row]) -> list[str]:
@@ -1004,6 +1079,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(table(rows))
     print()
+    if (cost := encryption_table(rows)) is not None:
+        print("Encryption at rest (ENCRYPTION_KEYS set vs empty; ratio = req/s on / off):\n")
+        print(cost)
+        print()
     for line in notes(rows) + failures:
         print(f"- {line}")
     failed = failures or any(row.verdict is not None and not row.verdict.ok for row in rows)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.config import ACCEPTED_URL_SCHEMES, ConfigError, load_settings
+from service.crypto.sealing import parse_key
 
 
 @pytest.fixture(autouse=True)
@@ -73,6 +74,8 @@ def test_database_url_forms(monkeypatch: pytest.MonkeyPatch, given: str, expecte
         ("WEBHOOK_ALLOW_UNSIGNED", "maybe"),
         ("FORWARDED_ALLOW_IPS", "10.0.0.1,proxy.internal"),
         ("BODY_TIMEOUT_SECONDS", "0"),
+        ("ENCRYPTION_KEYS", "c2hvcnQ="),
+        ("ENCRYPTION_KEYS", "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE=,not base64!"),
     ],
 )
 def test_bad_values_name_the_variable(
@@ -85,6 +88,23 @@ def test_bad_values_name_the_variable(
     message = str(caught.value)
     assert message.startswith(f"{name}: ")
     assert "\n" not in message
+
+
+def test_encryption_keys_errors_never_show_a_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The message names the key by position; the ring keeps the given order, first sealing."""
+    good = "MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTIzNDU2Nzg5MDE="
+    bad = "c2VjcmV0LWJ1dC10b28tc2hvcnQ="
+    monkeypatch.setenv("ENCRYPTION_KEYS", f"{good},{bad}")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert str(caught.value) == "ENCRYPTION_KEYS: key 2: must encode 32 bytes, not 20"
+    other = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVowMTIzNDU="
+    monkeypatch.setenv("ENCRYPTION_KEYS", f" {other} , {good} ")
+    keyring = load_settings().keyring()
+    assert keyring is not None
+    assert [key.id for key in keyring.keys] == [parse_key(other).id, parse_key(good).id]
+    monkeypatch.setenv("ENCRYPTION_KEYS", "")
+    assert load_settings().keyring() is None
 
 
 def test_database_url_error_lists_every_accepted_scheme(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -184,7 +184,7 @@ async def get_job(request: Request, svc: Services) -> dict[str, Any]:
         )
         rows = await deliveries.deliveries_of(session, [event.id for event in timeline])
         runs = (
-            await inference_runs.runs_of_job(session, row.llmtune_job_id)
+            await inference_runs.runs_of_job(session, row.llmtune_job_id, svc.db.sealer)
             if row.llmtune_job_id is not None
             else []
         )

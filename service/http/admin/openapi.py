@@ -70,7 +70,7 @@ EXTRA_ERRORS: dict[tuple[str, str], dict[int, str]] = {
     },
 }
 # Answered without the store (so never 503), and media types other than JSON.
-NO_STORE = frozenset({("GET", OPENAPI_PATH)})
+NO_STORE = frozenset({("GET", OPENAPI_PATH), ("GET", "/admin/routes")})
 MEDIA_TYPES: dict[tuple[str, str], str] = {("GET", "/admin/stream"): "text/event-stream"}
 
 

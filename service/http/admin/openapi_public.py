@@ -68,6 +68,7 @@ TAGS = {
     "test-event": "Synthetic test events through the whole pipeline (admin).",
     "rejections": "Refused webhook requests (admin).",
     "stream": "New events and delivery changes as server-sent events (admin).",
+    "routes": "The configured routes, without their secrets (admin).",
     "openapi.json": "This document (admin).",
 }
 _SIGNED: list[dict[str, list[str]]] = [{scheme: []} for scheme in SIGNATURE_SCHEMES.values()]

@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute
 
 from service.http.admin import deliveries as delivery_routes
 from service.http.admin import jobs as job_routes
-from service.http.admin import openapi, schemas, shapes
+from service.http.admin import openapi, route_config, schemas, shapes
 from service.http.admin import rejections as rejection_routes
 from service.http.admin import stream as stream_routes
 from service.http.admin import synthetic as synthetic_routes
@@ -65,7 +65,8 @@ async def get_event(request: Request, svc: Services) -> dict[str, Any]:
         row = await events.get_event(session, event_id)
         if row is None:
             raise NotFound(f"no event {event_id!r}")
-        return schemas.event_detail(row, await deliveries.deliveries_of(session, [row.id]))
+        content = events.content_of(row, svc.db.sealer)
+        return schemas.event_detail(row, content, await deliveries.deliveries_of(session, [row.id]))
 
     return await svc.db.read(read)
 
@@ -78,6 +79,7 @@ ROUTES: list[BaseRoute] = [
     *synthetic_routes.ROUTES,
     *rejection_routes.ROUTES,
     *stream_routes.ROUTES,
+    *route_config.ROUTES,
     AdminRoute(openapi.OPENAPI_PATH, openapi.openapi_document),
 ]
 

@@ -8,7 +8,9 @@ from typing import Any
 
 import orjson
 
-from service.store.tables import AttemptRow, DeliveryRow, EventRow, InferenceRunRow, JobRow
+from service.store.events import EventContent
+from service.store.inference_runs import JobRun
+from service.store.tables import AttemptRow, DeliveryRow, EventRow, JobRow
 from service.webhooks.verify import SIGNATURE_HEADERS
 
 REDACTED = "[redacted]"
@@ -49,14 +51,16 @@ def redacted_headers(headers: list[list[str]]) -> list[dict[str, str]]:
     ]
 
 
-def event_detail(row: EventRow, deliveries: list[DeliveryRow]) -> dict[str, Any]:
+def event_detail(
+    row: EventRow, content: EventContent, deliveries: list[DeliveryRow]
+) -> dict[str, Any]:
     """An event with its payload, exact raw body, redacted headers and deliveries."""
     return {
         **event_summary(row),
         # Only bodies that parsed as JSON objects are stored, so both views always exist.
-        "payload": orjson.loads(row.raw_body),
-        "rawBody": row.raw_body.decode("utf-8"),
-        "headers": redacted_headers(row.headers),
+        "payload": orjson.loads(content.raw_body),
+        "rawBody": content.raw_body.decode("utf-8"),
+        "headers": redacted_headers(content.headers),
         "deliveries": [delivery_view(d) for d in deliveries],
     }
 
@@ -115,7 +119,7 @@ def job_summary(row: JobRow) -> dict[str, Any]:
     }
 
 
-def inference_run_view(row: InferenceRunRow) -> dict[str, Any]:
+def inference_run_view(row: JobRun) -> dict[str, Any]:
     """One follow-up inference run (the output in full: it is what the operator came to read)."""
     return {
         "id": row.id,
@@ -138,7 +142,7 @@ def job_timeline(
     job: JobRow,
     events: Sequence[EventRow],
     deliveries: Sequence[DeliveryRow],
-    runs: Sequence[InferenceRunRow],
+    runs: Sequence[JobRun],
 ) -> list[dict[str, Any]]:
     """What happened to a job, oldest first, one line each: its submission, every event,
     every delivery (by when it last changed) and every inference run."""

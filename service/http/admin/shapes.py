@@ -8,7 +8,7 @@ the keys declared here, so the two cannot drift apart. Times are RFC 3339 string
 # No `from __future__ import annotations`: TypedDict must see `NotRequired` at runtime, so that
 # `__required_keys__` is right for whoever generates a schema from these. typing_extensions'
 # TypedDict: pydantic (the OpenAPI document's `TypeAdapter`) refuses `typing`'s before 3.12.
-from typing import Any, NotRequired
+from typing import Any, Literal, NotRequired
 
 from typing_extensions import TypedDict
 
@@ -163,3 +163,25 @@ class SentTestEvent(EventSummary):
     """`POST /admin/test-event`: the stored event and the routes it was queued to."""
 
     routes: list[str]
+
+
+class RouteView(TypedDict):
+    """A configured route, without its options (they hold secrets); an `http` route's signing,
+    public key and destination host are shown, null for other handlers."""
+
+    name: str
+    handler: str
+    events: list[str]
+    enabled: bool
+    workspaces: list[str] | None  # null: events of every workspace
+    maxAttempts: int
+    rateLimit: float | None  # deliveries per second, per process
+    signing: Literal["v1", "v1a", "both"] | None
+    publicKey: str | None  # `whpk_...`: verifies the route's `v1a` signatures
+    destinationHost: str | None
+
+
+class RouteList(TypedDict):
+    """`GET /admin/routes`: every configured route in file order (not paged: there are few)."""
+
+    items: list[RouteView]

@@ -183,3 +183,11 @@ def job_page(job: View, viewer: Viewer) -> Html:
     rows = [(e["at"], e["kind"], _what(e)) for e in job["timeline"]]
     timeline = table(("at", "kind", "what"), rows)
     return _page(f"Job {job['id']}", viewer, summary, h("<h2>Timeline</h2>"), timeline)
+
+
+def routes_page(body: View, viewer: Viewer) -> Html:
+    """The configured routes; an `http` route's signing, `v1a` public key and destination host
+    (the public key is what the destination's owner verifies with)."""
+    keys = "name handler events enabled signing publicKey destinationHost"
+    rows = [_cells(r, keys, events=", ".join(r["events"])) for r in body["items"]]
+    return _page("Routes", viewer, table(keys.split(), rows, "No routes."))

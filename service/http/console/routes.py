@@ -25,6 +25,7 @@ from service.http.admin.audit import audit_target, write_audit_line
 from service.http.admin.auth import authenticate
 from service.http.admin.deliveries import list_deliveries, retry_deliveries, retry_delivery
 from service.http.admin.jobs import get_job, list_jobs
+from service.http.admin.route_config import list_routes
 from service.http.admin.routes import get_event, list_events
 from service.http.admin.synthetic import synthetic_payload
 from service.http.console import pages, session
@@ -239,5 +240,6 @@ ROUTES = [
     ),
     Route(path("jobs"), page(list_jobs, pages.jobs_page), methods=["GET"]),
     Route(BASE + "/jobs/{job_id}", page(get_job, pages.job_page)),
+    Route(path("routes"), page(list_routes, pages.routes_page), methods=["GET"]),
     Route(path("test-event"), action(test_event, "test-sent"), methods=POST),
 ]

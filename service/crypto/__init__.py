@@ -1,0 +1,1 @@
+"""Encryption at rest: keys, and authenticated sealing of stored values (see `sealing.py`)."""

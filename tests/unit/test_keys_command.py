@@ -1,0 +1,96 @@
+"""`llmtune-receiver keys generate`: a new ed25519 pair, as TOML lines or JSON, that matches."""
+
+from __future__ import annotations
+
+import base64
+import tomllib
+
+import orjson
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from service.cli import main
+from service.crypto.sealing import keyring_from, parse_key
+from service.handlers.signing import sign_ed25519
+from tests.v1a_verifier import verify_v1a
+
+
+def generated(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """What `keys generate ARGS` prints; it must exit 0 and print nothing on stderr."""
+    assert main(["keys", "generate", *args]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    return out
+
+
+def assert_pair(private_key: str, public_key: str) -> None:
+    """The private key is a 32-byte seed whose public key is `public_key`; a signature made with
+    the private key verifies with the public key alone."""
+    assert private_key.startswith("whsk_")
+    seed = base64.b64decode(private_key.removeprefix("whsk_"), validate=True)
+    assert len(seed) == 32
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+    assert public_key == "whpk_" + base64.b64encode(public).decode()
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": "1700000000",
+        "webhook-signature": sign_ed25519(private_key, "msg_1", 1700000000, b"{}"),
+    }
+    assert verify_v1a(public_key, headers, b"{}")
+
+
+def test_text_is_toml_with_a_hint(capsys: pytest.CaptureFixture[str]) -> None:
+    """Two TOML lines, `private_key` and `public_key`, and one comment saying where each goes."""
+    out = generated(capsys)
+    lines = out.splitlines()
+    assert len(lines) == 3
+    assert lines[0].startswith('private_key = "whsk_')
+    assert lines[1].startswith('public_key  = "whpk_')
+    assert lines[2].startswith("#")
+    assert "options" in lines[2]
+    assert "destination" in lines[2]
+    values = tomllib.loads(out)
+    assert set(values) == {"private_key", "public_key"}
+    assert_pair(values["private_key"], values["public_key"])
+
+
+def test_json(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--json` prints one object with `privateKey` and `publicKey`, a matching pair."""
+    out = generated(capsys, "--json")
+    assert out.count("\n") == 1
+    values = orjson.loads(out)
+    assert set(values) == {"privateKey", "publicKey"}
+    assert_pair(values["privateKey"], values["publicKey"])
+
+
+def test_each_run_makes_a_new_pair(capsys: pytest.CaptureFixture[str]) -> None:
+    """Two runs never print the same key."""
+    first = orjson.loads(generated(capsys, "--json"))
+    second = orjson.loads(generated(capsys, "--json"))
+    assert first["privateKey"] != second["privateKey"]
+    assert first["publicKey"] != second["publicKey"]
+
+
+def test_keys_needs_an_action(capsys: pytest.CaptureFixture[str]) -> None:
+    """`keys` alone is a usage error (exit 2) naming the actions."""
+    with pytest.raises(SystemExit) as caught:
+        main(["keys"])
+    assert caught.value.code == 2
+    assert "generate" in capsys.readouterr().err
+
+
+def test_encryption_key_alone_on_its_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--encryption` prints one ENCRYPTION_KEYS key, usable as `$(...)`: 32 random bytes."""
+    first = generated(capsys, "--encryption")
+    second = generated(capsys, "--encryption")
+    assert first.count("\n") == 1
+    key = first.strip()
+    assert len(base64.b64decode(key, validate=True)) == 32
+    assert keyring_from([key]).current == parse_key(key)  # ENCRYPTION_KEYS takes it as is
+    assert second != first
+
+
+def test_encryption_key_as_json(capsys: pytest.CaptureFixture[str]) -> None:
+    values = orjson.loads(generated(capsys, "--encryption", "--json"))
+    assert set(values) == {"encryptionKey"}
+    assert len(base64.b64decode(values["encryptionKey"], validate=True)) == 32
