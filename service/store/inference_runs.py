@@ -83,21 +83,11 @@ class StoredRuns:
 
 @dataclass(frozen=True, slots=True)
 class JobRun:
-    """A stored run as the admin views show it, prompt and output in clear."""
+    """A stored run as the admin views show it: its row id and time, prompt and output in clear."""
 
     id: str
-    event_id: str
-    delivery_id: str
-    route: str
-    model: str
-    prompt_index: int
-    prompt: str
-    status: str
-    output: str | None
-    tokens: int | None
-    latency_ms: float | None
-    error: str | None
     created_at: datetime
+    run: InferenceRun
 
 
 async def runs_of_job(
@@ -112,27 +102,8 @@ async def runs_of_job(
         )
         .limit(TIMELINE_LIMIT)
     )
-    runs = []
-    for row in await session.scalars(stmt):
-        prompt, output = _opened(sealer, row)
-        runs.append(
-            JobRun(
-                id=row.id,
-                event_id=row.event_id,
-                delivery_id=row.delivery_id,
-                route=row.route,
-                model=row.model,
-                prompt_index=row.prompt_index,
-                prompt=prompt,
-                status=row.status,
-                output=output,
-                tokens=row.tokens,
-                latency_ms=row.latency_ms,
-                error=row.error,
-                created_at=row.created_at,
-            )
-        )
-    return runs
+    rows = await session.scalars(stmt)
+    return [JobRun(row.id, row.created_at, _run(row, sealer)) for row in rows]
 
 
 def _opened(sealer: Sealer, row: InferenceRunRow) -> tuple[str, str | None]:

@@ -9,6 +9,7 @@ values. An interrupted run loses nothing: the next one finds the rows still to d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,27 @@ def _not_under(table: sa.Table, target: str | None) -> sa.ColumnElement[bool]:
     return sa.or_(column.is_(None), column != target)
 
 
+async def _next_rows(
+    session: AsyncSession,
+    table: sa.Table,
+    columns: tuple[sa.ColumnElement[Any], ...],
+    sealer: Sealer,
+    *,
+    after: str | None,
+    limit: int,
+) -> Sequence[Any]:
+    """The next `limit` rows by id after `after` that are not yet under the sealer's key."""
+    stmt = (
+        sa.select(*columns)
+        .where(_not_under(table, sealer.key_id))
+        .order_by(table.c.id)
+        .limit(limit)
+    )
+    if after is not None:
+        stmt = stmt.where(table.c.id > after)
+    return (await session.execute(stmt)).all()
+
+
 async def pending(session: AsyncSession, target: str | None) -> int:
     """Rows of every sealed table not yet under `target`."""
     total = 0
@@ -55,15 +77,8 @@ async def reseal_events(
 ) -> Resealed:
     """Reseal up to `limit` events after id `after` under the sealer's current key."""
     e = EVENTS.c
-    stmt = (
-        sa.select(e.id, e.raw_body, e.headers, e.sealed_with)
-        .where(_not_under(EVENTS, sealer.key_id))
-        .order_by(e.id)
-        .limit(limit)
-    )
-    if after is not None:
-        stmt = stmt.where(e.id > after)
-    rows = (await session.execute(stmt)).all()
+    columns = (e.id, e.raw_body, e.headers, e.sealed_with)
+    rows = await _next_rows(session, EVENTS, columns, sealer, after=after, limit=limit)
     if not rows:
         return Resealed(None, 0)
     updates: list[dict[str, Any]] = []
@@ -104,17 +119,8 @@ async def reseal_runs(
 ) -> Resealed:
     """Reseal up to `limit` inference runs after id `after` under the sealer's current key."""
     r = INFERENCE_RUNS.c
-    stmt = (
-        sa.select(
-            r.id, r.delivery_id, r.prompt_index, r.prompt, r.output, r.sealed_with, r.created_at
-        )
-        .where(_not_under(INFERENCE_RUNS, sealer.key_id))
-        .order_by(r.id)
-        .limit(limit)
-    )
-    if after is not None:
-        stmt = stmt.where(r.id > after)
-    rows = (await session.execute(stmt)).all()
+    columns = (r.id, r.delivery_id, r.prompt_index, r.prompt, r.output, r.sealed_with, r.created_at)
+    rows = await _next_rows(session, INFERENCE_RUNS, columns, sealer, after=after, limit=limit)
     if not rows:
         return Resealed(None, 0)
     updates: list[dict[str, Any]] = []

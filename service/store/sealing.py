@@ -11,6 +11,7 @@ Everything indexed or compared in SQL (dedup keys, hashes, sizes, ids) stays in 
 from __future__ import annotations
 
 import base64
+import binascii
 from typing import Any
 
 import orjson
@@ -66,7 +67,11 @@ class Sealer:
         """The clear text of a text column (see `seal_text`)."""
         if sealed_with is None:
             return value
-        return self.open(base64.b64decode(value), sealed_with, context).decode()
+        try:
+            sealed = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError, TypeError):  # altered in the database
+            raise SealedDataUnreadable(CannotOpen(sealed_with, "not a sealed value")) from None
+        return self.open(sealed, sealed_with, context).decode()
 
     def seal_json(self, value: Any, context: str) -> Any:
         """A JSON column's stored form: a JSON string holding `seal_text` of the document."""

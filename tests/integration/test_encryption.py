@@ -26,14 +26,16 @@ from service.handlers.base import Delivery, Handler, InferenceRun, Ok, Outcome
 from service.ingest import Ingest
 from service.metrics import Metrics
 from service.store import events as event_store
+from service.store import rotation
 from service.store.db import Database
 from service.store.inference_runs import StoredRuns, runs_of_job
 from service.store.keys import KeyCheckFailed, check_keys, forget_keys_except, registered
 from service.store.rotation import pending, reseal_events, reseal_runs
 from service.store.sealing import PLAINTEXT, SealedDataUnreadable, Sealer
+from service.store.tables import EventRow
 from service.store.writer import IngestWriter
 from service.webhooks.verify import signing_keys
-from tests.helpers import SECRET, single_engine_database, w3_body
+from tests.helpers import SECRET, emptied_engine, event_row, single_engine_database, w3_body
 
 T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
 OLD = generate_key()
@@ -338,7 +340,10 @@ async def test_inference_prompts_and_outputs_are_sealed(
     assert found[1].output == "second try"
     assert found[1].prompt == f"Summarize {MARKER} #1"
     listed = await svc.db.read(lambda s: runs_of_job(s, "job-1", svc.db.sealer))
-    assert [run.prompt for run in listed] == [f"Summarize {MARKER} #0", f"Summarize {MARKER} #1"]
+    assert [stored.run.prompt for stored in listed] == [
+        f"Summarize {MARKER} #0",
+        f"Summarize {MARKER} #1",
+    ]
 
 
 class TestRotation:
@@ -418,3 +423,49 @@ class TestRotation:
         for row in await raw_rows(engine, "events"):
             assert row["sealed_with"] is None
             assert as_bytes(row["raw_body"]) == bodies[row["id"]]
+
+
+async def test_a_run_replaced_during_rotation_keeps_the_newer_values(
+    postgresql_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL (SQLite's single writer cannot interleave): a retried inference replaces its
+    run after rotation read it and before rotation writes it back; the stale reseal must not
+    overwrite the newer prompt and output, and the row must still open."""
+    engine = await emptied_engine(postgresql_url)
+    try:
+        old = database(engine, OLD)
+        await old.write(lambda s: check_keys(s, old.sealer.keyring, now=T0))
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("DELETE FROM inference_runs"))
+        event_id = await old.write(lambda s: _seed_event(s))
+        runs = StoredRuns(old, FakeClock(T0))
+        await stored_run(runs, event_id, 0, None)  # failed, sealed under OLD
+
+        rotating = database(engine, NEW, OLD)
+        newer = StoredRuns(rotating, FakeClock(T0.replace(minute=5)))
+        real_next_rows = rotation._next_rows
+
+        async def racing(*args: Any, **kwargs: Any) -> Any:
+            rows = await real_next_rows(*args, **kwargs)
+            # Another process's retry lands now, committed on its own connection.
+            await stored_run(newer, event_id, 0, "the retry's answer")
+            return rows
+
+        monkeypatch.setattr(rotation, "_next_rows", racing)
+        batch = await rotating.write(
+            lambda s: reseal_runs(s, rotating.sealer, after=None, limit=10)
+        )
+        assert batch.rows == 1
+        found = await StoredRuns(database(engine, NEW), FakeClock(T0)).of_delivery("dlv_1")
+        assert found[0].output == "the retry's answer"
+        assert found[0].status == "succeeded"
+    finally:
+        await engine.dispose()
+
+
+async def _seed_event(session: AsyncSession) -> str:
+    event_id = "evt_rotation_race"
+    await session.execute(
+        sa.insert(EventRow).values(**event_row(event_id, received_at=T0, job_id="job-1"))
+    )
+    return event_id

@@ -130,7 +130,7 @@ async def test_runs_of_job_oldest_first(db: Database, runs: StoredRuns, clock: F
 
     async def read(session: Any) -> list[tuple[int, str, datetime]]:
         rows = await runs_of_job(session, "job-1")
-        return [(row.prompt_index, row.status, row.created_at) for row in rows]
+        return [(row.run.prompt_index, row.run.status, row.created_at) for row in rows]
 
     assert await db.read(read) == [
         (0, "succeeded", T0 + timedelta(seconds=1)),

@@ -199,3 +199,16 @@ def test_text_with_any_unicode_round_trips() -> None:
     stored = sealer.seal_text(text, "inference_runs.output:dlv_1:0")
     assert stored.isascii()
     assert sealer.open_text(stored, sealer.key_id, "inference_runs.output:dlv_1:0") == text
+
+
+@pytest.mark.parametrize(
+    "stored",
+    ["not base64 at all!", "", base64.b64encode(b"short").decode(), ["a", "list"], None],
+    ids=["punctuation", "empty", "too-short", "json-list", "null"],
+)
+def test_an_altered_text_or_json_column_is_unreadable_not_a_crash(stored: object) -> None:
+    sealer = Sealer(keyring_from([NEW]))
+    with pytest.raises(SealedDataUnreadable):
+        sealer.open_text(stored, sealer.key_id, "c")  # type: ignore[arg-type]
+    with pytest.raises(SealedDataUnreadable):
+        open_headers(sealer, "evt_1", stored, sealer.key_id)

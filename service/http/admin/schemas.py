@@ -119,22 +119,23 @@ def job_summary(row: JobRow) -> dict[str, Any]:
     }
 
 
-def inference_run_view(row: JobRun) -> dict[str, Any]:
+def inference_run_view(stored: JobRun) -> dict[str, Any]:
     """One follow-up inference run (the output in full: it is what the operator came to read)."""
+    run = stored.run
     return {
-        "id": row.id,
-        "eventId": row.event_id,
-        "deliveryId": row.delivery_id,
-        "route": row.route,
-        "model": row.model,
-        "promptIndex": row.prompt_index,
-        "prompt": row.prompt,
-        "status": row.status,
-        "output": row.output,
-        "tokens": row.tokens,
-        "latencyMs": row.latency_ms,
-        "error": row.error,
-        "createdAt": rfc3339(row.created_at),
+        "id": stored.id,
+        "eventId": run.event_id,
+        "deliveryId": run.delivery_id,
+        "route": run.route,
+        "model": run.model,
+        "promptIndex": run.prompt_index,
+        "prompt": run.prompt,
+        "status": run.status,
+        "output": run.output,
+        "tokens": run.tokens,
+        "latencyMs": run.latency_ms,
+        "error": run.error,
+        "createdAt": rfc3339(stored.created_at),
     }
 
 
@@ -171,12 +172,13 @@ def job_timeline(
                 },
             )
         )
-    for run in runs:
+    for stored in runs:
+        run = stored.run
         entries.append(
             (
-                run.created_at,
+                stored.created_at,
                 3,
-                {"kind": "inference", "runId": run.id, "model": run.model, "status": run.status},
+                {"kind": "inference", "runId": stored.id, "model": run.model, "status": run.status},
             )
         )
     entries.sort(key=lambda entry: (entry[0], entry[1]))
