@@ -89,12 +89,14 @@ def _add_requeue_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser
 def _add_rotate_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rotate = sub.add_parser(
         "rotate-keys",
-        help="reseal stored bodies, headers and inference runs under the first ENCRYPTION_KEYS key",
-        description="Reseal every stored raw body, header list, inference prompt and output "
-        "that is not yet under the first key of ENCRYPTION_KEYS (including rows kept in clear "
-        "before encryption was turned on), in short batches with progress; safe while the "
-        "service runs, and resumable: run it again after an interruption. Then the older keys "
-        "can be removed from ENCRYPTION_KEYS. Run it once every process has the new key list.",
+        help="reseal stored bodies, headers, inference runs and job datasets under the first "
+        "ENCRYPTION_KEYS key",
+        description="Reseal every stored raw body, header list, inference prompt and output, and "
+        "job dataset location that is not yet under the first key of ENCRYPTION_KEYS "
+        "(including rows kept in clear before encryption was turned on), in short batches with "
+        "progress; safe while the service runs, and resumable: run it again after an "
+        "interruption. Then the older keys can be removed from ENCRYPTION_KEYS. Run it once "
+        "every process has the new key list.",
     )
     rotate.add_argument(
         "--to-clear",

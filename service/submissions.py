@@ -19,6 +19,7 @@ from service.llmtune.errors import LLMTuneError
 from service.store import jobs
 from service.store.db import Database
 from service.store.jobs import Submission
+from service.store.sealing import open_dataset
 from service.store.tables import JobRow
 
 log = structlog.get_logger(__name__)
@@ -68,14 +69,17 @@ class Submissions:
             raise JobsDisabled("LLMTUNE_API_KEY is not set")
         now = self._clock.now()
         row, created = await self._db.write(
-            lambda session: jobs.create_submission(session, submission, now=now)
+            lambda session: jobs.create_submission(
+                session, submission, now=now, sealer=self._db.sealer
+            )
         )
         if row.llmtune_job_id is not None:
             return Submitted(row, created)  # LLMTune has it already: call nothing
         assert row.callback_token is not None  # noqa: S101 - every submitted row has one
         request = FineTuneRequest(
             base_model=row.base_model or submission.base_model,
-            dataset=row.dataset or submission.dataset,
+            dataset=open_dataset(self._db.sealer, row.id, row.dataset, row.sealed_with)
+            or submission.dataset,
             training_method=row.training_method or submission.training_method,
             hyperparameters=row.params or {},
             webhook_url=callback_url(self._public_url, row.callback_token),

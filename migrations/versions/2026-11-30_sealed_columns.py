@@ -24,6 +24,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("sealed_with", sa.String(length=16), nullable=True))
     with op.batch_alter_table("inference_runs") as batch:
         batch.add_column(sa.Column("sealed_with", sa.String(length=16), nullable=True))
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("sealed_with", sa.String(length=16), nullable=True))
     op.create_table(
         "encryption_keys",
         sa.Column("key_id", sa.String(length=16), nullable=False),
@@ -35,6 +37,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("encryption_keys")
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("sealed_with")
     with op.batch_alter_table("inference_runs") as batch:
         batch.drop_column("sealed_with")
     with op.batch_alter_table("events") as batch:

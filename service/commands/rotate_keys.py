@@ -1,5 +1,6 @@
-"""`rotate-keys`: reseal every stored row under the first of ENCRYPTION_KEYS (or write it back in
-clear with `--to-clear`), then forget the keys nothing is sealed under any more.
+"""`rotate-keys`: reseal every stored row (events, inference runs, jobs' datasets) under the first
+of ENCRYPTION_KEYS (or write it back in clear with `--to-clear`), then forget the keys nothing is
+sealed under any more.
 
 Safe beside a running service (see `store/rotation.py`); stopped part way, it loses nothing, and
 running it again goes on with the rows still to do. Every process must already run with the new
@@ -22,7 +23,7 @@ from service.crypto.sealing import Keyring
 from service.logs import configure_logging
 from service.store.db import StoreUnavailable, is_sqlite, open_database
 from service.store.keys import KeyCheckFailed, forget_keys_except
-from service.store.rotation import pending, reseal_events, reseal_runs
+from service.store.rotation import pending, reseal_events, reseal_jobs, reseal_runs
 from service.store.sealing import SealedDataUnreadable, Sealer
 
 DEFAULT_BATCH = 500
@@ -55,7 +56,7 @@ async def rotate(
     pause = SQLITE_PAUSE_SECONDS if is_sqlite(settings.database_url) else 0.0
     try:
         tally.total = await db.read(partial(pending, target=sealer.key_id))
-        for reseal in (reseal_events, reseal_runs):
+        for reseal in (reseal_events, reseal_runs, reseal_jobs):
             after: str | None = None
             while True:
                 batch = await db.write(

@@ -20,6 +20,7 @@ from service.ids import new_id
 from service.jobs.state import RANK
 from service.store.dialect import insert_for
 from service.store.paging import Page, fetch_page
+from service.store.sealing import PLAINTEXT, Sealer, dataset_context
 from service.store.tables import JOBS, JobRow
 
 
@@ -79,7 +80,7 @@ class Submission:
 
 
 async def create_submission(
-    session: AsyncSession, submission: Submission, *, now: datetime
+    session: AsyncSession, submission: Submission, *, now: datetime, sealer: Sealer = PLAINTEXT
 ) -> tuple[JobRow, bool]:
     """The `submitted` row for `submission`, created unless its idempotency key is known
     (race-safe: the unique index decides). Returns (row, created)."""
@@ -91,7 +92,8 @@ async def create_submission(
             llmtune_job_id=None,
             status="submitted",
             base_model=submission.base_model,
-            dataset=submission.dataset,
+            dataset=sealer.seal_text(submission.dataset, dataset_context(job_id)),
+            sealed_with=sealer.key_id,
             training_method=submission.training_method,
             params=submission.params,
             # The key LLMTune sees is the caller's, else our own id: a retried submission can

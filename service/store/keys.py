@@ -16,10 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.crypto.sealing import CannotOpen, Keyring
 from service.store.dialect import insert_for
-from service.store.tables import ENCRYPTION_KEYS, EVENTS, INFERENCE_RUNS
+from service.store.tables import ENCRYPTION_KEYS, SEALED_TABLES
 
 CANARY = b"llmtune-receiver encryption canary"
-SEALED_TABLES = (EVENTS, INFERENCE_RUNS)
 
 
 class KeyCheckFailed(Exception):

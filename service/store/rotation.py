@@ -18,13 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.store.sealing import (
     Sealer,
+    dataset_context,
     open_body,
     open_headers,
     output_context,
     prompt_context,
     seal_event,
 )
-from service.store.tables import EVENTS, INFERENCE_RUNS
+from service.store.tables import EVENTS, INFERENCE_RUNS, JOBS, SEALED_TABLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +40,9 @@ def _not_under(table: sa.Table, target: str | None) -> sa.ColumnElement[bool]:
     column = table.c.sealed_with
     if target is None:
         return column.is_not(None)
+    if table is JOBS:
+        # A job first heard of through its events has no dataset: nothing to seal.
+        return sa.and_(JOBS.c.dataset.is_not(None), sa.or_(column.is_(None), column != target))
     return sa.or_(column.is_(None), column != target)
 
 
@@ -66,7 +70,7 @@ async def _next_rows(
 async def pending(session: AsyncSession, target: str | None) -> int:
     """Rows of every sealed table not yet under `target`."""
     total = 0
-    for table in (EVENTS, INFERENCE_RUNS):
+    for table in SEALED_TABLES:
         stmt = sa.select(sa.func.count()).select_from(table).where(_not_under(table, target))
         total += (await session.scalar(stmt)) or 0
     return total
@@ -157,6 +161,47 @@ _RUN_UPDATE = (
     .values(
         prompt=sa.bindparam("p_prompt", type_=sa.Text),
         output=sa.bindparam("p_output", type_=sa.Text),
+        sealed_with=sa.bindparam("p_sealed_with", type_=sa.String),
+    )
+    .execution_options(synchronize_session=False)
+)
+
+
+async def reseal_jobs(
+    session: AsyncSession, sealer: Sealer, *, after: str | None, limit: int
+) -> Resealed:
+    """Reseal up to `limit` jobs' datasets after id `after` under the sealer's current key."""
+    j = JOBS.c
+    columns = (j.id, j.dataset, j.sealed_with)
+    rows = await _next_rows(session, JOBS, columns, sealer, after=after, limit=limit)
+    if not rows:
+        return Resealed(None, 0)
+    updates: list[dict[str, Any]] = []
+    for job_id, dataset, old in rows:
+        clear = None if dataset is None else sealer.open_text(dataset, old, dataset_context(job_id))
+        updates.append(
+            {
+                "p_id": job_id,
+                "p_old": old,
+                "p_dataset": None
+                if clear is None
+                else sealer.seal_text(clear, dataset_context(job_id)),
+                "p_sealed_with": sealer.key_id,
+            }
+        )
+    await session.execute(_JOB_UPDATE, updates)
+    return Resealed(rows[-1].id, len(rows))
+
+
+# The dataset is written once, when the job is submitted; the guard covers a second rotation.
+_JOB_UPDATE = (
+    sa.update(JOBS)
+    .where(
+        JOBS.c.id == sa.bindparam("p_id"),
+        JOBS.c.sealed_with.is_not_distinct_from(sa.bindparam("p_old", type_=sa.String)),
+    )
+    .values(
+        dataset=sa.bindparam("p_dataset", type_=sa.Text),
         sealed_with=sa.bindparam("p_sealed_with", type_=sa.String),
     )
     .execution_options(synchronize_session=False)

@@ -1,10 +1,11 @@
 """Which columns are sealed at rest, and how: the store's side of `service/crypto/sealing.py`.
 
-Sealed columns: `events.raw_body` and `events.headers`, `inference_runs.prompt` and `.output`.
+Sealed columns: `events.raw_body` and `events.headers`, `inference_runs.prompt` and `.output`,
+and `jobs.dataset` (a dataset location may be a pre-signed URL).
 A row's `sealed_with` names the key that sealed them, or is NULL for a row kept in clear (written
 before encryption was turned on, or with it off); both kinds read the same. Each value's context
 is its table, column and the row's identity (the event id; the run's delivery and prompt index,
-which an upsert keeps), so a sealed value moved to another row or column does not open.
+which an upsert keeps; the job id), so a sealed value moved to another row or column does not open.
 Everything indexed or compared in SQL (dedup keys, hashes, sizes, ids) stays in clear.
 """
 
@@ -123,6 +124,19 @@ def headers_context(event_id: str) -> str:
 
 def prompt_context(delivery_id: str, prompt_index: int) -> str:
     return f"inference_runs.prompt:{delivery_id}:{prompt_index}"
+
+
+def dataset_context(job_id: str) -> str:
+    return f"jobs.dataset:{job_id}"
+
+
+def open_dataset(
+    sealer: Sealer, job_id: str, dataset: str | None, sealed_with: str | None
+) -> str | None:
+    """A job's dataset location in clear (None when the job has none)."""
+    if dataset is None:
+        return None
+    return sealer.open_text(dataset, sealed_with, dataset_context(job_id))
 
 
 def output_context(delivery_id: str, prompt_index: int) -> str:

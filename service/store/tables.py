@@ -108,6 +108,8 @@ class JobRow(Base):
     deployed_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The key that sealed `dataset` (service/store/sealing.py); NULL: kept in clear.
+    sealed_with: Mapped[str | None] = mapped_column(sa.String(16))
 
     __table_args__ = (sa.Index("ix_jobs_created_at_id", "created_at", "id"),)
 
@@ -247,3 +249,5 @@ HANDLER_MEMORY = cast(sa.Table, HandlerMemoryRow.__table__)
 INFERENCE_RUNS = cast(sa.Table, InferenceRunRow.__table__)
 REJECTIONS = cast(sa.Table, RejectionRow.__table__)
 ENCRYPTION_KEYS = cast(sa.Table, EncryptionKeyRow.__table__)
+# The tables with sealed columns and a `sealed_with` (service/store/sealing.py).
+SEALED_TABLES = (EVENTS, INFERENCE_RUNS, JOBS)

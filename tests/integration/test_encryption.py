@@ -26,13 +26,14 @@ from service.handlers.base import Delivery, Handler, InferenceRun, Ok, Outcome
 from service.ingest import Ingest
 from service.metrics import Metrics
 from service.store import events as event_store
-from service.store import rotation
+from service.store import jobs, rotation
 from service.store.db import Database
 from service.store.inference_runs import StoredRuns, runs_of_job
+from service.store.jobs import Submission
 from service.store.keys import KeyCheckFailed, check_keys, forget_keys_except, registered
-from service.store.rotation import pending, reseal_events, reseal_runs
-from service.store.sealing import PLAINTEXT, SealedDataUnreadable, Sealer
-from service.store.tables import EventRow
+from service.store.rotation import pending, reseal_events, reseal_jobs, reseal_runs
+from service.store.sealing import PLAINTEXT, SealedDataUnreadable, Sealer, open_dataset
+from service.store.tables import EventRow, JobRow
 from service.store.writer import IngestWriter
 from service.webhooks.verify import signing_keys
 from tests.helpers import SECRET, emptied_engine, event_row, single_engine_database, w3_body
@@ -348,7 +349,7 @@ async def test_inference_prompts_and_outputs_are_sealed(
 
 class TestRotation:
     async def seed(self, service_for: Any) -> dict[str, bytes]:
-        """Rows in clear, under OLD, and runs under OLD; their clear bodies by event id."""
+        """Rows in clear, under OLD, a run and a submitted job under OLD; clear bodies by id."""
         bodies: dict[str, bytes] = {}
         clear = await service_for()
         for n in range(3):
@@ -360,11 +361,25 @@ class TestRotation:
             bodies[event_id] = body
         runs = StoredRuns(old.db, FakeClock(T0))
         await stored_run(runs, next(iter(bodies)), 0, "kept answer")
+        submission = Submission("base", MARKER, "sft", {}, "job-key-1")
+        await old.db.write(
+            lambda s: jobs.create_submission(s, submission, now=T0, sealer=old.db.sealer)
+        )
         return bodies
+
+    async def dataset(self, db: Database) -> str | None:
+        """The submitted job's dataset, as the service reads it."""
+
+        async def read(session: AsyncSession) -> str | None:
+            stmt = sa.select(JobRow).where(JobRow.idempotency_key == "job-key-1")
+            row = (await session.scalars(stmt)).one()
+            return open_dataset(db.sealer, row.id, row.dataset, row.sealed_with)
+
+        return await db.read(read)
 
     async def reseal_all(self, db: Database, limit: int) -> int:
         done = 0
-        for reseal in (reseal_events, reseal_runs):
+        for reseal in (reseal_events, reseal_runs, reseal_jobs):
             after: str | None = None
             while True:
                 batch = await db.write(partial(reseal, sealer=db.sealer, after=after, limit=limit))
@@ -379,14 +394,15 @@ class TestRotation:
         bodies = await self.seed(service_for)
         both = database(engine, NEW, OLD)
         await both.write(lambda s: check_keys(s, both.sealer.keyring, now=T0))
-        assert await both.read(lambda s: pending(s, parse_key(NEW).id)) == 8
+        # 7 events, 1 run, 1 job (the jobs its events made have no dataset: nothing to seal).
+        assert await both.read(lambda s: pending(s, parse_key(NEW).id)) == 9
         # Interrupted after one batch of two: nothing is lost, and the next run goes on.
         first = await both.write(lambda s: reseal_events(s, both.sealer, after=None, limit=2))
         assert first.rows == 2
-        assert await both.read(lambda s: pending(s, parse_key(NEW).id)) == 6
+        assert await both.read(lambda s: pending(s, parse_key(NEW).id)) == 7
         with pytest.raises(KeyCheckFailed, match="still sealed under an older key"):
             await both.write(lambda s: forget_keys_except(s, parse_key(NEW).id))
-        assert await self.reseal_all(both, limit=2) == 6
+        assert await self.reseal_all(both, limit=2) == 7
         assert await both.read(lambda s: pending(s, parse_key(NEW).id)) == 0
         forgotten = await both.write(lambda s: forget_keys_except(s, parse_key(NEW).id))
         assert forgotten == [parse_key(OLD).id]
@@ -407,6 +423,7 @@ class TestRotation:
         assert await only_new.read(read_all) == bodies
         runs = await StoredRuns(only_new, FakeClock(T0)).of_delivery("dlv_1")
         assert runs[0].output == "kept answer"
+        assert await self.dataset(only_new) == MARKER
 
     async def test_to_clear_writes_everything_back_and_forgets_every_key(
         self, engine: AsyncEngine, service_for: Any
@@ -416,13 +433,15 @@ class TestRotation:
         to_clear = dataclasses.replace(
             single_engine_database(engine), sealer=Sealer(ring, seal_new=False)
         )
-        assert await self.reseal_all(to_clear, limit=100) == 5  # the 4 sealed events and the run
+        # The 4 sealed events, the run and the job.
+        assert await self.reseal_all(to_clear, limit=100) == 6
         assert await to_clear.write(lambda s: forget_keys_except(s, None)) == [parse_key(OLD).id]
         clear = database(engine)
         await clear.write(lambda s: check_keys(s, None, now=T0))  # no key needed any more
         for row in await raw_rows(engine, "events"):
             assert row["sealed_with"] is None
             assert as_bytes(row["raw_body"]) == bodies[row["id"]]
+        assert await self.dataset(clear) == MARKER
 
 
 async def test_a_run_replaced_during_rotation_keeps_the_newer_values(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, get_args
 
 import orjson
@@ -139,7 +140,7 @@ async def create_job(request: Request, svc: Services) -> Response:
 
 
 def _job_view(svc: Services, row: JobRow) -> dict[str, Any]:
-    view = schemas.job_summary(row)
+    view = schemas.job_summary(row, svc.db.sealer)
     if row.callback_token is not None:
         view["webhookUrl"] = callback_url(svc.settings.public_url, row.callback_token)
     return view
@@ -158,7 +159,7 @@ async def list_jobs(request: Request, svc: Services) -> dict[str, Any]:
             cursor=query.cursor,
         )
     )
-    return page_body(page, schemas.job_summary, query)
+    return page_body(page, partial(schemas.job_summary, sealer=svc.db.sealer), query)
 
 
 def _job_key(request: Request) -> str:

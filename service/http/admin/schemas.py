@@ -10,6 +10,7 @@ import orjson
 
 from service.store.events import EventContent
 from service.store.inference_runs import JobRun
+from service.store.sealing import Sealer, open_dataset
 from service.store.tables import AttemptRow, DeliveryRow, EventRow, JobRow
 from service.webhooks.verify import SIGNATURE_HEADERS
 
@@ -93,8 +94,8 @@ def attempt_view(row: AttemptRow) -> dict[str, Any]:
     }
 
 
-def job_summary(row: JobRow) -> dict[str, Any]:
-    """A job as listed."""
+def job_summary(row: JobRow, sealer: Sealer) -> dict[str, Any]:
+    """A job as listed (its dataset opened when sealed)."""
     return {
         "id": row.id,
         "llmtuneJobId": row.llmtune_job_id,
@@ -104,7 +105,7 @@ def job_summary(row: JobRow) -> dict[str, Any]:
         "deploymentId": row.deployment_id,
         "metrics": row.metrics,
         "error": row.error,
-        "dataset": row.dataset,
+        "dataset": open_dataset(sealer, row.id, row.dataset, row.sealed_with),
         "trainingMethod": row.training_method,
         "hyperparameters": row.params,
         "idempotencyKey": row.idempotency_key,
