@@ -63,6 +63,14 @@ class Progress:
             self._out.write(_CLEAR_LINE)
 
 
+def bar(done: int, total: int, width: int = 24) -> str:
+    """`[#######.........]  42% 420 of 1000`: a fixed-width bar for work of a known size (a
+    total of 0 counts as done; more than the total, as rows added meanwhile, caps at full)."""
+    fraction = 1.0 if total <= 0 else min(1.0, done / total)
+    filled = round(fraction * width)
+    return f"[{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%} {done} of {total}"
+
+
 def _columns(out: TextIO) -> int:
     try:
         return os.get_terminal_size(out.fileno()).columns

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from service.commands.common import dispose, fail, keys_usable, settings_or_exit
-from service.commands.progress import Progress
+from service.commands.progress import Progress, bar
 from service.config import Settings
 from service.crypto.sealing import Keyring
 from service.logs import configure_logging
@@ -66,7 +66,7 @@ async def rotate(
                     break
                 after = batch.last_id
                 tally.rows += batch.rows
-                progress.update(f"{tally.rows} of {tally.total} rows")
+                progress.update(f"{bar(tally.rows, tally.total)} rows")
                 await asyncio.sleep(pause)
         tally.forgotten = await db.write(partial(forget_keys_except, keep=sealer.key_id))
     finally:

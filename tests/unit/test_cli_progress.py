@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 
-from service.commands.progress import Progress
+import pytest
+
+from service.commands.progress import Progress, bar
 
 CLEAR = "\r\x1b[K"
 
@@ -69,3 +71,18 @@ class TestProgress:
         progress = Progress("replay", out, clock=FakeTimer())
         progress.update("200 events")
         assert out.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("done", "total", "drawn"),
+    [
+        (0, 1000, "[........................]   0% 0 of 1000"),
+        (420, 1000, "[##########..............]  42% 420 of 1000"),
+        (1000, 1000, "[########################] 100% 1000 of 1000"),
+        (1200, 1000, "[########################] 100% 1200 of 1000"),
+        (0, 0, "[########################] 100% 0 of 0"),
+    ],
+    ids=["none", "part", "all", "more-than-counted", "nothing-to-do"],
+)
+def test_bar(done: int, total: int, drawn: str) -> None:
+    assert bar(done, total) == drawn
