@@ -1,1 +1,1 @@
-"""The command-line commands, one module each; `service/cli.py` builds the parser."""
+"""The command-line commands, one module each; `service/cli/` builds the parser."""
