@@ -67,10 +67,12 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on the test database, emptied before the test."""
+    """An engine on the test database, emptied before the test and after it: a test that sealed
+    rows (encryption at rest) must not leave them, or their key, to the next one."""
     engine = await emptied_engine(db_url)
     yield engine
     await engine.dispose()
+    await (await emptied_engine(db_url)).dispose()
 
 
 @pytest.fixture

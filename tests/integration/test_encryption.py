@@ -480,6 +480,7 @@ async def test_a_run_replaced_during_rotation_keeps_the_newer_values(
         assert found[0].status == "succeeded"
     finally:
         await engine.dispose()
+        await (await emptied_engine(postgresql_url)).dispose()  # no sealed rows left behind
 
 
 async def _seed_event(session: AsyncSession) -> str:
