@@ -9,7 +9,7 @@ values. An interrupted run loses nothing: the next one finds the rows still to d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,133 +76,116 @@ async def pending(session: AsyncSession, target: str | None) -> int:
     return total
 
 
+# What one row becomes: its sealed columns' new values (`sealed_with` included).
+Reseal = Callable[[Sealer, Any], dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one table's rows are resealed: the columns read, the new values of a row, and the
+    guarded update that writes them."""
+
+    table: sa.Table
+    read: tuple[str, ...]
+    guards: tuple[str, ...]
+    reseal: Reseal
+    update: sa.Update
+
+
+def _plan(
+    table: sa.Table,
+    read: tuple[str, ...],
+    writes: tuple[str, ...],
+    reseal: Reseal,
+    *,
+    guards: tuple[str, ...] = (),
+) -> _Plan:
+    """A plan whose update writes `writes` and `sealed_with` only while the row's `sealed_with`
+    (and each of `guards`) is as it was read."""
+    c = table.c
+    written = (*writes, "sealed_with")
+    update = (
+        sa.update(table)
+        .where(
+            c.id == sa.bindparam("p_id"),
+            c.sealed_with.is_not_distinct_from(sa.bindparam("p_was_sealed_with", type_=sa.String)),
+            *(c[name] == sa.bindparam(f"p_was_{name}", type_=c[name].type) for name in guards),
+        )
+        .values({name: sa.bindparam(f"p_{name}", type_=c[name].type) for name in written})
+        .execution_options(synchronize_session=False)
+    )
+    guarded = ("sealed_with", *guards)
+    return _Plan(table, ("id", *guarded, *read), guarded, reseal, update)
+
+
+async def _reseal(
+    session: AsyncSession, plan: _Plan, sealer: Sealer, *, after: str | None, limit: int
+) -> Resealed:
+    """Reseal up to `limit` of the plan's rows after id `after` under the sealer's current key."""
+    columns = tuple(plan.table.c[name] for name in plan.read)
+    rows = await _next_rows(session, plan.table, columns, sealer, after=after, limit=limit)
+    if not rows:
+        return Resealed(None, 0)
+    updates = []
+    for row in rows:
+        was = {f"p_was_{name}": getattr(row, name) for name in plan.guards}
+        new = {f"p_{name}": value for name, value in plan.reseal(sealer, row).items()}
+        updates.append({"p_id": row.id, **was, **new})
+    await session.execute(plan.update, updates)
+    return Resealed(rows[-1].id, len(rows))
+
+
+def _event(sealer: Sealer, row: Any) -> dict[str, Any]:
+    body = open_body(sealer, row.id, row.raw_body, row.sealed_with)
+    headers = open_headers(sealer, row.id, row.headers, row.sealed_with)
+    return seal_event(sealer, row.id, body, headers)
+
+
+def _run(sealer: Sealer, row: Any) -> dict[str, Any]:
+    where = (row.delivery_id, row.prompt_index)
+    values: dict[str, Any] = {"sealed_with": sealer.key_id}
+    for name, context in (("prompt", prompt_context(*where)), ("output", output_context(*where))):
+        stored = getattr(row, name)
+        clear = None if stored is None else sealer.open_text(stored, row.sealed_with, context)
+        values[name] = None if clear is None else sealer.seal_text(clear, context)
+    return values
+
+
+def _job(sealer: Sealer, row: Any) -> dict[str, Any]:
+    context = dataset_context(row.id)
+    clear = sealer.open_text(row.dataset, row.sealed_with, context)  # only jobs with one
+    return {"dataset": sealer.seal_text(clear, context), "sealed_with": sealer.key_id}
+
+
+_EVENTS = _plan(EVENTS, ("raw_body", "headers"), ("raw_body", "headers"), _event)
+# A retried inference replaces its run (a new `created_at`): a stale reseal must not undo it.
+_RUNS = _plan(
+    INFERENCE_RUNS,
+    ("delivery_id", "prompt_index", "prompt", "output"),
+    ("prompt", "output"),
+    _run,
+    guards=("created_at",),
+)
+# The dataset is written once, when the job is submitted; the guard covers a second rotation.
+_JOBS = _plan(JOBS, ("dataset",), ("dataset",), _job)
+
+
 async def reseal_events(
     session: AsyncSession, sealer: Sealer, *, after: str | None, limit: int
 ) -> Resealed:
     """Reseal up to `limit` events after id `after` under the sealer's current key."""
-    e = EVENTS.c
-    columns = (e.id, e.raw_body, e.headers, e.sealed_with)
-    rows = await _next_rows(session, EVENTS, columns, sealer, after=after, limit=limit)
-    if not rows:
-        return Resealed(None, 0)
-    updates: list[dict[str, Any]] = []
-    for event_id, raw_body, headers, old in rows:
-        body = open_body(sealer, event_id, raw_body, old)
-        clear_headers = open_headers(sealer, event_id, headers, old)
-        new = seal_event(sealer, event_id, body, clear_headers)
-        updates.append(
-            {
-                "p_id": event_id,
-                "p_old": old,
-                "p_raw_body": new["raw_body"],
-                "p_headers": new["headers"],
-                "p_sealed_with": new["sealed_with"],
-            }
-        )
-    await session.execute(_EVENT_UPDATE, updates)
-    return Resealed(rows[-1].id, len(rows))
-
-
-_EVENT_UPDATE = (
-    sa.update(EVENTS)
-    .where(
-        EVENTS.c.id == sa.bindparam("p_id"),
-        EVENTS.c.sealed_with.is_not_distinct_from(sa.bindparam("p_old", type_=sa.String)),
-    )
-    .values(
-        raw_body=sa.bindparam("p_raw_body", type_=EVENTS.c.raw_body.type),
-        headers=sa.bindparam("p_headers", type_=EVENTS.c.headers.type),
-        sealed_with=sa.bindparam("p_sealed_with", type_=sa.String),
-    )
-    .execution_options(synchronize_session=False)
-)
+    return await _reseal(session, _EVENTS, sealer, after=after, limit=limit)
 
 
 async def reseal_runs(
     session: AsyncSession, sealer: Sealer, *, after: str | None, limit: int
 ) -> Resealed:
     """Reseal up to `limit` inference runs after id `after` under the sealer's current key."""
-    r = INFERENCE_RUNS.c
-    columns = (r.id, r.delivery_id, r.prompt_index, r.prompt, r.output, r.sealed_with, r.created_at)
-    rows = await _next_rows(session, INFERENCE_RUNS, columns, sealer, after=after, limit=limit)
-    if not rows:
-        return Resealed(None, 0)
-    updates: list[dict[str, Any]] = []
-    for run_id, delivery_id, index, prompt, output, old, created_at in rows:
-        where = (delivery_id, index)
-        clear_prompt = sealer.open_text(prompt, old, prompt_context(*where))
-        clear_output = (
-            None if output is None else sealer.open_text(output, old, output_context(*where))
-        )
-        updates.append(
-            {
-                "p_id": run_id,
-                "p_old": old,
-                "p_created_at": created_at,
-                "p_prompt": sealer.seal_text(clear_prompt, prompt_context(*where)),
-                "p_output": None
-                if clear_output is None
-                else sealer.seal_text(clear_output, output_context(*where)),
-                "p_sealed_with": sealer.key_id,
-            }
-        )
-    await session.execute(_RUN_UPDATE, updates)
-    return Resealed(rows[-1].id, len(rows))
-
-
-_RUN_UPDATE = (
-    sa.update(INFERENCE_RUNS)
-    .where(
-        INFERENCE_RUNS.c.id == sa.bindparam("p_id"),
-        INFERENCE_RUNS.c.sealed_with.is_not_distinct_from(sa.bindparam("p_old", type_=sa.String)),
-        INFERENCE_RUNS.c.created_at
-        == sa.bindparam("p_created_at", type_=INFERENCE_RUNS.c.created_at.type),
-    )
-    .values(
-        prompt=sa.bindparam("p_prompt", type_=sa.Text),
-        output=sa.bindparam("p_output", type_=sa.Text),
-        sealed_with=sa.bindparam("p_sealed_with", type_=sa.String),
-    )
-    .execution_options(synchronize_session=False)
-)
+    return await _reseal(session, _RUNS, sealer, after=after, limit=limit)
 
 
 async def reseal_jobs(
     session: AsyncSession, sealer: Sealer, *, after: str | None, limit: int
 ) -> Resealed:
     """Reseal up to `limit` jobs' datasets after id `after` under the sealer's current key."""
-    j = JOBS.c
-    columns = (j.id, j.dataset, j.sealed_with)
-    rows = await _next_rows(session, JOBS, columns, sealer, after=after, limit=limit)
-    if not rows:
-        return Resealed(None, 0)
-    updates: list[dict[str, Any]] = []
-    for job_id, dataset, old in rows:
-        clear = None if dataset is None else sealer.open_text(dataset, old, dataset_context(job_id))
-        updates.append(
-            {
-                "p_id": job_id,
-                "p_old": old,
-                "p_dataset": None
-                if clear is None
-                else sealer.seal_text(clear, dataset_context(job_id)),
-                "p_sealed_with": sealer.key_id,
-            }
-        )
-    await session.execute(_JOB_UPDATE, updates)
-    return Resealed(rows[-1].id, len(rows))
-
-
-# The dataset is written once, when the job is submitted; the guard covers a second rotation.
-_JOB_UPDATE = (
-    sa.update(JOBS)
-    .where(
-        JOBS.c.id == sa.bindparam("p_id"),
-        JOBS.c.sealed_with.is_not_distinct_from(sa.bindparam("p_old", type_=sa.String)),
-    )
-    .values(
-        dataset=sa.bindparam("p_dataset", type_=sa.Text),
-        sealed_with=sa.bindparam("p_sealed_with", type_=sa.String),
-    )
-    .execution_options(synchronize_session=False)
-)
+    return await _reseal(session, _JOBS, sealer, after=after, limit=limit)
