@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import orjson
 import structlog
@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from service.clock import Clock
 from service.dispatch.dead import DEAD_EVENT, dead_event_body
 from service.dispatch.notify import Notifier
-from service.dispatch.policy import decide
+from service.dispatch.policy import Decision, decide
 from service.dispatch.ratelimit import RateLimiter
 from service.dispatch.routing import Route
 from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
@@ -196,29 +196,11 @@ class Worker:
         started = time.perf_counter()
         outcome = await self._call(item, delivery)
         elapsed = time.perf_counter() - started
-        decision = decide(
-            outcome,
-            attempt=item.attempt,
-            max_attempts=item.max_attempts,
-            now=self._clock.now(),
-            rng=self._rng,
-        )
-        detail = outcome.summary if isinstance(outcome, Ok) else outcome.error
-        result = Finish(
-            status=decision.status,
-            next_attempt_at=decision.next_attempt_at,
-            outcome=type(outcome).__name__.lower(),
-            detail=detail,
-            started_at=started_at,
-            duration_ms=round(elapsed * 1000, 2),
-        )
-        now = self._clock.now()
-        try:
-            recorded = await self._db.write(lambda s: outbox.finish(s, item, result, now=now))
-        except StoreUnavailable:
-            # The lease will expire and the delivery will be tried again: at least once.
-            log.warning("delivery_result_unsaved", delivery_id=item.id, route=item.route)
+        finished = await self._record(item, outcome, started_at, elapsed)
+        if finished is None:
             return
+        decision, result, recorded = finished
+        detail = result.detail
         self._observe(item, delivery, decision.status if recorded else "overtaken", elapsed)
         log.info(
             "delivery_attempt",
@@ -256,28 +238,40 @@ class Worker:
                 log.exception("handler_crashed", route=item.route, delivery_id=item.id)
                 return Retry(f"handler error: {type(exc).__name__}")
 
-    async def _unreadable(self, item: Claimed, reason: str) -> None:
-        """The event is sealed under a key this process lacks (the start-up key check makes that
-        rare): count a failed attempt without calling the handler, so it is retried later."""
-        now = self._clock.now()
+    async def _record(
+        self, item: Claimed, outcome: Outcome, started_at: datetime, elapsed: float
+    ) -> tuple[Decision, Finish, bool] | None:
+        """Decide what comes of `outcome` and record the attempt: (decision, what was written,
+        whether this attempt was still ours), or None when the store could not take it."""
         decision = decide(
-            Retry(reason),
+            outcome,
             attempt=item.attempt,
             max_attempts=item.max_attempts,
-            now=now,
+            now=self._clock.now(),
             rng=self._rng,
         )
         result = Finish(
             status=decision.status,
             next_attempt_at=decision.next_attempt_at,
-            outcome="retry",
-            detail=reason,
-            started_at=now,
-            duration_ms=0.0,
+            outcome=type(outcome).__name__.lower(),
+            detail=outcome.summary if isinstance(outcome, Ok) else outcome.error,
+            started_at=started_at,
+            duration_ms=round(elapsed * 1000, 2),
         )
+        now = self._clock.now()
+        try:
+            recorded = await self._db.write(lambda s: outbox.finish(s, item, result, now=now))
+        except StoreUnavailable:
+            # The lease will expire and the delivery will be tried again: at least once.
+            log.warning("delivery_result_unsaved", delivery_id=item.id, route=item.route)
+            return None
+        return decision, result, recorded
+
+    async def _unreadable(self, item: Claimed, reason: str) -> None:
+        """The event is sealed under a key this process lacks (the start-up key check makes that
+        rare): count a failed attempt without calling the handler, so it is retried later."""
         log.error("delivery_event_unreadable", delivery_id=item.id, route=item.route, error=reason)
-        with contextlib.suppress(StoreUnavailable):
-            await self._db.write(lambda s: outbox.finish(s, item, result, now=now))
+        await self._record(item, Retry(reason), self._clock.now(), 0.0)
 
     def _observe(self, item: Claimed, delivery: Delivery, status: str, elapsed: float) -> None:
         self._metrics.deliveries.labels(item.route, status).inc()
