@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import argparse
 
+from service.commands.common import DEFAULT_BATCH, MAX_BATCH
 from service.commands.keys import cmd_keys_generate
-from service.commands.purge import DEFAULT_BATCH, MAX_BATCH, cmd_purge
+from service.commands.purge import cmd_purge
 from service.commands.requeue import cmd_replay, cmd_retry_dead
-from service.commands.rotate_keys import DEFAULT_BATCH as ROTATE_BATCH
-from service.commands.rotate_keys import MAX_BATCH as ROTATE_MAX_BATCH
 from service.commands.rotate_keys import cmd_rotate_keys
 
 
@@ -115,9 +114,9 @@ def add_rotate_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentPars
     rotate.add_argument(
         "--batch-size",
         type=int,
-        default=ROTATE_BATCH,
+        default=DEFAULT_BATCH,
         metavar="N",
-        help=f"rows per transaction, 1 to {ROTATE_MAX_BATCH} (default: %(default)s)",
+        help=f"rows per transaction, 1 to {MAX_BATCH} (default: %(default)s)",
     )
     rotate.set_defaults(func=cmd_rotate_keys)
 

@@ -29,6 +29,14 @@ from service.store.keys import KeyCheckFailed
 
 log = structlog.get_logger("service.cli")
 
+# Bulk commands (`purge`, `rotate-keys`): rows per transaction. Bounded so that a batch stays a
+# short lock and its id list fits any driver's parameter limit.
+DEFAULT_BATCH = 500
+MAX_BATCH = 10_000
+# SQLite's busy handler retries a waiting writer about every 100 ms: a pause a little longer
+# between batches lets the service's ingest in instead of it timing out behind a bulk command.
+SQLITE_PAUSE_SECONDS = 0.15
+
 
 def settings_or_exit() -> Settings:
     try:
@@ -107,6 +115,13 @@ async def _build_handlers_once(settings: Settings, routes: tuple[Route, ...]) ->
             build_handlers(routes, deps, available())
     finally:
         await dispose(db)
+
+
+def batch_size_or_exit(value: int) -> int:
+    """`--batch-size`, or exit 2 with one line when it is outside 1..MAX_BATCH."""
+    if not 1 <= value <= MAX_BATCH:
+        fail(2, f"--batch-size: must be from 1 to {MAX_BATCH}: {value}")
+    return value
 
 
 def fail(code: int, message: str) -> NoReturn:

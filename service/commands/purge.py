@@ -17,21 +17,20 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from service.clock import SystemClock
-from service.commands.common import fail, settings_or_exit
+from service.commands.common import (
+    SQLITE_PAUSE_SECONDS,
+    batch_size_or_exit,
+    fail,
+    settings_or_exit,
+)
 from service.commands.progress import Progress
 from service.config import Settings
 from service.logs import configure_logging
 from service.store.db import StoreUnavailable, is_sqlite, open_database
 from service.store.purge import purge_batch
 
-DEFAULT_BATCH = 500
-# Bounded so that a batch stays a short lock and its id list fits any driver's parameter limit.
-MAX_BATCH = 10_000
 # Anything older is older than every event; the bound keeps `now - age` a representable time.
 MAX_AGE = timedelta(days=36_500)
-# SQLite's busy handler retries a waiting writer about every 100 ms: a pause a little longer
-# between batches lets the service's ingest in instead of it timing out behind the purge.
-SQLITE_PAUSE_SECONDS = 0.15
 
 UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
 _AGE = re.compile(r"([0-9]+)([dhm])")
@@ -108,9 +107,7 @@ def _options_or_exit(args: argparse.Namespace) -> tuple[timedelta, int]:
         age = parse_age(args.older_than)
     except ValueError as exc:
         fail(2, f"--older-than: {exc}")
-    if not 1 <= args.batch_size <= MAX_BATCH:
-        fail(2, f"--batch-size: must be from 1 to {MAX_BATCH}: {args.batch_size}")
-    return age, args.batch_size
+    return age, batch_size_or_exit(args.batch_size)
 
 
 def summary(tally: Tally, *, cutoff: datetime, seconds: float, dry_run: bool) -> str:

@@ -16,7 +16,14 @@ import sys
 from dataclasses import dataclass, field
 from functools import partial
 
-from service.commands.common import dispose, fail, keys_usable, settings_or_exit
+from service.commands.common import (
+    SQLITE_PAUSE_SECONDS,
+    batch_size_or_exit,
+    dispose,
+    fail,
+    keys_usable,
+    settings_or_exit,
+)
 from service.commands.progress import Progress, bar
 from service.config import Settings
 from service.crypto.sealing import Keyring
@@ -25,11 +32,6 @@ from service.store.db import StoreUnavailable, is_sqlite, open_database
 from service.store.keys import KeyCheckFailed, forget_keys_except
 from service.store.rotation import pending, reseal_events, reseal_jobs, reseal_runs
 from service.store.sealing import SealedDataUnreadable, Sealer
-
-DEFAULT_BATCH = 500
-MAX_BATCH = 10_000
-# As for `purge`: a pause a little longer than SQLite's busy-handler step lets ingest in.
-SQLITE_PAUSE_SECONDS = 0.15
 
 
 @dataclass(slots=True)
@@ -75,8 +77,7 @@ async def rotate(
 
 def cmd_rotate_keys(args: argparse.Namespace) -> int:
     """Reseal stored rows under the first key (or in clear), with progress; resumable."""
-    if not 1 <= args.batch_size <= MAX_BATCH:
-        fail(2, f"--batch-size: must be from 1 to {MAX_BATCH}: {args.batch_size}")
+    batch_size = batch_size_or_exit(args.batch_size)
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     keyring = settings.keyring()
@@ -92,7 +93,7 @@ def cmd_rotate_keys(args: argparse.Namespace) -> int:
                 settings,
                 keyring,
                 to_clear=args.to_clear,
-                batch_size=args.batch_size,
+                batch_size=batch_size,
                 tally=tally,
                 progress=progress,
             )
