@@ -236,36 +236,45 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
             config=overrides.worker or worker_config(settings),
             tracer=tracer,
         )
+        reconciler = (
+            None
+            if llmtune is None
+            else Reconciler(
+                db,
+                llmtune,
+                ingest,
+                clock=clock,
+                poll_after=timedelta(seconds=settings.job_poll_after),
+            )
+        )
         # A writer passed in is run (or not) by whoever built it.
         running = writer.running() if overrides.writer is None else contextlib.nullcontext()
         rejections = RejectionLog(db, clock)
         async with running, rejections.running():
-            yield Services(
-                settings=settings,
-                db=db,
-                ingest=ingest,
-                worker=worker,
-                notifier=notifier,
-                routes=routes,
-                admin_tokens=parse_admin_tokens(
-                    [token.get_secret_value() for token in settings.admin_tokens]
-                ),
-                metrics=metrics,
-                clock=clock,
-                schema_heads=heads(),
-                schema_known=known_revisions(),
-                submissions=Submissions(db, llmtune, clock=clock, public_url=settings.public_url),
-                reconciler=None
-                if llmtune is None
-                else Reconciler(
-                    db,
-                    llmtune,
-                    ingest,
+            try:
+                yield Services(
+                    settings=settings,
+                    db=db,
+                    ingest=ingest,
+                    worker=worker,
+                    notifier=notifier,
+                    routes=routes,
+                    admin_tokens=parse_admin_tokens(
+                        [token.get_secret_value() for token in settings.admin_tokens]
+                    ),
+                    metrics=metrics,
                     clock=clock,
-                    poll_after=timedelta(seconds=settings.job_poll_after),
-                ),
-                rejections=rejections,
-            )
+                    schema_heads=heads(),
+                    schema_known=known_revisions(),
+                    submissions=Submissions(
+                        db, llmtune, clock=clock, public_url=settings.public_url
+                    ),
+                    reconciler=reconciler,
+                    rejections=rejections,
+                )
+            finally:
+                if reconciler is not None:
+                    await reconciler.aclose()
     finally:
         await http.aclose()
         await llmtune_http.aclose()

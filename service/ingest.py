@@ -1,7 +1,7 @@
 """The one ingest service: (raw body, headers, source) → authenticate → normalize → store.
 
-Every source of events calls `Ingest.accept`: the webhook route, and later per-job callbacks,
-the reconciler's polls, test events, internal events and replays, each with its own `source`.
+Every source of events calls `Ingest.accept`: the webhook route, signed per-job callbacks, the
+reconciler's polls, test events, internal events and replays, each with its own `source`.
 Nothing here knows HTTP: failures are raised as domain errors (`VerificationError`, `BodyError`,
 `StoreUnavailable`) that the HTTP edge maps to answers in one table. This service records the
 metrics and the one log line of each attempt; it returns only after the event is committed.
@@ -79,7 +79,6 @@ class Ingest:
         source: Source,
         trusted: bool = False,
         workspace: str = DEFAULT_WORKSPACE,
-        unsigned_job: str | None = None,
     ) -> Accepted:
         """Store one delivery and return once it is committed.
 
@@ -87,8 +86,6 @@ class Ingest:
         events, polls by our own client, internal events); they are stored as verified.
         Raises `VerificationError` (401), `BodyError` (400) or `StoreUnavailable` (503).
         `workspace` must be one of `workspaces` (its secrets verify the signature).
-        `unsigned_job` (a per-job callback URL whose token matched) lets an unsigned delivery in,
-        unverified, only if its body is about that LLMTune job; a wrong signature never is.
         """
         started = time.perf_counter()
         label = "unparsed"
@@ -96,12 +93,8 @@ class Ingest:
         if workspace != DEFAULT_WORKSPACE:
             fields["workspace"] = workspace
         try:
-            verified = trusted or self._authenticate(
-                workspace, headers, raw_body, unsigned_ok=unsigned_job is not None
-            )
+            verified = trusted or self._authenticate(workspace, headers, raw_body)
             event = normalize(parse_body(raw_body), raw_body)
-            if not verified and unsigned_job is not None and event.job_id != unsigned_job:
-                raise VerificationError("missing_signature")
             event = replace(event, dedup_key=scoped_key(workspace, event.dedup_key))
             label = metric_label(event.type)
             fields |= {"event_type": label, "job_id": event.job_id, "verified": verified}
@@ -146,17 +139,26 @@ class Ingest:
             )
         return result
 
+    def carries_signature(
+        self, headers: Headers, body: bytes, *, workspace: str = DEFAULT_WORKSPACE
+    ) -> bool:
+        """False when a delivery has nothing to verify (no signature sent, no secret set); a
+        signature that is there, right or wrong, is for `accept` to verify (or refuse)."""
+        try:
+            verify(self._keys[workspace], headers, body)
+        except VerificationError as exc:
+            return exc.reason not in _UNSIGNED_OK
+        return True
+
     def count_unread(self, outcome: str) -> None:
         """Count a delivery whose body never arrived whole (too large, stalled, abandoned)."""
         self._metrics.received.labels("unparsed", outcome).inc()
 
-    def _authenticate(
-        self, workspace: str, headers: Headers, body: bytes, *, unsigned_ok: bool = False
-    ) -> bool:
+    def _authenticate(self, workspace: str, headers: Headers, body: bytes) -> bool:
         try:
             verify(self._keys[workspace], headers, body)
         except VerificationError as exc:
-            if (self._allow_unsigned or unsigned_ok) and exc.reason in _UNSIGNED_OK:
+            if self._allow_unsigned and exc.reason in _UNSIGNED_OK:
                 return False
             raise
         return True

@@ -38,6 +38,13 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.doorbells = Counter(
+            "llmtune_job_callback_doorbells",
+            "Unsigned job callbacks, each only a doorbell, by what it did: started a poll of "
+            "LLMTune (polling), none due (not_due), or none possible (jobs_disabled).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.duplicates = Counter(
             "llmtune_webhook_duplicates",
             "Deliveries recognised as repeats of a stored event.",

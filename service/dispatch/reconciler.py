@@ -6,6 +6,10 @@ Jobs still open (`submitted`/`pending`/`running`, with an LLMTune id) that nothi
 stored as a `poll` event through the one ingest service (same dedup, same routes as a webhook).
 Polls back off while they find nothing new. Each poll is leased in the database first, so several
 workers never poll one job at once.
+
+An unsigned delivery to a job's callback URL is only a doorbell (`ring`): its body is never
+trusted, but it makes the reconciler ask LLMTune's authenticated API about that job at once, at
+most once every `DOORBELL_EVERY` per job, and what the API answers is what gets stored.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from typing import Literal
 
 import structlog
 
@@ -30,6 +35,11 @@ log = structlog.get_logger(__name__)
 POLL_LEASE = timedelta(minutes=2)
 MAX_POLL_INTERVAL = timedelta(hours=4)
 POLLS_AT_ONCE = 8
+DOORBELL_EVERY = timedelta(seconds=5)
+
+# What a doorbell did: a poll started, or none (polled moments ago, not yet accepted by
+# LLMTune, or already final).
+Rang = Literal["polling", "not_due"]
 
 
 class Reconciler:
@@ -49,6 +59,7 @@ class Reconciler:
         self._ingest = ingest
         self._clock = clock
         self._poll_after = poll_after
+        self._doorbell_polls: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll what is due, then sleep a while, until `stop` is set."""
@@ -74,6 +85,35 @@ class Reconciler:
         )
         await asyncio.gather(*(self.poll(job) for job in due))
         return len(due)
+
+    async def ring(self, job_id: str) -> Rang:
+        """Poll job `job_id` now, in the background, unless a poll of it is not due; the
+        caller (an unsigned callback) does not wait for LLMTune's answer."""
+        now = self._clock.now()
+        due = await self._db.write(
+            lambda session: jobs.claim_doorbell_poll(
+                session, job_id, now=now, every=DOORBELL_EVERY, lease=POLL_LEASE
+            )
+        )
+        if due is None:
+            return "not_due"
+        task = asyncio.create_task(self._doorbell_poll(due))
+        self._doorbell_polls.add(task)
+        task.add_done_callback(self._doorbell_polls.discard)
+        return "polling"
+
+    async def _doorbell_poll(self, job: PollDue) -> None:
+        try:
+            await self.poll(job)
+        except StoreUnavailable:
+            # The lease runs out and the reconciler's own round polls the job again.
+            log.warning("job_poll_unstored", job_id=job.id)
+
+    async def aclose(self) -> None:
+        """Cancel doorbell polls still running (their leases hand them back to the rounds)."""
+        for task in list(self._doorbell_polls):
+            task.cancel()
+        await asyncio.gather(*self._doorbell_polls, return_exceptions=True)
 
     async def poll(self, job: PollDue) -> Accepted | None:
         """Ask LLMTune about one job now; store the event its answer stands for, if any."""

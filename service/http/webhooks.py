@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from service import logs
 from service.events import DEFAULT_WORKSPACE
 from service.http.context import services
 from service.http.errors import BodyTimeout, ClientDisconnected, NotFound, PayloadTooLarge
@@ -92,8 +93,9 @@ async def receive_webhook(request: Request) -> Response:
 
 
 async def receive_job_callback(request: Request) -> Response:
-    """A delivery to one job's own callback URL (the `webhookUrl` we registered with it):
-    signed ones as on the main endpoint; unsigned ones only about that very job."""
+    """A delivery to one job's own callback URL (the `webhookUrl` we registered with it). A
+    signed one is an event as on the main endpoint. An unsigned one is only a doorbell: its
+    body is never stored or trusted; it makes the service ask LLMTune's API about the job (202)."""
     svc = services(request)
     token: str = request.path_params["token"]
     # NUL is ASCII too, and PostgreSQL refuses it in a query: 404 here, not a 503 from the store.
@@ -104,16 +106,18 @@ async def receive_job_callback(request: Request) -> Response:
         raise NotFound("no such job callback")
     body = await _timed_read(request, svc)
     headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-    accepted = await svc.ingest.accept(
-        body,
-        headers,
-        source="job-callback",
-        # Until LLMTune has told us the job's id (None), nothing unsigned can match it.
-        unsigned_job=job.llmtune_job_id,
-    )
-    return JSONResponse(
-        {"received": True, "eventId": accepted.event_id, "duplicate": accepted.duplicate}
-    )
+    if svc.settings.job_callbacks_unsigned == "refuse" or svc.ingest.carries_signature(
+        headers, body
+    ):
+        # Signed (verified or refused there), or unsigned where operators refuse doorbells.
+        accepted = await svc.ingest.accept(body, headers, source="job-callback")
+        return JSONResponse(
+            {"received": True, "eventId": accepted.event_id, "duplicate": accepted.duplicate}
+        )
+    rang = "jobs_disabled" if svc.reconciler is None else await svc.reconciler.ring(job.id)
+    svc.metrics.doorbells.labels(rang).inc()
+    logs.annotate("info", source="job-callback", doorbell=rang, job=job.id, body_bytes=len(body))
+    return JSONResponse({"received": True, "stored": False, "poll": rang}, status_code=202)
 
 
 # A sender may be configured with or without the trailing slash; both are this endpoint (a

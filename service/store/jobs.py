@@ -148,6 +148,8 @@ async def record_submit_error(session: AsyncSession, job_id: str, error: str) ->
 
 _TIMES = ("started_at", "finished_at", "deployed_at")
 _OPEN = ("submitted", "pending", "running")
+# A completed job can still be deployed, so a doorbell may ask about it; these are final.
+_FINAL = ("failed", "deployed")
 
 
 def _rank() -> sa.ColumnElement[int]:
@@ -189,6 +191,29 @@ async def claim_polls(
         .returning(JOBS.c.id, JOBS.c.llmtune_job_id, JOBS.c.status, JOBS.c.poll_failures)
     )
     return [PollDue(*row) for row in rows]
+
+
+async def claim_doorbell_poll(
+    session: AsyncSession, job_id: str, *, now: datetime, every: timedelta, lease: timedelta
+) -> PollDue | None:
+    """Job `job_id`, leased for a poll now, unless it was polled less than `every` ago, is not
+    known to LLMTune yet, or can no longer change. One conditional UPDATE: two doorbells racing
+    for one job cannot both win, on any number of processes."""
+    rows = await session.execute(
+        sa.update(JOBS)
+        .where(
+            JOBS.c.id == job_id,
+            JOBS.c.llmtune_job_id.is_not(None),
+            JOBS.c.status.not_in(_FINAL),
+            sa.or_(JOBS.c.last_polled_at.is_(None), JOBS.c.last_polled_at <= now - every),
+        )
+        # Marked as polled now, so the next doorbell waits `every`; leased like any claimed
+        # poll, so a process that dies mid-poll leaves it to the reconciler after `lease`.
+        .values(last_polled_at=now, next_poll_at=now + lease)
+        .returning(JOBS.c.id, JOBS.c.llmtune_job_id, JOBS.c.status, JOBS.c.poll_failures)
+    )
+    row = rows.one_or_none()
+    return None if row is None else PollDue(*row)
 
 
 async def record_poll(

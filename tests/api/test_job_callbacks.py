@@ -66,48 +66,83 @@ async def test_signed_delivery_moves_the_job(
     assert job.json()["status"] == "running"
 
 
-async def test_unsigned_delivery_about_this_job_is_let_in_unverified(
-    engine: AsyncEngine, client: httpx.AsyncClient
-) -> None:
-    """LLMTune may not sign per-job callbacks: the unguessable URL plus the job id admit it."""
-    row = await submitted_job(engine)
-    body = w3_body("training.completed", job_id="ft-42")
-    headers = {"Content-Type": "application/json"}
-    answer = await client.post(callback(row), content=body, headers=headers)
-    assert answer.status_code == 200
-    assert await stored_events(engine) == [("training.completed", "job-callback", False)]
+async def job_status(engine: AsyncEngine, job_id: str) -> tuple[str, str | None]:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(sa.select(JobRow.status, JobRow.artifact).where(JobRow.id == job_id))
+        ).one()
+        return row.status, row.artifact
 
 
 @pytest.mark.parametrize(
-    ("body_job", "signed", "code"),
+    "event",
     [
-        pytest.param("ft-other", False, "MISSING_SIGNATURE", id="unsigned-other-job"),
-        pytest.param("ft-42", "wrong", "INVALID_SIGNATURE", id="wrong-signature"),
+        pytest.param(w3_body("training.completed", job_id="ft-42", artifact="evil/m"), id="own"),
+        pytest.param(w3_body("model.deployed", job_id="ft-other", modelId="evil/m"), id="other"),
+        pytest.param(b"not json at all", id="not-json"),
     ],
 )
-async def test_refused_deliveries(
-    engine: AsyncEngine, client: httpx.AsyncClient, body_job: str, signed: object, code: str
+async def test_unsigned_delivery_is_only_a_doorbell(
+    engine: AsyncEngine, client: httpx.AsyncClient, event: bytes
 ) -> None:
-    """Unsigned and about another job, or signed wrongly: 401, nothing stored."""
+    """Unsigned, whatever it says: 202, nothing stored, the job unmoved; without an LLMTune API
+    key there is nobody to ask, and the answer says so."""
     row = await submitted_job(engine)
-    body = w3_body("training.completed", job_id=body_job)
-    headers = {"Content-Type": "application/json"}
-    if signed == "wrong":
-        headers["X-Webhook-Signature"] = "0" * 64
-    answer = await client.post(callback(row), content=body, headers=headers)
+    answer = await client.post(callback(row), content=event, headers={})
+    assert answer.status_code == 202
+    assert answer.json() == {"received": True, "stored": False, "poll": "jobs_disabled"}
+    assert await stored_events(engine) == []
+    assert await job_status(engine, row.id) == ("pending", None)
+    metrics = (await client.get("/metrics")).text
+    assert 'llmtune_job_callback_doorbells_total{outcome="jobs_disabled"} 1.0' in metrics
+
+
+async def test_unsigned_refused_when_operators_say_so(engine: AsyncEngine, db_url: str) -> None:
+    """JOB_CALLBACKS_UNSIGNED=refuse: an unsigned callback is a 401 like on the main endpoint."""
+    settings = make_settings(db_url, job_callbacks_unsigned="refuse")
+    async with running_app(settings, engine) as client:
+        row = await submitted_job(engine)
+        body = w3_body("training.completed", job_id="ft-42")
+        answer = await client.post(callback(row), content=body, headers={})
+        assert answer.status_code == 401
+        assert answer.json()["error"]["code"] == "MISSING_SIGNATURE"
+        signed = await client.post(callback(row), content=body, headers=w3_headers(body))
+        assert signed.status_code == 200
+    assert await stored_events(engine) == [("training.completed", "job-callback", True)]
+
+
+async def test_wrong_signature_is_refused(engine: AsyncEngine, client: httpx.AsyncClient) -> None:
+    """A signature that is there but wrong is a 401, never a doorbell: nothing stored."""
+    row = await submitted_job(engine)
+    body = w3_body("training.completed", job_id="ft-42")
+    answer = await client.post(callback(row), content=body, headers={"X-Webhook-Signature": "0"})
     assert answer.status_code == 401
-    assert answer.json()["error"]["code"] == code
+    assert answer.json()["error"]["code"] == "INVALID_SIGNATURE"
     assert await stored_events(engine) == []
 
 
-async def test_unsigned_before_llmtune_answered_is_refused(
-    engine: AsyncEngine, client: httpx.AsyncClient
-) -> None:
-    """Until LLMTune's job id is known nothing unsigned can be matched to the job."""
-    row = await submitted_job(engine, llmtune_job_id=None)
-    body = w3_body("training.started", job_id="ft-42")
-    answer = await client.post(callback(row), content=body, headers={})
-    assert answer.status_code == 401
+READ_TOKEN = "viewer-read-token-0123456789"
+WRITE_TOKEN = "operator-write-token-0123456789"
+
+
+async def test_callback_token_shown_to_write_scope_only(engine: AsyncEngine, db_url: str) -> None:
+    """The callback token is a credential: a read-scoped token sees `{token}` in its place."""
+    settings = make_settings(
+        db_url, admin_tokens=[f"ci:read:{READ_TOKEN}", f"ops:write:{WRITE_TOKEN}"]
+    )
+    async with running_app(settings, engine) as client:
+        row = await submitted_job(engine)
+        assert row.callback_token is not None
+        seen = {}
+        for name, token in (("read", READ_TOKEN), ("write", WRITE_TOKEN)):
+            answer = await client.get(
+                f"/admin/jobs/{row.id}", headers={"Authorization": f"Bearer {token}"}
+            )
+            assert answer.status_code == 200
+            seen[name] = answer.text
+    assert row.callback_token not in seen["read"]
+    assert '"webhookUrl":"http://localhost:8000/webhooks/llmtune/jobs/{token}"' in seen["read"]
+    assert f"/webhooks/llmtune/jobs/{row.callback_token}" in seen["write"]
 
 
 @pytest.mark.parametrize("token", ["x" * 32, "short", "é" * 20])

@@ -118,3 +118,32 @@ async def test_polls_are_due_after_quiet_and_leased(engine: AsyncEngine) -> None
     assert await claim() == ["ft-q"]  # its next poll is due
     [polled] = [j for j in await all_jobs(engine) if j.llmtune_job_id == "ft-q"]
     assert (polled.last_polled_at, polled.poll_failures) == (now, 1)
+
+
+async def test_a_doorbell_polls_a_job_at_most_once_every_few_seconds(engine: AsyncEngine) -> None:
+    """An unsigned callback's poll: leased at once, then not again within `every`, never for a
+    job LLMTune has not accepted or one that can no longer change."""
+    db = single_engine_database(engine)
+    row, _ = await db.write(lambda s: jobs.create_submission(s, SUBMISSION, now=T0))
+    unaccepted, _ = await db.write(
+        lambda s: jobs.create_submission(s, Submission("b", "s3://d", "sft", {}, "k-2"), now=T0)
+    )
+    every, lease = timedelta(seconds=5), timedelta(minutes=2)
+
+    async def ring(job_id: str, at: timedelta) -> str | None:
+        due = await db.write(
+            lambda s: jobs.claim_doorbell_poll(s, job_id, now=T0 + at, every=every, lease=lease)
+        )
+        return None if due is None else due.llmtune_job_id
+
+    assert await ring(row.id, timedelta(0)) is None  # LLMTune has not answered yet
+    await db.write(lambda s: jobs.record_accepted(s, row.id, llmtune_job_id="ft-d", now=T0))
+    assert await ring(row.id, timedelta(0)) == "ft-d"
+    assert await ring(row.id, timedelta(seconds=4)) is None
+    [claimed] = [j for j in await all_jobs(engine) if j.id == row.id]
+    assert (claimed.last_polled_at, claimed.next_poll_at) == (T0, T0 + lease)
+    assert await ring(row.id, timedelta(seconds=5)) == "ft-d"
+    assert await ring(unaccepted.id, timedelta(seconds=9)) is None
+    async with engine.begin() as conn:
+        await conn.execute(sa.update(JobRow).where(JobRow.id == row.id).values(status="deployed"))
+    assert await ring(row.id, timedelta(minutes=1)) is None

@@ -26,6 +26,9 @@ from service.store.jobs import PollDue, Submission
 from service.store.tables import JobRow
 from service.submissions import JobsDisabled, SubmitFailed, callback_url
 
+# Shown instead of a job's callback token to a read-scoped caller.
+REDACTED_TOKEN = "{token}"  # noqa: S105 - a placeholder, not a secret
+
 MAX_JOB_KEY = 200
 STATUSES: tuple[str, ...] = get_args(Status)
 JOBS_QUERY = QuerySpec(
@@ -135,14 +138,16 @@ async def create_job(request: Request, svc: Services) -> Response:
         audit_target(request, job_id=failure.job.id)
         raise UpstreamFailed(failure) from None
     audit_target(request, job_id=submitted.job.id, created=submitted.created)
-    view = _job_view(svc, submitted.job)
+    view = _job_view(svc, submitted.job, reveal=True)  # submitting takes the write scope
     return JSONResponse(view, status_code=201 if submitted.created else 200)
 
 
-def _job_view(svc: Services, row: JobRow) -> dict[str, Any]:
+def _job_view(svc: Services, row: JobRow, *, reveal: bool) -> dict[str, Any]:
     view = schemas.job_summary(row, svc.db.sealer)
     if row.callback_token is not None:
-        view["webhookUrl"] = callback_url(svc.settings.public_url, row.callback_token)
+        # The token in the URL is a credential: a read-scoped caller sees where it goes only.
+        token = row.callback_token if reveal else REDACTED_TOKEN
+        view["webhookUrl"] = callback_url(svc.settings.public_url, token)
     return view
 
 
@@ -190,7 +195,7 @@ async def get_job(request: Request, svc: Services) -> dict[str, Any]:
             else []
         )
         return {
-            **_job_view(svc, row),
+            **_job_view(svc, row, reveal=request.state.admin_token.can_write),
             "timeline": schemas.job_timeline(row, timeline, rows, runs),
             "events": [schemas.event_summary(event) for event in timeline],
             "deliveries": [schemas.delivery_view(d) for d in rows],

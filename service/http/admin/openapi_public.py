@@ -101,6 +101,20 @@ _RECEIVED = {
     },
     "additionalProperties": False,
 }
+_DOORBELL = {
+    "type": "object",
+    "required": ["received", "stored", "poll"],
+    "properties": {
+        "received": {"const": True},
+        "stored": {"const": False},
+        "poll": {
+            "enum": ["polling", "not_due", "jobs_disabled"],
+            "description": "a poll of LLMTune started; none due (polled in the last 5 s, not "
+            "yet accepted by LLMTune, or final); none possible (no LLMTUNE_API_KEY)",
+        },
+    },
+    "additionalProperties": False,
+}
 _WEBHOOK_ERRORS = {
     400: "signed, but not a JSON object we accept (`INVALID_JSON`), or the sender gave up "
     "mid-body (`CLIENT_DISCONNECTED`)",
@@ -119,8 +133,14 @@ def _webhook(
         "Acknowledged (200) only once the event is committed. Signed with one of the webhook "
         "secrets over the exact bytes."
     )
+    responses = {"200": _json(_RECEIVED, "stored (or a duplicate of a stored event)")}
     if unsigned:
-        description += " Unsigned deliveries are accepted only about this callback's own job."
+        description += (
+            " An unsigned delivery is only a doorbell (unless JOB_CALLBACKS_UNSIGNED=refuse, "
+            "then 401): its body is not stored; the service asks LLMTune's API about the job "
+            "(at most once every 5 s per job) and stores what the API answers (202)."
+        )
+        responses["202"] = _json(_DOORBELL, "unsigned: nothing stored; the job is polled")
     return {
         "operationId": operation_id,
         "summary": summary,
@@ -136,7 +156,7 @@ def _webhook(
             "content": {"application/json": {"schema": {"type": "object"}}},
         },
         "responses": {
-            "200": _json(_RECEIVED, "stored (or a duplicate of a stored event)"),
+            **responses,
             **{str(code): error_response(code, why) for code, why in _WEBHOOK_ERRORS.items()},
         },
         "security": [*_SIGNED, {}] if unsigned else _SIGNED,

@@ -91,7 +91,8 @@ class EventDetail(EventSummary):
 
 
 class JobSummary(TypedDict):
-    """A job as listed (`webhookUrl` on single-job answers when it has a callback URL)."""
+    """A job as listed (`webhookUrl` on single-job answers when it has a callback URL; a
+    read-scoped token sees `{token}` in place of the callback token, a credential)."""
 
     id: str
     llmtuneJobId: str | None
