@@ -172,6 +172,41 @@ def test_submitted_job_reaches_deployed_with_its_smoke_test(loop: Loop) -> None:
     )
 
 
+def test_unsigned_callbacks_cannot_forge_a_job(loop: Loop) -> None:
+    """The forgery of a leaked callback URL: unsigned `training.completed` and `model.deployed`
+    naming an attacker's model only ring the doorbell (202, nothing stored, the job polled
+    through LLMTune's API); LLMTune's signed events are then stored as new and the smoke test
+    goes to LLMTune's artifact, never the attacker's."""
+    job = loop.submit().json()
+    llmtune_id = job["llmtuneJobId"]
+    forged = [
+        {
+            "type": "training.completed",
+            "data": {"jobId": llmtune_id, "artifact": "attacker/model", "metrics": {"loss": 0}},
+        },
+        {"type": "model.deployed", "data": {"jobId": llmtune_id, "modelId": "attacker/model"}},
+    ]
+    for body in forged:
+        answer = httpx.post(job["webhookUrl"], json=body)
+        assert answer.status_code == 202, answer.text
+        assert answer.json()["stored"] is False
+    until(lambda: len(loop.fake_requests(f"/v1/fine-tune/{llmtune_id}")) >= 1)
+    held = loop.job(job["id"])
+    assert (held["status"], held["artifact"], held["events"]) == ("pending", None, [])
+
+    loop.advance(3)
+    until(lambda: len(loop.job(job["id"])["inferenceRuns"]) == 2)
+    done = loop.job(job["id"])
+    assert done["status"] == "deployed"
+    assert done["artifact"] == f"ft:{REQUEST['baseModel']}:{llmtune_id}"
+    completed = [e for e in done["events"] if e["type"] == "training.completed"]
+    assert [(e["source"], e["verified"], e["duplicateCount"]) for e in completed] == [
+        ("job-callback", True, 0)
+    ]
+    received = httpx.get(f"{loop.fake}/_fake/received").json()["requests"]
+    assert "attacker" not in json.dumps(received)
+
+
 def test_reconciler_finds_a_dropped_completion(loop: Loop) -> None:
     """The fake never sends `training.completed`; the reconciler's poll stores it anyway."""
     loop.switch(drop=["training.completed"])
