@@ -8,16 +8,13 @@ from typing import Any
 
 import pytest
 
+from service.llmtune.answers import read_batch, read_inference, read_job_id, read_job_status
 from service.llmtune.client import (
     MAX_DELAY,
     FineTuneRequest,
     fine_tune_body,
     model_path,
     path_segment,
-    read_batch,
-    read_inference,
-    read_job_id,
-    read_job_status,
     retry_delay,
 )
 from service.llmtune.errors import (
