@@ -28,10 +28,3 @@ def test_every_option_has_help_and_shows_its_default(name: str) -> None:
         if action.default not in (None, False):
             assert f"(default: {action.default})" in text, (name, action.option_strings)
 
-
-def test_lifecycle_and_event_are_parsed() -> None:
-    """`send-test-event --lifecycle` needs no event name; `--event` still works alone."""
-    parser = build_parser()
-    assert parser.parse_args(["send-test-event", "--lifecycle"]).lifecycle is True
-    args = parser.parse_args(["send-test-event", "--event", "model.deployed", "--format", "w1"])
-    assert (args.event, args.format, args.lifecycle) == ("model.deployed", "w1", False)
