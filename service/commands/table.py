@@ -4,18 +4,20 @@ Pure: items in, lines out. Lists are tables of fixed columns (each cut to its ow
 views are `field: value` lines followed by tables of what belongs to the item. Times are shown in
 UTC as `2025-11-08 14:22:31`. With a `width`, every line is cut to it (the terminal's); without
 one, lines are whole (output piped to another program). Values come from webhooks senders
-control, so control characters are replaced before anything reaches the terminal.
+control, so control, bidi and invisible characters are shown as escapes (`\\u202e`,
+`service.display`) before anything reaches the terminal.
 """
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
+
+from service.display import visible
 
 Kind = Literal["text", "time", "json"]
 ELLIPSIS = "…"
@@ -47,8 +49,9 @@ def utc_time(value: object) -> str:
 
 
 def printable(text: str) -> str:
-    """`text` on one line with control characters (newlines, escape sequences) shown as `?`."""
-    return "".join("?" if unicodedata.category(char)[0] == "C" else char for char in text)
+    """`text` on one line, with hidden characters (newlines, escape sequences, bidi controls)
+    written as escapes."""
+    return visible(text)
 
 
 def cell(value: object, kind: Kind = "text") -> str:

@@ -19,9 +19,9 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime
 from typing import Any
-from urllib.parse import quote
 
 from service.handlers.base import Delivery, event_document
+from service.links import event_page
 
 MAX_HEADER_TEXT = 200  # characters; mail clients show far less, and header folding stays cheap
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -89,9 +89,8 @@ def _metrics(delivery: Delivery) -> list[tuple[str, str]]:
 
 
 def event_link(public_url: str, event_id: str) -> str:
-    """The admin page of the event behind the delivery."""
-    path = quote(_SURROGATE.sub("\ufffd", event_id), safe="")
-    return f"{public_url.rstrip('/')}/admin/events/{path}"
+    """The console page of the event behind the delivery."""
+    return event_page(public_url, event_id)
 
 
 def _plain(rows: list[tuple[str, str]], metrics: list[tuple[str, str]], link: str) -> str:

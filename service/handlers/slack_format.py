@@ -1,8 +1,11 @@
 """Slack message formatting for the `slack` handler: one Block Kit message per event
 (`message`) with its notification fallback text, and the mrkdwn escaping and clipping (`escape`,
 `clip`) that keep every text within Slack's limits. Event values are arbitrary text even from a
-signed body, so they are always escaped. Everything here is pure (no I/O, no clock, no secrets):
-`service.handlers.slack` validates the options and does the sending.
+signed body, so they are always escaped, and always shown in code (inline, or a block for the
+error): Slack has no escape for `*`, `_` and `~`, but formats nothing inside code, and a backtick
+in a value becomes U+02CB (which looks like one) so that no value can end its code early.
+Everything here is pure (no I/O, no clock, no secrets): `service.handlers.slack` validates the
+options and does the sending.
 """
 
 from __future__ import annotations
@@ -11,9 +14,9 @@ import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote
 
 from service.handlers.base import Delivery
+from service.links import event_page
 
 # Slack's documented limits (Block Kit reference): section text 3000 characters; section fields
 # at most 10, each 2000; button text 75, button URL 3000; 50 blocks per message; chat.postMessage
@@ -36,6 +39,8 @@ EVENT_ID_BUDGET = 200
 FALLBACK_BUDGET = 1000
 
 _ELLIPSIS = "…"
+# Looks like a backtick but neither opens nor closes code in mrkdwn.
+_BACKTICK_LOOKALIKE = "\u02cb"
 _KINDS: dict[str, tuple[str, str]] = {
     "training.started": (":hourglass_flowing_sand:", "Training started"),
     "training.completed": (":white_check_mark:", "Training completed"),
@@ -65,6 +70,23 @@ def clip(text: str, limit: int) -> str:
     return cut + _ELLIPSIS
 
 
+def literal(text: str, limit: int) -> str:
+    """`text` clipped and escaped for the inside of a code block: no backtick left to end it."""
+    return clip(text, limit).replace("`", _BACKTICK_LOOKALIKE)
+
+
+def inline(text: str, limit: int) -> str:
+    """`text` for the inside of inline code: `literal` and on one line (a line break ends it)."""
+    return literal(text, limit).replace("\r", " ").replace("\n", " ")
+
+
+def code(text: str, limit: int) -> str:
+    """`text` as inline code, which Slack does not format; never empty (an empty pair of
+    backticks shows as two backticks)."""
+    shown = inline(text, limit)
+    return f"`{shown}`" if shown else "`-`"
+
+
 def metric_value(value: Any) -> str:
     """A metric value as short text: floats to 6 significant digits, the rest as compact JSON."""
     if isinstance(value, float):
@@ -78,12 +100,13 @@ def metric_value(value: Any) -> str:
 
 
 def metrics_line(metrics: Mapping[str, Any]) -> str:
-    """`name: value · …`, escaped, within `METRICS_BUDGET`; says how many were left out."""
+    """`name: value · …`, escaped, one line without backticks (it is shown as inline code),
+    within `METRICS_BUDGET`; says how many were left out."""
     parts: list[str] = []
     used = 0
     for index, (name, value) in enumerate(metrics.items()):
-        shown = clip(metric_value(value), METRIC_PART_BUDGET)
-        part = f"{clip(str(name), METRIC_PART_BUDGET)}: {shown}"
+        shown = inline(metric_value(value), METRIC_PART_BUDGET)
+        part = f"{inline(str(name), METRIC_PART_BUDGET)}: {shown}"
         # Leave room for the separator and the "… +N more" tail.
         if used + len(part) + 3 > METRICS_BUDGET - 20:
             parts.append(f"{_ELLIPSIS} +{len(metrics) - index} more")
@@ -105,7 +128,7 @@ def _fields(delivery: Delivery) -> list[dict[str, Any]]:
         ("Artifact", event.artifact),
         ("Deployment", event.deployment_id),
     )
-    return [_mrkdwn(f"*{label}*\n{clip(value, VALUE_BUDGET)}") for label, value in named if value]
+    return [_mrkdwn(f"*{label}*\n{code(value, VALUE_BUDGET)}") for label, value in named if value]
 
 
 def _when(delivery: Delivery) -> str:
@@ -116,10 +139,10 @@ def _when(delivery: Delivery) -> str:
 
 
 def event_link(public_url: str, event_id: str) -> str | None:
-    """The receiver's admin page for the event, or None when it cannot be a Slack button URL."""
+    """The event's console page, or None when it cannot be a Slack button URL."""
     if not public_url.startswith(("https://", "http://")):
         return None
-    url = f"{public_url.rstrip('/')}/admin/events/{quote(event_id, safe='')}"
+    url = event_page(public_url, event_id)
     return url if len(url) <= BUTTON_URL_MAX else None
 
 
@@ -128,15 +151,15 @@ def message(delivery: Delivery, *, public_url: str) -> dict[str, Any]:
     event = delivery.event
     emoji, phrase = _KINDS.get(event.type, _OTHER_KIND)
     test = " _(test event)_" if event.is_test else ""
-    title = f"{emoji} *{clip(event.type, TYPE_BUDGET)}* · {phrase}{test}"
+    title = f"{emoji} {code(event.type, TYPE_BUDGET)} · *{phrase}*{test}"
     blocks: list[dict[str, Any]] = [_section(title)]
     if fields := _fields(delivery):
         blocks.append({"type": "section", "fields": fields})
     if event.metrics:
-        blocks.append(_section(f"*Metrics*\n{metrics_line(event.metrics)}"))
+        blocks.append(_section(f"*Metrics*\n`{metrics_line(event.metrics)}`"))
     if event.error:
-        blocks.append(_section(f"*Error*\n```{clip(event.error, ERROR_BUDGET)}```"))
-    context = f"Event {clip(delivery.event_id, EVENT_ID_BUDGET)} · {_when(delivery)}"
+        blocks.append(_section(f"*Error*\n```{literal(event.error, ERROR_BUDGET)}```"))
+    context = f"Event {code(delivery.event_id, EVENT_ID_BUDGET)} · {_when(delivery)}"
     blocks.append({"type": "context", "elements": [_mrkdwn(context)]})
     if link := event_link(public_url, delivery.event_id):
         blocks.append(_button("Open in receiver", link))

@@ -203,16 +203,38 @@ class TestPages:
 
     async def test_malicious_payload_shows_as_text(self, client: httpx.AsyncClient) -> None:
         """`<script>` in an event's job id and data is escaped on every page showing it."""
-        # A job id cannot hold "/" and stay addressable by path; the data field can.
-        event_id = await stored_event(client, job_id="<script>alert(1)", note=EVIL)
+        event_id = await stored_event(client, job_id="<script>/alert(1)", note=EVIL)
         await login(client)
-        job = quote("<script>alert(1)", safe="")
+        job = quote("<script>/alert(1)", safe="")
         for path in ("events", f"events/{event_id}", "jobs", f"jobs/{job}"):
             response = await client.get(f"{CONSOLE}/{path}")
             page = response.text
             assert response.status_code == 200, path
             assert "<script" not in page, path
             assert "&lt;script&gt;" in page, path
+
+    async def test_bidi_job_id_shows_escaped(self, client: httpx.AsyncClient) -> None:
+        """A job id holding a right-to-left override is shown with it escaped on every page that
+        shows the id, so it cannot pass for another word."""
+        job = "job-\u202egnp.exe"
+        event_id = await stored_event(client, job_id=job)
+        await login(client)
+        for page in ("events", f"events/{event_id}"):
+            text = (await client.get(f"{CONSOLE}/{page}")).text
+            assert "\u202e" not in text, page
+            assert ">job-\\u202egnp.exe<" in text, page
+
+    async def test_job_id_with_slash_opens(self, client: httpx.AsyncClient) -> None:
+        """A job id holding "/" is linked from its event's page, and the link opens the job."""
+        event_id = await stored_event(client, job_id="ft/org/run 1")
+        await login(client)
+        event_page = (await client.get(f"{CONSOLE}/events/{event_id}")).text
+        found = re.search(r'<a href="(/admin/console/jobs/[^"]+)">ft/org/run 1</a>', event_page)
+        assert found is not None
+        assert found.group(1) == f"{CONSOLE}/jobs/ft%2Forg%2Frun%201"
+        job = await client.get(found.group(1))
+        assert job.status_code == 200
+        assert f'href="/admin/console/events/{event_id}"' in job.text
 
     async def test_event_detail(self, client: httpx.AsyncClient) -> None:
         """Payload pretty-printed, signature redacted, deliveries with their attempts."""

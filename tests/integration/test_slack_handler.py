@@ -114,7 +114,7 @@ class TestIncomingWebhook:
         assert request.headers["content-type"].startswith("application/json")
         body = posted(sink, 0)
         assert body["text"].startswith("training.started: ")
-        assert body["blocks"][0]["text"]["text"].startswith(":hourglass_flowing_sand: *training")
+        assert body["blocks"][0]["text"]["text"].startswith(":hourglass_flowing_sand: `training")
         assert "thread_ts" not in body
         assert "channel" not in body
 

@@ -65,8 +65,9 @@ class TestCells:
             pytest.param(False, "no", id="false"),
             pytest.param(0, "0", id="zero"),
             pytest.param({"loss": 0.1}, '{"loss":0.1}', id="object"),
-            pytest.param("a\nb", "a?b", id="newline"),
-            pytest.param("\x1b[31mred\x1b[0m", "?[31mred?[0m", id="escape-sequence"),
+            pytest.param("a\nb", "a\\nb", id="newline"),
+            pytest.param("\x1b[31mred\x1b[0m", "\\x1b[31mred\\x1b[0m", id="escape-sequence"),
+            pytest.param("job-\u202eabc", "job-\\u202eabc", id="bidi-override"),
             pytest.param("caf\u00e9 \u2713", "caf\u00e9 \u2713", id="unicode-kept"),
         ],
     )

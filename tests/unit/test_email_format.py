@@ -197,12 +197,12 @@ class TestCompose:
             "retrying disabled",
             "2025-11-08T14:20:00.000000Z",
             "2025-11-08T14:22:31.000000Z",
-            "https://receiver.example/admin/events/evt-1",
+            "https://receiver.example/admin/console/events/evt-1",
         ]
         for text in expected:
             assert text in plain
             assert text.replace('"', "&quot;") in rich
-        assert '<a href="https://receiver.example/admin/events/evt-1">' in rich
+        assert '<a href="https://receiver.example/admin/console/events/evt-1">' in rich
 
     @pytest.mark.parametrize(
         "public_url",
@@ -211,7 +211,7 @@ class TestCompose:
     def test_link_has_one_slash(self, public_url: str) -> None:
         """A trailing slash on the public URL does not double up in the link."""
         plain, _ = bodies(parsed(delivery(), public_url))
-        assert "Details: https://receiver.example/admin/events/evt-1" in plain.splitlines()
+        assert "Details: https://receiver.example/admin/console/events/evt-1" in plain.splitlines()
 
     def test_non_ascii_survives_the_round_trip(self) -> None:
         """Accents and symbols in the subject and bodies arrive intact."""

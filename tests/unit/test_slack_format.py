@@ -30,6 +30,8 @@ from service.handlers.slack_format import (
 )
 
 PUBLIC_URL = "https://receiver.example"
+CONSOLE = f"{PUBLIC_URL}/admin/console"
+G = "\u02cb"  # what a backtick in a value becomes: it looks alike but ends no code
 OCCURRED = datetime(2025, 11, 8, 14, 22, 31, tzinfo=UTC)
 
 
@@ -124,7 +126,7 @@ class TestMessage:
     def test_first_line_names_the_type(self, event_type: str, emoji: str) -> None:
         """The first line and the fallback text name the event type verbatim, with its emoji."""
         msg = message(delivery(type=event_type), public_url=PUBLIC_URL)
-        assert first_line(msg).startswith(f"{emoji} *{event_type}* · ")
+        assert first_line(msg).startswith(f"{emoji} `{event_type}` · *")
         assert msg["text"].startswith(f"{event_type}: ")
         assert_valid(msg)
 
@@ -133,14 +135,14 @@ class TestMessage:
         msg = message(delivery(deployment_id="dep-9"), public_url=PUBLIC_URL)
         fields = [f["text"] for f in msg["blocks"][1]["fields"]]
         assert fields == [
-            "*Job*\njob-1",
-            "*Model*\nmeta-llama/Llama-3.3-70B-Instruct",
-            "*Artifact*\ns3://bucket/job-1/adapter",
-            "*Deployment*\ndep-9",
+            "*Job*\n`job-1`",
+            "*Model*\n`meta-llama/Llama-3.3-70B-Instruct`",
+            "*Artifact*\n`s3://bucket/job-1/adapter`",
+            "*Deployment*\n`dep-9`",
         ]
-        assert msg["blocks"][2]["text"]["text"] == "*Metrics*\nloss: 0.123457 · epochs: 3"
+        assert msg["blocks"][2]["text"]["text"] == "*Metrics*\n`loss: 0.123457 · epochs: 3`"
         context = msg["blocks"][-2]["elements"][0]["text"]
-        assert context == "Event evt_01 · occurred 2025-11-08 14:22:31 UTC"
+        assert context == "Event `evt_01` · occurred 2025-11-08 14:22:31 UTC"
 
     def test_error_shown_for_failed(self) -> None:
         """A failed event shows its error in a block and in the fallback text."""
@@ -172,14 +174,15 @@ class TestMessage:
     @pytest.mark.parametrize(
         ("public_url", "event_id", "expected"),
         [
-            pytest.param(PUBLIC_URL, "evt_01", f"{PUBLIC_URL}/admin/events/evt_01", id="plain"),
-            pytest.param(PUBLIC_URL + "/", "a/b c", f"{PUBLIC_URL}/admin/events/a%2Fb%20c", id="q"),
+            pytest.param(PUBLIC_URL, "evt_01", f"{CONSOLE}/events/evt_01", id="plain"),
+            pytest.param(PUBLIC_URL + "/", "a/b c", f"{CONSOLE}/events/a%2Fb%20c", id="quoted"),
             pytest.param("", "evt_01", None, id="no-public-url"),
             pytest.param(PUBLIC_URL, "e" * 3000, None, id="url-too-long"),
         ],
     )
     def test_link_button(self, public_url: str, event_id: str, expected: str | None) -> None:
-        """The button opens the event's admin page; without a usable URL there is none."""
+        """The button opens the event's console page (not the JSON route); without a usable URL
+        there is none."""
         msg = message(delivery(event_id=event_id), public_url=public_url)
         buttons = [b["elements"][0] for b in msg["blocks"] if b["type"] == "actions"]
         assert [b["url"] for b in buttons] == ([expected] if expected else [])
@@ -217,8 +220,8 @@ class TestHostileValues:
         )
         metrics, error = msg["blocks"][2]["text"]["text"], msg["blocks"][3]["text"]["text"]
         assert error.endswith("e…```")
-        assert metrics.startswith("*Metrics*\nm0: 0 · m1: 1")
-        assert metrics.endswith(" more")
+        assert metrics.startswith("*Metrics*\n`m0: 0 · m1: 1")
+        assert metrics.endswith(" more`")
         assert "…" in msg["text"]
 
     @pytest.mark.parametrize(
@@ -238,6 +241,37 @@ class TestHostileValues:
         """Metric names and values are escaped like every other value."""
         msg = message(delivery(metrics={"<!here>": "<https://x|y>"}), public_url=PUBLIC_URL)
         assert "&lt;!here&gt;: &lt;https://x|y&gt;" in msg["blocks"][2]["text"]["text"]
+
+    def test_backticks_in_an_error_cannot_end_its_code_block(self) -> None:
+        """A ``` in an error cannot close the code block early, so the `*` and `_` after it
+        stay unformatted text; the block's only backticks are its own fences."""
+        error = "boom ```\n*all caps* _it_ ~gone~ `x` <!here>"
+        msg = message(delivery(type="training.failed", error=error), public_url=PUBLIC_URL)
+        assert_valid(msg)
+        block = msg["blocks"][3]["text"]["text"]
+        assert block.startswith("*Error*\n```")
+        assert block.endswith("```")
+        inside = block.removeprefix("*Error*\n```").removesuffix("```")
+        assert "`" not in inside
+        assert inside == f"boom {G}{G}{G}\n*all caps* _it_ ~gone~ {G}x{G} &lt;!here&gt;"
+
+    @pytest.mark.parametrize(
+        "field", ["job_id", "model", "artifact", "deployment_id", "event_id", "type"]
+    )
+    def test_formatting_characters_in_values_stay_text(self, field: str) -> None:
+        """`*`, `_`, `~` and backticks in any value are shown inside inline code, which Slack
+        does not format, and cannot end that code early (not even with a line break)."""
+        value = "*bold* _it_ ~st~ `code`\n*x*"
+        msg = message(delivery(**{field: value}), public_url=PUBLIC_URL)
+        assert_valid(msg)
+        shown = f"`*bold* _it_ ~st~ {G}code{G} *x*`"
+        assert shown in block_texts(msg)
+        assert "*bold*" not in block_texts(msg).replace(shown, "")
+
+    def test_metric_formatting_stays_text(self) -> None:
+        """Metric names and values are inline code too, on one line, without backticks."""
+        msg = message(delivery(metrics={"*n*": "`v`\n~s~"}), public_url=PUBLIC_URL)
+        assert msg["blocks"][2]["text"]["text"] == f"*Metrics*\n`*n*: {G}v{G} ~s~`"
 
     def test_newlines_and_non_ascii_kept(self) -> None:
         """Line breaks and non-ASCII text reach Slack as they are."""

@@ -1,6 +1,8 @@
 """The console's tiny templating: `Html` is markup already safe to emit, everything else is
-escaped on the way in (`h`, `join`), so a stored `<script>` shows as text. Also the page frame,
-its stylesheet and the Content-Security-Policy that admits exactly that stylesheet. Pure.
+escaped on the way in (`h`, `join`), so a stored `<script>` shows as text and an invisible or
+bidi-control character as its escape (`\\u202e`, see `service.display`); `attr` keeps a form value
+exact. Also the page frame, its stylesheet and the Content-Security-Policy that admits exactly
+that stylesheet. Pure.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ import hashlib
 import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
-BASE = "/admin/console"
+from service.display import visible
+from service.links import console_path
+
+# The console names its paths this way; kept here so pages and routes import one module.
+path = console_path
 
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d232a;background:#f6f7f9}
@@ -40,10 +46,21 @@ class Html(str):
 
 
 def esc(value: object) -> Html:
-    """`value` as markup: Html unchanged, None empty, anything else escaped text."""
+    """`value` as markup: Html unchanged, None empty, anything else escaped visible text."""
     if isinstance(value, Html):
         return value
-    return Html(html.escape("" if value is None else str(value), quote=True))
+    return Html(html.escape(visible("" if value is None else str(value)), quote=True))
+
+
+def attr(value: str) -> Html:
+    """A form field's value exactly as given (HTML-escaped only), so the browser sends it back
+    unchanged; never use it for text that is shown."""
+    return Html(html.escape(value, quote=True))
+
+
+def pre(text: str) -> Html:
+    """Preformatted text: escaped and visible, but its line breaks kept."""
+    return h("<pre>{}</pre>", Html(html.escape(visible(text, keep="\n"), quote=True)))
 
 
 def h(template: str, *args: object) -> Html:
@@ -60,11 +77,6 @@ def url(path: str, **query: str | None) -> str:
     """`path` with the non-empty `query` values encoded."""
     kept = {name: value for name, value in query.items() if value}
     return f"{path}?{urlencode(kept)}" if kept else path
-
-
-def path(*parts: str) -> str:
-    """A console path; each part (an id, which may come from anywhere) is percent-encoded."""
-    return "/".join([BASE, *(quote(part, safe="") for part in parts)])
 
 
 def link(href: str, text: object) -> Html:
@@ -103,7 +115,9 @@ class Viewer:
 def post_form(action: str, label: str, viewer: Viewer, **hidden: str) -> Html:
     """A one-button POST form carrying the session's CSRF token and the way back."""
     values = {"csrf": viewer.csrf, "next": viewer.here, **hidden}
-    inputs = join(h('<input type="hidden" name="{}" value="{}">', k, v) for k, v in values.items())
+    inputs = join(
+        h('<input type="hidden" name="{}" value="{}">', k, attr(v)) for k, v in values.items()
+    )
     return h(
         '<form class="inline" method="post" action="{}">{}<button>{}</button></form>',
         action,

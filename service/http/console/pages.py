@@ -12,6 +12,7 @@ import orjson
 from service.http.console.markup import (
     Html,
     Viewer,
+    attr,
     coloured,
     document,
     h,
@@ -19,6 +20,7 @@ from service.http.console.markup import (
     link,
     path,
     post_form,
+    pre,
     table,
     url,
 )
@@ -54,7 +56,7 @@ def error_page(code: int, message: str, viewer: Viewer | None = None) -> Html:
 
 def _input(name: str, value: str, options: Sequence[str]) -> Html:
     if not options:
-        return h('<label>{} <input name="{}" value="{}"></label> ', name, name, value)
+        return h('<label>{} <input name="{}" value="{}"></label> ', name, name, attr(value))
     opts = join(
         h('<option value="{}"{}>{}</option>', o, Html(" selected" * (o == value)), o or "any")
         for o in ("", *options)
@@ -131,9 +133,9 @@ def event_page(event: View, viewer: Viewer) -> Html:
     headers = table(("name", "value"), [(x["name"], x["value"]) for x in event["headers"]])
     sent = [_delivery_row(d, viewer, DELIVERY_KEYS) for d in event["deliveries"]]
     tries = join(_attempts(d) for d in event["deliveries"])
-    parts = "<h2>Payload</h2><pre>{}</pre><h2>Headers</h2>{}<h2>Deliveries</h2>{}{}"
+    parts = "<h2>Payload</h2>{}<h2>Headers</h2>{}<h2>Deliveries</h2>{}{}"
     listing = table([*DELIVERY_KEYS.split(), ""], sent)
-    return _page(event["type"], viewer, summary, h(parts, payload, headers, listing, tries))
+    return _page(event["type"], viewer, summary, h(parts, pre(payload), headers, listing, tries))
 
 
 def deliveries_page(body: View, viewer: Viewer) -> Html:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,9 +29,10 @@ from service.http.admin.route_config import list_routes
 from service.http.admin.routes import get_event, list_events
 from service.http.admin.synthetic import synthetic_payload
 from service.http.console import pages, session
-from service.http.console.markup import BASE, CSP, Html, Viewer, path
+from service.http.console.markup import CSP, Html, Viewer, path
 from service.http.context import services
 from service.http.errors import ApiError
+from service.links import CONSOLE as BASE
 from service.services import Services
 from service.store import deliveries
 
@@ -72,7 +73,8 @@ def _viewer(request: Request, found: session.Session, notice: str = "") -> Viewe
     query = request.url.query
     filters = {k: v for k, v in request.query_params.items() if k != "cursor"}
     token = found.token
-    here = request.url.path + (f"?{query}" if query else "")
+    # Re-encoded: the decoded path may hold any character an id does (`_back` wants ASCII).
+    here = quote(request.url.path, safe="/") + (f"?{query}" if query else "")
     return Viewer(token.name, token.scope, token.can_write, found.csrf, here, filters, notice)
 
 
@@ -104,6 +106,8 @@ def page(fetch: Fetch, draw: Callable[[Any, Viewer], Html]) -> Endpoint:
         if found is None:
             return _redirect(path("login"))
         cleaned = _own(request)
+        # The admin functions read the caller's token there (what a read scope may see).
+        cleaned.state.admin_token = found.token
         viewer = _viewer(cleaned, found, request.query_params.get("done", ""))
         try:
             return _html(draw(await fetch(cleaned, svc), viewer))
@@ -127,6 +131,7 @@ def action(act: Fetch, done: str) -> Endpoint:
             message = "This form has expired or did not come from the console; reload the page."
             return _html(pages.error_page(403, message), 403)
         viewer = _viewer(request, found)
+        request.state.admin_token = found.token
         if not found.token.can_write:
             write_audit_line(request, found.token, action=name, status=403, error="FORBIDDEN")
             return _html(pages.error_page(403, "This token may only read.", viewer), 403)
@@ -239,7 +244,8 @@ ROUTES = [
         BASE + "/deliveries/{delivery_id}/retry", action(retry_delivery, "retried"), methods=POST
     ),
     Route(path("jobs"), page(list_jobs, pages.jobs_page), methods=["GET"]),
-    Route(BASE + "/jobs/{job_id}", page(get_job, pages.job_page)),
+    # LLMTune's job ids may hold "/" (links encode it as %2F, which routing sees decoded).
+    Route(BASE + "/jobs/{job_id:path}", page(get_job, pages.job_page)),
     Route(path("routes"), page(list_routes, pages.routes_page), methods=["GET"]),
     Route(path("test-event"), action(test_event, "test-sent"), methods=POST),
 ]
