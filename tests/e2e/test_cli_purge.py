@@ -40,7 +40,9 @@ DAY = timedelta(days=1)
 SUMMARY = re.compile(
     r"purge: (?P<did>deleted|would delete) (?P<events>\d+) events \((?P<deliveries>\d+) "
     r"deliveries\) older than (?P<cutoff>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) in \d+\.\d s; "
-    r"(?P<kept_word>kept|would keep) (?P<kept>\d+) with unfinished deliveries\n"
+    r"(?P<kept_word>kept|would keep) (?P<kept>\d+) with unfinished deliveries; "
+    r"(?P=did) (?P<tombstones>\d+) dedup keys of events older than "
+    r"(?P<dedup_cutoff>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)\n"
 )
 
 
@@ -138,23 +140,27 @@ async def test_purge_and_dry_run(
 
     started = SystemClock().now()
     dry = summary(await cli(db_url, tmp_path, "--older-than", "90d", "--dry-run"))
-    assert dry | {"cutoff": ""} == {
+    assert dry | {"cutoff": "", "dedup_cutoff": ""} == {
         "did": "would delete",
         "events": "2",
         "deliveries": "4",
         "cutoff": "",
         "kept_word": "would keep",
         "kept": "1",
+        "tombstones": "0",
+        "dedup_cutoff": "",
     }
     cutoff = datetime.strptime(dry["cutoff"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert started - 90 * DAY - timedelta(seconds=1) <= cutoff <= SystemClock().now() - 90 * DAY
     assert await snapshot(engine) == before
 
     done = await cli(db_url, tmp_path, "--older-than", "90d", "--batch-size", "1")
-    assert summary(done) | {"cutoff": ""} == dry | {
+    assert summary(done) | {"cutoff": "", "dedup_cutoff": ""} == dry | {
         "did": "deleted",
         "kept_word": "kept",
         "cutoff": "",
+        "tombstones": "0",
+        "dedup_cutoff": "",
     }
     # Off a terminal the progress is one summary line on stderr, never redrawn.
     assert done.stderr.count("purge: 2 events, 4 deliveries, 1 kept in ") == 1

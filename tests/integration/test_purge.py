@@ -23,6 +23,7 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 CUTOFF = NOW - timedelta(days=90)
 OLD = CUTOFF - timedelta(days=1)
 RECENT = NOW - timedelta(days=1)
+DEDUP_CUTOFF = NOW - timedelta(days=400)
 _seq = itertools.count(1)
 
 
@@ -136,7 +137,15 @@ async def purge_all(db: Database, *, limit: int, dry_run: bool = False) -> Total
     deleted = deliveries = kept = batches = 0
     after: tuple[datetime, str] | None = None
     while True:
-        work = partial(purge_batch, cutoff=CUTOFF, after=after, limit=limit, dry_run=dry_run)
+        work = partial(
+            purge_batch,
+            cutoff=CUTOFF,
+            after=after,
+            limit=limit,
+            dry_run=dry_run,
+            now=NOW,
+            dedup_cutoff=DEDUP_CUTOFF,
+        )
         batch = await (db.read if dry_run else db.write)(work)
         batches += 1
         deleted, deliveries, kept = (
