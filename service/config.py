@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = None
     otel_service_name: str = "llmtune-receiver"
     job_poll_after: float = Field(default=600.0, ge=1, le=86_400)
+    # `purge` keeps a purged event's dedup key this long after it was received (replay defence).
+    dedup_retention_days: int = Field(default=400, ge=1, le=36_500)
     # An unsigned delivery to a job's callback URL: a doorbell that polls LLMTune, or a 401.
     job_callbacks_unsigned: Literal["poll", "refuse"] = "poll"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -69,7 +69,9 @@ def add_purge_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "short batches (safe while the service runs). Their deliveries, delivery attempts and "
         "inference runs go with them. An event with a delivery still to make (pending, in "
         "flight, retrying) is kept; dead and succeeded deliveries do not keep one. Jobs are "
-        "never deleted: the job history stays.",
+        "never deleted: the job history stays. Each deleted event's dedup key is kept, so a "
+        "replay of its body is still answered as a duplicate, until DEDUP_RETENTION_DAYS after "
+        "the event was received; then this command deletes the key too.",
     )
     purge.add_argument(
         "--older-than",

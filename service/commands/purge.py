@@ -1,4 +1,5 @@
-"""`purge`: delete events older than an age, with their deliveries, attempts and inference runs.
+"""`purge`: delete events older than an age, with their deliveries, attempts and inference runs;
+then forget the dedup keys (tombstones) of events received more than DEDUP_RETENTION_DAYS ago.
 
 Safe beside a running service: one short transaction per batch (on SQLite the write lock is held
 for one batch only), and an event with a delivery still to make is kept. Job rows are never
@@ -20,14 +21,15 @@ from service.clock import SystemClock
 from service.commands.common import (
     SQLITE_PAUSE_SECONDS,
     batch_size_or_exit,
+    dispose,
     fail,
     settings_or_exit,
 )
 from service.commands.progress import Progress
 from service.config import Settings
 from service.logs import configure_logging
-from service.store.db import StoreUnavailable, is_sqlite, open_database
-from service.store.purge import purge_batch
+from service.store.db import Database, StoreUnavailable, is_sqlite, open_database
+from service.store.purge import purge_batch, purge_tombstones
 
 # Anything older is older than every event; the bound keeps `now - age` a representable time.
 MAX_AGE = timedelta(days=36_500)
@@ -64,42 +66,118 @@ class Tally:
     deleted: int = 0
     deliveries: int = 0
     kept: int = 0
+    # Tombstones deleted, their events received before the dedup cutoff (those written are
+    # not counted).
+    tombstones: int = 0
     last: tuple[datetime, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cutoffs:
+    """When a purge runs, and the lines it draws: events received before `events` go, and
+    tombstones of events received before `dedup` go (none is written for such an event)."""
+
+    now: datetime
+    events: datetime
+    dedup: datetime
+
+
+def cutoffs(now: datetime, *, age: timedelta, dedup_days: int) -> Cutoffs:
+    """The cutoffs of a purge at `now`, in whole seconds so that those printed are those applied."""
+    at = now.replace(microsecond=0)
+    return Cutoffs(now=now, events=at - age, dedup=at - timedelta(days=dedup_days))
+
+
+async def purge(
+    db: Database,
+    *,
+    cuts: Cutoffs,
+    batch_size: int,
+    dry_run: bool,
+    tally: Tally,
+    progress: Progress,
+    pause: float = 0.0,
+) -> None:
+    """Purge (or count) every old event, then every expired tombstone, one transaction per
+    batch, into `tally`."""
+    await _purge_events(
+        db,
+        cuts=cuts,
+        batch_size=batch_size,
+        dry_run=dry_run,
+        tally=tally,
+        progress=progress,
+        pause=pause,
+    )
+    run = db.read if dry_run else db.write
+    while True:
+        forget = partial(purge_tombstones, cutoff=cuts.dedup, limit=batch_size, dry_run=dry_run)
+        forgotten = await run(forget)
+        tally.tombstones += forgotten
+        # A dry run counts them all at once.
+        if dry_run or forgotten < batch_size:
+            return
+        await asyncio.sleep(pause)
+
+
+async def _purge_events(
+    db: Database,
+    *,
+    cuts: Cutoffs,
+    batch_size: int,
+    dry_run: bool,
+    tally: Tally,
+    progress: Progress,
+    pause: float,
+) -> None:
+    run = db.read if dry_run else db.write
+    while True:
+        work = partial(
+            purge_batch,
+            cutoff=cuts.events,
+            after=tally.last,
+            limit=batch_size,
+            dry_run=dry_run,
+            now=cuts.now,
+            dedup_cutoff=cuts.dedup,
+        )
+        batch = await run(work)
+        tally.deleted += batch.deleted
+        tally.deliveries += batch.deliveries
+        tally.kept += batch.kept
+        if batch.last is None or batch.scanned < batch_size:
+            return
+        tally.last = batch.last
+        progress.update(
+            f"{tally.deleted} events, {tally.deliveries} deliveries, {tally.kept} kept, "
+            f"at {rfc3339(batch.last[0])}"
+        )
+        await asyncio.sleep(pause)
 
 
 async def _purge(
     settings: Settings,
     *,
-    cutoff: datetime,
+    cuts: Cutoffs,
     batch_size: int,
     dry_run: bool,
     tally: Tally,
     progress: Progress,
 ) -> None:
-    """Purge (or count) every old event, one transaction per batch, into `tally`."""
     db = open_database(settings.database_url)
     pause = SQLITE_PAUSE_SECONDS if is_sqlite(settings.database_url) and not dry_run else 0.0
     try:
-        while True:
-            work = partial(
-                purge_batch, cutoff=cutoff, after=tally.last, limit=batch_size, dry_run=dry_run
-            )
-            batch = await (db.read if dry_run else db.write)(work)
-            tally.deleted += batch.deleted
-            tally.deliveries += batch.deliveries
-            tally.kept += batch.kept
-            if batch.last is None or batch.scanned < batch_size:
-                return
-            tally.last = batch.last
-            progress.update(
-                f"{tally.deleted} events, {tally.deliveries} deliveries, {tally.kept} kept, "
-                f"at {rfc3339(batch.last[0])}"
-            )
-            await asyncio.sleep(pause)
+        await purge(
+            db,
+            cuts=cuts,
+            batch_size=batch_size,
+            dry_run=dry_run,
+            tally=tally,
+            progress=progress,
+            pause=pause,
+        )
     finally:
-        if db.read_engine is not db.engine:
-            await db.read_engine.dispose()
-        await db.engine.dispose()
+        await dispose(db)
 
 
 def _options_or_exit(args: argparse.Namespace) -> tuple[timedelta, int]:
@@ -110,12 +188,14 @@ def _options_or_exit(args: argparse.Namespace) -> tuple[timedelta, int]:
     return age, batch_size_or_exit(args.batch_size)
 
 
-def summary(tally: Tally, *, cutoff: datetime, seconds: float, dry_run: bool) -> str:
+def summary(tally: Tally, *, cuts: Cutoffs, seconds: float, dry_run: bool) -> str:
     """The line `purge` always ends with."""
     did, kept = ("would delete", "would keep") if dry_run else ("deleted", "kept")
     return (
         f"purge: {did} {tally.deleted} events ({tally.deliveries} deliveries) older than "
-        f"{rfc3339(cutoff)} in {seconds:.1f} s; {kept} {tally.kept} with unfinished deliveries"
+        f"{rfc3339(cuts.events)} in {seconds:.1f} s; {kept} {tally.kept} with unfinished "
+        f"deliveries; {did} {tally.tombstones} dedup keys of events older than "
+        f"{rfc3339(cuts.dedup)}"
     )
 
 
@@ -124,8 +204,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
     age, batch_size = _options_or_exit(args)
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
-    # Whole seconds, so that the cutoff printed is exactly the one applied.
-    cutoff = (SystemClock().now() - age).replace(microsecond=0)
+    cuts = cutoffs(SystemClock().now(), age=age, dedup_days=settings.dedup_retention_days)
     tally = Tally()
     started = time.monotonic()
     progress = Progress("purge", sys.stderr)
@@ -133,7 +212,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
         asyncio.run(
             _purge(
                 settings,
-                cutoff=cutoff,
+                cuts=cuts,
                 batch_size=batch_size,
                 dry_run=args.dry_run,
                 tally=tally,
@@ -151,5 +230,5 @@ def cmd_purge(args: argparse.Namespace) -> int:
         fail(1, f"store unavailable: {exc}{done}")
     seconds = time.monotonic() - started
     progress.finish(f"{tally.deleted} events, {tally.deliveries} deliveries, {tally.kept} kept")
-    print(summary(tally, cutoff=cutoff, seconds=seconds, dry_run=args.dry_run))
+    print(summary(tally, cuts=cuts, seconds=seconds, dry_run=args.dry_run))
     return 0

@@ -3,9 +3,10 @@
 The group-commit writer hands a batch of concurrent deliveries here. Each statement is built once
 (`BatchStatements`) and run once over the list of its rows (an executemany, which both drivers
 send as multi-row statements or a pipeline), so a batch of 200 events costs about the same round
-trips as a single one: INSERT events, UPDATE duplicates, INSERT jobs, UPDATE jobs twice, INSERT
-deliveries. Which rows are repeats of each other is decided in memory first (`plan`), so no
-statement ever conflicts with a row of its own batch.
+trips as a single one: INSERT events, SELECT their tombstones (see `_undo_purged`), UPDATE
+duplicates, INSERT jobs, UPDATE jobs twice, INSERT deliveries. Which rows are repeats of each
+other is decided in memory first (`plan`), so no statement ever conflicts with a row of its own
+batch.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from service.jobs.state import RANK, transition_for
 from service.store.deliveries import NOTIFY_CHANNEL
 from service.store.events import NewEvent
 from service.store.sealing import PLAINTEXT, Sealer, seal_event
-from service.store.tables import DELIVERIES, EVENTS, JOBS
+from service.store.tables import DEDUP_TOMBSTONES, DELIVERIES, EVENTS, JOBS
 
 _JOB_FIELDS = ("base_model", "artifact", "deployment_id", "metrics", "error")
 _JOB_TIMES = ("started_at", "finished_at", "deployed_at")
@@ -41,7 +42,8 @@ class Stored:
 
 @dataclass(frozen=True, slots=True)
 class Vanished:
-    """The delivery repeats a stored event that was deleted (purged) during the write."""
+    """The delivery repeats a stored event that was deleted (purged) during the write, and left
+    no tombstone (it was older than the dedup retention)."""
 
 
 Outcome = Stored | Vanished
@@ -99,6 +101,12 @@ class BatchStatements:
         self.ids_of_keys = sa.select(EVENTS.c.dedup_key, EVENTS.c.id).where(
             EVENTS.c.dedup_key.in_(sa.bindparam("p_keys", expanding=True))
         )
+        self.tombstones_of_keys = sa.select(
+            DEDUP_TOMBSTONES.c.dedup_key, DEDUP_TOMBSTONES.c.event_id
+        ).where(DEDUP_TOMBSTONES.c.dedup_key.in_(sa.bindparam("p_keys", expanding=True)))
+        self.delete_events = sa.delete(EVENTS).where(
+            EVENTS.c.id.in_(sa.bindparam("p_ids", expanding=True))
+        )
         self.insert_jobs = (
             insert(JOBS)
             .on_conflict_do_nothing(index_elements=[JOBS.c.llmtune_job_id])
@@ -144,11 +152,17 @@ async def write_batch(
     candidates = [batch[index] for index in grouped.firsts]
     event_rows = [_event_row(new, sealer) for new in candidates]
     inserted = set((await conn.execute(sql.insert_events, event_rows)).scalars())
+    purged = await _undo_purged(conn, sql, [new for new in candidates if new.id in inserted])
     outcomes: list[Outcome | None] = [None] * len(batch)
     repeats: list[dict[str, Any]] = []
     conflicted: dict[str, list[int]] = {}
     for first, later in zip(grouped.firsts, grouped.repeats, strict=True):
         new = batch[first]
+        key = new.event.dedup_key
+        if key in purged:
+            for index in (first, *later):
+                outcomes[index] = Stored(purged[key], duplicate=True)
+            continue
         if new.id in inserted:
             outcomes[first] = Stored(new.id, duplicate=False)
             for index in later:
@@ -156,23 +170,68 @@ async def write_batch(
             copies = later
         else:
             copies = [first, *later]
-            conflicted[new.event.dedup_key] = copies
+            conflicted[key] = copies
         if copies:
             last = max(batch[index].received_at for index in copies)
-            repeats.append({"p_key": new.event.dedup_key, "p_count": len(copies), "p_at": last})
+            repeats.append({"p_key": key, "p_count": len(copies), "p_at": last})
     if repeats:
         await conn.execute(sql.count_repeats, repeats)
     if conflicted:
-        rows = await conn.execute(sql.ids_of_keys, {"p_keys": list(conflicted)})
-        found: dict[str, str] = {key: stored for key, stored in rows}
-        for key, copies in conflicted.items():
-            stored_id = found.get(key)
-            for index in copies:
-                outcomes[index] = Vanished() if stored_id is None else Stored(stored_id, True)
-    fresh = [new for new in candidates if new.id in inserted]
+        await _answer_conflicts(conn, sql, conflicted, outcomes)
+    fresh = [new for new in candidates if new.id in inserted and new.event.dedup_key not in purged]
     await _advance_jobs(conn, sql, fresh)
     await _enqueue(conn, sql, fresh, routes)
     return [outcome if outcome is not None else Vanished() for outcome in outcomes]
+
+
+async def _undo_purged(
+    conn: AsyncConnection, sql: BatchStatements, inserted: Sequence[NewEvent]
+) -> dict[str, str]:
+    """Delete again the events just inserted whose key a purge left as a tombstone; their keys,
+    each with the purged event's id. Such a delivery is a replay: it neither moves a job nor
+    fans out.
+
+    Why insert first and look for tombstones after, not the other way round: a purge deletes
+    the event and writes its tombstone in one transaction. Looked up first (on PostgreSQL), the
+    tombstone could still be uncommitted, and an insert after the purge's commit would find no
+    conflict and store a replay as new. Inserted first, the key either conflicts with the live
+    event (a duplicate as ever) or waits for the purge's uncommitted delete of it; once the
+    insert has returned that purge has committed, and this later statement (READ COMMITTED: a
+    snapshot per statement) sees its tombstone. SQLite has one writer: no race there.
+    """
+    if not inserted:
+        return {}
+    keys = [new.event.dedup_key for new in inserted]
+    purged = await _tombstoned(conn, sql, keys)
+    if purged:
+        undone = [new.id for new in inserted if new.event.dedup_key in purged]
+        await conn.execute(sql.delete_events, {"p_ids": undone})
+    return purged
+
+
+async def _tombstoned(
+    conn: AsyncConnection, sql: BatchStatements, keys: list[str]
+) -> dict[str, str]:
+    rows = await conn.execute(sql.tombstones_of_keys, {"p_keys": keys})
+    return {key: event_id for key, event_id in rows}
+
+
+async def _answer_conflicts(
+    conn: AsyncConnection,
+    sql: BatchStatements,
+    conflicted: dict[str, list[int]],
+    outcomes: list[Outcome | None],
+) -> None:
+    """Point each conflicting delivery at its key's stored event, or else at its tombstone: a
+    purge that removed the original during this write (the count above waited for it) left one."""
+    rows = await conn.execute(sql.ids_of_keys, {"p_keys": list(conflicted)})
+    found: dict[str, str] = {key: stored for key, stored in rows}
+    missing = [key for key in conflicted if key not in found]
+    if missing:
+        found |= await _tombstoned(conn, sql, missing)
+    for key, copies in conflicted.items():
+        for index in copies:
+            outcomes[index] = Stored(found[key], True) if key in found else Vanished()
 
 
 def _event_row(new: NewEvent, sealer: Sealer) -> dict[str, Any]:

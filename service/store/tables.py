@@ -228,6 +228,18 @@ class RejectionRow(Base):
     __table_args__ = (sa.Index("ix_webhook_rejections_received_at_id", "received_at", "id"),)
 
 
+class DedupTombstoneRow(Base):
+    """The dedup key of a purged event: a replay of its body stays a duplicate after the body
+    is gone. Deleted in turn by `purge` once older than DEDUP_RETENTION_DAYS."""
+
+    __tablename__ = "dedup_tombstones"
+
+    dedup_key: Mapped[str] = mapped_column(sa.Text, primary_key=True)
+    event_id: Mapped[str] = mapped_column(sa.String(40))
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    purged_at: Mapped[datetime]
+
+
 class EncryptionKeyRow(Base):
     """A key that has sealed stored data, with a canary sealed under it: a start with a wrong or
     missing key is refused before anything is read or written (service/store/keys.py)."""
@@ -249,5 +261,6 @@ HANDLER_MEMORY = cast(sa.Table, HandlerMemoryRow.__table__)
 INFERENCE_RUNS = cast(sa.Table, InferenceRunRow.__table__)
 REJECTIONS = cast(sa.Table, RejectionRow.__table__)
 ENCRYPTION_KEYS = cast(sa.Table, EncryptionKeyRow.__table__)
+DEDUP_TOMBSTONES = cast(sa.Table, DedupTombstoneRow.__table__)
 # The tables with sealed columns and a `sealed_with` (service/store/sealing.py).
 SEALED_TABLES = (EVENTS, INFERENCE_RUNS, JOBS)

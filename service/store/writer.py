@@ -193,8 +193,8 @@ class IngestWriter:
                 stored_new = stored_new or not outcome.duplicate
                 pending.answer.set_result(WriteResult(outcome.event_id, outcome.duplicate))
             else:
-                # A purge removed the original between the conflict and the count: the sender
-                # retries, and the retry stores it anew.
+                # A purge removed the original between the conflict and the count, and kept no
+                # tombstone (too old to): the sender retries, and the retry stores it anew.
                 pending.answer.set_exception(
                     StoreUnavailable("the stored original vanished during the write")
                 )

@@ -14,14 +14,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from subprocess import CompletedProcess
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.clock import FakeClock, SystemClock
-from service.store.tables import ATTEMPTS, DELIVERIES, EVENTS, JOBS
-from tests.e2e.server import free_port, receiver_env, run_cli
-from tests.helpers import make_settings, post_webhook, running_app, w3_body
+from service.store.tables import ATTEMPTS, DEDUP_TOMBSTONES, DELIVERIES, EVENTS, JOBS
+from tests.e2e.server import free_port, receiver_env, run_cli, running_server
+from tests.helpers import make_settings, post_webhook, running_app, w3_body, w3_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +41,9 @@ DAY = timedelta(days=1)
 SUMMARY = re.compile(
     r"purge: (?P<did>deleted|would delete) (?P<events>\d+) events \((?P<deliveries>\d+) "
     r"deliveries\) older than (?P<cutoff>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) in \d+\.\d s; "
-    r"(?P<kept_word>kept|would keep) (?P<kept>\d+) with unfinished deliveries\n"
+    r"(?P<kept_word>kept|would keep) (?P<kept>\d+) with unfinished deliveries; "
+    r"(?P=did) (?P<tombstones>\d+) dedup keys of events older than "
+    r"(?P<dedup_cutoff>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)\n"
 )
 
 
@@ -100,11 +103,14 @@ async def snapshot(engine: AsyncEngine) -> tuple[set[str], int, int]:
     return events, deliveries or 0, attempts or 0
 
 
-async def cli(db_url: str, tmp_path: Path, *args: str) -> CompletedProcess[str]:
-    """Run `purge ARGS` on `db_url` (off the event loop)."""
-    return await asyncio.to_thread(
-        run_cli, ["purge", *args], cwd=tmp_path, env=receiver_env(db_url)
-    )
+async def cli(
+    db_url: str, tmp_path: Path, *args: str, dedup_days: int | None = None
+) -> CompletedProcess[str]:
+    """Run `purge ARGS` on `db_url` (off the event loop), with DEDUP_RETENTION_DAYS if given."""
+    env = receiver_env(db_url)
+    if dedup_days is not None:
+        env["DEDUP_RETENTION_DAYS"] = str(dedup_days)
+    return await asyncio.to_thread(run_cli, ["purge", *args], cwd=tmp_path, env=env)
 
 
 def summary(result: CompletedProcess[str]) -> dict[str, str]:
@@ -138,23 +144,27 @@ async def test_purge_and_dry_run(
 
     started = SystemClock().now()
     dry = summary(await cli(db_url, tmp_path, "--older-than", "90d", "--dry-run"))
-    assert dry | {"cutoff": ""} == {
+    assert dry | {"cutoff": "", "dedup_cutoff": ""} == {
         "did": "would delete",
         "events": "2",
         "deliveries": "4",
         "cutoff": "",
         "kept_word": "would keep",
         "kept": "1",
+        "tombstones": "0",
+        "dedup_cutoff": "",
     }
     cutoff = datetime.strptime(dry["cutoff"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     assert started - 90 * DAY - timedelta(seconds=1) <= cutoff <= SystemClock().now() - 90 * DAY
     assert await snapshot(engine) == before
 
     done = await cli(db_url, tmp_path, "--older-than", "90d", "--batch-size", "1")
-    assert summary(done) | {"cutoff": ""} == dry | {
+    assert summary(done) | {"cutoff": "", "dedup_cutoff": ""} == dry | {
         "did": "deleted",
         "kept_word": "kept",
         "cutoff": "",
+        "tombstones": "0",
+        "dedup_cutoff": "",
     }
     # Off a terminal the progress is one summary line on stderr, never redrawn.
     assert done.stderr.count("purge: 2 events, 4 deliveries, 1 kept in ") == 1
@@ -182,6 +192,49 @@ async def test_hours_and_minutes(
     minutes = summary(await cli(db_url, tmp_path, "--older-than", "5m"))
     assert (minutes["events"], minutes["deliveries"]) == ("1", "2")
     assert (await snapshot(engine))[0] == set()
+
+
+async def tombstoned(engine: AsyncEngine) -> set[str]:
+    """The event ids the stored dedup tombstones stand for."""
+    async with engine.connect() as connection:
+        return set((await connection.scalars(sa.select(DEDUP_TOMBSTONES.c.event_id))).all())
+
+
+async def test_replay_after_purge_is_a_duplicate(
+    engine: AsyncEngine, db_url: str, routes_file: Path, tmp_path: Path
+) -> None:
+    """After the real `purge`, a real server answers a replay of a purged event's signed body
+    `duplicate: true` with the original id and stores or fans out nothing; an event received
+    before DEDUP_RETENTION_DAYS left no tombstone, so its body is new again. A later purge with
+    a shorter retention deletes the remaining tombstone and counts it in its summary."""
+    within, beyond = await store(engine, db_url, routes_file, [95 * DAY, 120 * DAY])
+    bodies = [w3_body(job_id=f"job-{n}") for n in range(2)]  # as `store` sent them
+    await finish(engine, "succeeded", [within, beyond])
+
+    first = summary(await cli(db_url, tmp_path, "--older-than", "90d", dedup_days=100))
+    assert (first["events"], first["deliveries"], first["tombstones"]) == ("2", "4", "0")
+    cutoff = datetime.strptime(first["dedup_cutoff"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert cutoff <= SystemClock().now() - 100 * DAY
+    assert await snapshot(engine) == (set(), 0, 0)
+    assert await tombstoned(engine) == {within}
+
+    env = receiver_env(db_url) | {"ROUTES_FILE": str(routes_file), "RUN_WORKER": "false"}
+    with running_server(tmp_path, env, "--no-init-env") as server:
+        async with httpx.AsyncClient(trust_env=False, timeout=10.0) as client:
+            replays = [
+                await client.post(server.webhook_url, content=body, headers=w3_headers(body))
+                for body in bodies
+            ]
+    assert [r.status_code for r in replays] == [200, 200], [r.text for r in replays]
+    replayed, renewed = (r.json() for r in replays)
+    assert (replayed["duplicate"], replayed["eventId"]) == (True, within)
+    assert renewed["duplicate"] is False
+    # Only the body whose key was forgotten is stored again, with its two deliveries.
+    assert await snapshot(engine) == ({renewed["eventId"]}, 2, 0)
+
+    later = summary(await cli(db_url, tmp_path, "--older-than", "90d", dedup_days=1))
+    assert (later["events"], later["tombstones"]) == ("0", "1")
+    assert await tombstoned(engine) == set()
 
 
 @pytest.mark.parametrize(

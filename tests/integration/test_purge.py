@@ -1,9 +1,12 @@
 """`purge_batch` on SQLite and PostgreSQL, through the service's own engine (so SQLite has
 `PRAGMA foreign_keys=ON`): old events go, and their deliveries, attempts and inference runs with
-them by ON DELETE CASCADE; recent events, events with a delivery still to make, and jobs stay."""
+them by ON DELETE CASCADE; recent events, events with a delivery still to make, and jobs stay.
+Deleted events leave their dedup keys as tombstones, which the purge deletes after the dedup
+retention (the command's loop, with the clock passed in)."""
 
 from __future__ import annotations
 
+import io
 import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,16 +16,27 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from service.clock import FakeClock
+from service.commands.progress import Progress
+from service.commands.purge import Tally, cutoffs, purge
 from service.ids import new_id
 from service.store.db import Database
 from service.store.purge import purge_batch
-from service.store.tables import ATTEMPTS, DELIVERIES, EVENTS, INFERENCE_RUNS, JOBS
+from service.store.tables import (
+    ATTEMPTS,
+    DEDUP_TOMBSTONES,
+    DELIVERIES,
+    EVENTS,
+    INFERENCE_RUNS,
+    JOBS,
+)
 from tests.helpers import event_row, single_engine_database
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 CUTOFF = NOW - timedelta(days=90)
 OLD = CUTOFF - timedelta(days=1)
 RECENT = NOW - timedelta(days=1)
+DEDUP_CUTOFF = NOW - timedelta(days=400)
 _seq = itertools.count(1)
 
 
@@ -136,7 +150,15 @@ async def purge_all(db: Database, *, limit: int, dry_run: bool = False) -> Total
     deleted = deliveries = kept = batches = 0
     after: tuple[datetime, str] | None = None
     while True:
-        work = partial(purge_batch, cutoff=CUTOFF, after=after, limit=limit, dry_run=dry_run)
+        work = partial(
+            purge_batch,
+            cutoff=CUTOFF,
+            after=after,
+            limit=limit,
+            dry_run=dry_run,
+            now=NOW,
+            dedup_cutoff=DEDUP_CUTOFF,
+        )
         batch = await (db.read if dry_run else db.write)(work)
         batches += 1
         deleted, deliveries, kept = (
@@ -236,3 +258,77 @@ async def test_nothing_old(engine: AsyncEngine, db: Database) -> None:
 
     assert await purge_all(db, limit=500) == Totals(0, 0, 0, batches=1)
     assert set(await counts(engine)) == {recent}
+
+
+async def tombstones(engine: AsyncEngine) -> dict[str, tuple[str, datetime, datetime]]:
+    """Each stored tombstone: dedup key -> (event id, received at, purged at)."""
+    async with engine.connect() as connection:
+        rows = await connection.execute(sa.select(DEDUP_TOMBSTONES))
+        return {key: (event_id, at, purged) for key, event_id, at, purged in rows}
+
+
+async def dedup_keys(engine: AsyncEngine, event_ids: set[str]) -> dict[str, str]:
+    """event id -> its dedup key, for these stored events."""
+    async with engine.connect() as connection:
+        rows = await connection.execute(
+            sa.select(EVENTS.c.id, EVENTS.c.dedup_key).where(EVENTS.c.id.in_(event_ids))
+        )
+        return {event_id: key for event_id, key in rows}
+
+
+async def test_deleted_events_leave_their_dedup_keys(engine: AsyncEngine, db: Database) -> None:
+    """Each deleted event leaves a tombstone (key, id, received_at, purged_at = now); a kept or
+    recent event leaves none, nor does one received before the dedup cutoff, nor a dry run."""
+    gone = {await seed(engine, OLD, ("succeeded",)), await seed(engine, OLD, ("dead",))}
+    ancient = await seed(engine, DEDUP_CUTOFF - timedelta(seconds=1), ("succeeded",))
+    kept = await seed(engine, OLD, ("pending",))
+    await seed(engine, RECENT, ("succeeded",))
+    keys = await dedup_keys(engine, gone)
+
+    dry = await purge_all(db, limit=500, dry_run=True)
+    assert await tombstones(engine) == {}
+    assert await purge_all(db, limit=2) == Totals(deleted=3, deliveries=3, kept=1, batches=3)
+    assert await tombstones(engine) == {keys[event_id]: (event_id, OLD, NOW) for event_id in gone}
+    assert ancient not in await counts(engine)
+    assert kept in await counts(engine)
+    assert dry == Totals(deleted=3, deliveries=3, kept=1, batches=1)
+
+
+async def tombstones_by_clock(db: Database, clock: FakeClock, *, limit: int, dry_run: bool) -> int:
+    """Run the purge command's loop at the clock's now with a 400-day dedup retention; how many
+    tombstones it deleted (or would)."""
+    tally = Tally()
+    await purge(
+        db,
+        cuts=cutoffs(clock.now(), age=timedelta(days=90), dedup_days=400),
+        batch_size=limit,
+        dry_run=dry_run,
+        tally=tally,
+        progress=Progress("purge", io.StringIO()),
+    )
+    return tally.tombstones
+
+
+@pytest.mark.parametrize("limit", [1, 2, 500])
+async def test_tombstones_go_after_the_retention(
+    engine: AsyncEngine, db: Database, limit: int
+) -> None:
+    """A tombstone stays until DEDUP_RETENTION_DAYS after its event was received, then the
+    purge deletes it (in batches of any size) and counts it; a dry run only counts."""
+    received = [OLD - timedelta(days=days) for days in (30, 20, 10)]
+    for at in received:
+        await seed(engine, at, ("succeeded",))
+    clock = FakeClock(NOW)
+    assert await tombstones_by_clock(db, clock, limit=limit, dry_run=False) == 0
+    assert len(await tombstones(engine)) == 3
+
+    # Two of the three events were received more than 400 days ago; the third exactly 400.
+    clock.advance(received[2] + timedelta(days=400) - NOW)
+    assert await tombstones_by_clock(db, clock, limit=limit, dry_run=True) == 2
+    assert len(await tombstones(engine)) == 3
+    assert await tombstones_by_clock(db, clock, limit=limit, dry_run=False) == 2
+    assert [at for _, at, _ in (await tombstones(engine)).values()] == [received[2]]
+
+    clock.advance(timedelta(seconds=1))
+    assert await tombstones_by_clock(db, clock, limit=limit, dry_run=False) == 1
+    assert await tombstones(engine) == {}

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.commands.purge import Tally, parse_age, summary
+from service.commands.purge import Cutoffs, Tally, cutoffs, parse_age, summary
 
 
 class TestParseAge:
@@ -75,20 +75,60 @@ class TestParseAge:
 
 
 class TestSummary:
-    CUTOFF = datetime(2026, 9, 1, 2, 15, 7, tzinfo=UTC)
+    CUTS = Cutoffs(
+        now=datetime(2026, 11, 30, 2, 15, 7, 250, tzinfo=UTC),
+        events=datetime(2026, 9, 1, 2, 15, 7, tzinfo=UTC),
+        dedup=datetime(2025, 10, 26, 2, 15, 7, tzinfo=UTC),
+    )
 
     def test_a_purge(self) -> None:
-        """The final line names the counts, the cutoff as RFC 3339 and the time taken."""
-        tally = Tally(deleted=1200, deliveries=2400, kept=3)
-        assert summary(tally, cutoff=self.CUTOFF, seconds=2.345, dry_run=False) == (
+        """The final line names the counts, the cutoffs as RFC 3339 and the time taken."""
+        tally = Tally(deleted=1200, deliveries=2400, kept=3, tombstones=7)
+        assert summary(tally, cuts=self.CUTS, seconds=2.345, dry_run=False) == (
             "purge: deleted 1200 events (2400 deliveries) older than 2026-09-01T02:15:07Z "
-            "in 2.3 s; kept 3 with unfinished deliveries"
+            "in 2.3 s; kept 3 with unfinished deliveries; deleted 7 dedup keys of events older "
+            "than 2025-10-26T02:15:07Z"
         )
 
     def test_a_dry_run(self) -> None:
         """A dry run says what it would do, with the same counts."""
         tally = Tally(deleted=0, deliveries=0, kept=0)
-        assert summary(tally, cutoff=self.CUTOFF, seconds=0.04, dry_run=True) == (
+        assert summary(tally, cuts=self.CUTS, seconds=0.04, dry_run=True) == (
             "purge: would delete 0 events (0 deliveries) older than 2026-09-01T02:15:07Z "
-            "in 0.0 s; would keep 0 with unfinished deliveries"
+            "in 0.0 s; would keep 0 with unfinished deliveries; would delete 0 dedup keys of "
+            "events older than 2025-10-26T02:15:07Z"
         )
+
+
+class TestCutoffs:
+    NOW = datetime(2026, 11, 30, 2, 15, 7, 987_654, tzinfo=UTC)
+
+    @pytest.mark.parametrize(
+        ("age", "days", "events", "dedup"),
+        [
+            pytest.param(
+                timedelta(days=90),
+                400,
+                datetime(2026, 9, 1, 2, 15, 7, tzinfo=UTC),
+                datetime(2025, 10, 26, 2, 15, 7, tzinfo=UTC),
+                id="defaults",
+            ),
+            pytest.param(
+                timedelta(minutes=5),
+                1,
+                datetime(2026, 11, 30, 2, 10, 7, tzinfo=UTC),
+                datetime(2026, 11, 29, 2, 15, 7, tzinfo=UTC),
+                id="shortest-retention",
+            ),
+            pytest.param(
+                timedelta(days=36_500),
+                36_500,
+                datetime(1926, 12, 25, 2, 15, 7, tzinfo=UTC),
+                datetime(1926, 12, 25, 2, 15, 7, tzinfo=UTC),
+                id="longest",
+            ),
+        ],
+    )
+    def test_cutoffs(self, age: timedelta, days: int, events: datetime, dedup: datetime) -> None:
+        """Both lines are drawn back from now in whole seconds; `now` itself is kept exact."""
+        assert cutoffs(self.NOW, age=age, dedup_days=days) == Cutoffs(self.NOW, events, dedup)
