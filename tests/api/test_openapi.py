@@ -24,8 +24,8 @@ from service.http.console.routes import ROUTES as CONSOLE_ROUTES
 from service.ids import looks_like_id, new_id
 from tests.helpers import make_settings, running_app
 
-TOKENS = ["ci:read:read-secret", "ops:write:write-secret"]
-READ = {"Authorization": "Bearer read-secret"}
+TOKENS = ["ci:read:read-secret-0123456", "ops:write:write-secret-0123456"]
+READ = {"Authorization": "Bearer read-secret-0123456"}
 DOCUMENT = build_document(operations())
 METHODS = {"get", "post", "put", "patch", "delete"}
 
