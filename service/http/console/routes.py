@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from service.http.admin import schemas
 from service.http.admin.audit import audit_target, write_audit_line
-from service.http.admin.auth import authenticate
+from service.http.admin.auth import authenticate, count_failure
 from service.http.admin.deliveries import list_deliveries, retry_deliveries, retry_delivery
 from service.http.admin.jobs import get_job, list_jobs
 from service.http.admin.route_config import list_routes
@@ -168,9 +168,17 @@ async def login(request: Request) -> Response:
     form = await _form(request)
     if not session.same_secret(request.cookies.get(session.LOGIN_COOKIE), form.get("login_csrf")):
         return _login_page(request, "The sign-in form expired; try again.", 403)
-    token = authenticate(form.get("token", "").strip().encode() or None, svc.admin_tokens)
+    presented = form.get("token", "").strip().encode() or None
+    token = authenticate(presented, svc.admin_tokens)
     if token is None:
         log.warning("console_login_refused")
+        # An empty form is a slip, not a guess: only a wrong token counts towards the throttle.
+        wait = None if presented is None else count_failure(request, svc, "console")
+        if wait is not None:
+            message = f"Too many failed sign-ins from your address; try again in {wait} s."
+            response = _login_page(request, message, 429)
+            response.headers["Retry-After"] = str(wait)
+            return response
         return _login_page(request, "That token is not valid.", 401)
     cookie, _ = session.issue(token, svc.clock.now())
     write_audit_line(request, token, action="console_login", status=303)
