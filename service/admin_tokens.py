@@ -18,6 +18,8 @@ from typing import Literal, get_args
 Scope = Literal["read", "write"]
 SCOPES: tuple[Scope, ...] = get_args(Scope)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Long enough that guessing over the network is hopeless even without the failure throttle.
+MIN_TOKEN_LENGTH = 16
 
 
 class TokenFormatError(ValueError):
@@ -45,6 +47,7 @@ def parse_admin_token(entry: str, position: int) -> AdminToken:
     if ":" not in entry:
         if not entry:
             raise TokenFormatError(f"entry {position} is empty")
+        _check_length(entry, position)
         return AdminToken(name=f"token-{position}", scope="write", secret=entry.encode())
     name, _, rest = entry.partition(":")
     scope, _, secret = rest.partition(":")
@@ -57,7 +60,15 @@ def parse_admin_token(entry: str, position: int) -> AdminToken:
         raise TokenFormatError(f"entry {position}: the scope must be read or write")
     if not secret:
         raise TokenFormatError(f"entry {position}: the token is empty")
+    _check_length(secret, position)
     return AdminToken(name=name, scope=scope, secret=secret.encode())
+
+
+def _check_length(secret: str, position: int) -> None:
+    if len(secret) < MIN_TOKEN_LENGTH:
+        raise TokenFormatError(
+            f"entry {position}: the token is shorter than {MIN_TOKEN_LENGTH} characters"
+        )
 
 
 def parse_admin_tokens(entries: Sequence[str]) -> tuple[AdminToken, ...]:

@@ -45,6 +45,7 @@ from service.store.rejection_log import RejectionLog
 from service.store.sealing import Sealer
 from service.store.writer import IngestWriter
 from service.submissions import Submissions
+from service.throttle import Throttle
 from service.tracing import NO_TRACING, OtelTracing, Tracer, otlp_tracing
 from service.webhooks.verify import SigningKey, signing_keys
 
@@ -271,6 +272,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
                     ),
                     reconciler=reconciler,
                     rejections=rejections,
+                    auth_throttle=Throttle(),
                 )
             finally:
                 if reconciler is not None:

@@ -45,6 +45,13 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.admin_auth_failures = Counter(
+            "llmtune_admin_auth_failures",
+            "Failed admin authentications (a wrong token), by surface (api or console) and "
+            "outcome (refused, or throttled once a client address failed too often).",
+            ["surface", "outcome"],
+            registry=self.registry,
+        )
         self.duplicates = Counter(
             "llmtune_webhook_duplicates",
             "Deliveries recognised as repeats of a stored event.",

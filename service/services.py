@@ -16,6 +16,7 @@ from service.metrics import Metrics
 from service.store.db import Database
 from service.store.rejection_log import RejectionLog
 from service.submissions import Submissions
+from service.throttle import Throttle
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,3 +37,4 @@ class Services:
     submissions: Submissions
     reconciler: Reconciler | None  # None when no LLMTune API key is set
     rejections: RejectionLog  # refused webhook requests, recorded in the background
+    auth_throttle: Throttle  # failed admin authentications per client address (API + console)

@@ -25,7 +25,14 @@ from service.store.events import NewEvent
 from service.webhooks.normalize import normalize, parse_body
 
 # encryption_keys too: a key registered by one test would refuse the next test's start.
-TABLES = ("deliveries", "events", "jobs", "encryption_keys", "dedup_tombstones")
+TABLES = (
+    "deliveries",
+    "events",
+    "jobs",
+    "encryption_keys",
+    "dedup_tombstones",
+    "console_sessions",
+)
 SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLWxsbXR1bmUtcmVjZWl2ZXI="
 OTHER_SECRET = "rotated-user-chosen-secret"
 ADMIN_TOKEN = "test-admin-token"

@@ -7,6 +7,7 @@
     ├── Forbidden              403 FORBIDDEN           a read-only admin token on a mutating call
     ├── NotFound               404 NOT_FOUND
     ├── Conflict               409 CONFLICT            the resource is not in a state for that
+    ├── TooManyAttempts        429 TOO_MANY_ATTEMPTS   too many failed admin authentications
     ├── BodyTimeout            408 REQUEST_TIMEOUT     the body did not arrive within the deadline
     └── PayloadTooLarge        413 PAYLOAD_TOO_LARGE
 
@@ -85,6 +86,17 @@ class NotFound(ApiError):
 
 class Conflict(ApiError):
     status, code = 409, "CONFLICT"
+
+
+class TooManyAttempts(ApiError):
+    status, code = 429, "TOO_MANY_ATTEMPTS"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, details={"retryAfterSeconds": retry_after})
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class BodyTimeout(ApiError):

@@ -3,8 +3,10 @@
 `record` only puts the row in a bounded in-memory queue (dropping it when full: a flood of
 forged requests must neither grow memory nor queue database writes without limit). A background
 task writes queued rows in batches and, every `prune_every` rows, deletes those older than
-`max_age` and all but the newest `keep`. A store failure is logged and the batch dropped: a
-rejection record is a diagnostic, never a reason to change the answer to a sender.
+`max_age`, all but the newest `keep_per_address` of each client address (so one source cannot
+flush the others' rows out) and all but the newest `keep`. A store failure is logged and the
+batch dropped: a rejection record is a diagnostic, never a reason to change the answer to a
+sender.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ log = structlog.get_logger(__name__)
 
 MAX_AGE = timedelta(days=7)
 KEEP = 10_000
+KEEP_PER_ADDRESS = 1000
 QUEUE_LIMIT = 1000
 BATCH_LIMIT = 200
 PRUNE_EVERY = 500
@@ -41,6 +44,7 @@ class RejectionLog:
         *,
         max_age: timedelta = MAX_AGE,
         keep: int = KEEP,
+        keep_per_address: int = KEEP_PER_ADDRESS,
         prune_every: int = PRUNE_EVERY,
         queue_limit: int = QUEUE_LIMIT,
     ) -> None:
@@ -48,6 +52,7 @@ class RejectionLog:
         self._clock = clock
         self._max_age = max_age
         self._keep = keep
+        self._keep_per_address = keep_per_address
         self._prune_every = prune_every
         self._queue: asyncio.Queue[NewRejection] | None = None
         self._queue_limit = queue_limit
@@ -103,7 +108,11 @@ class RejectionLog:
 
         async def work(session: AsyncSession) -> int:
             await insert_rejections(session, batch)
-            return await prune_rejections(session, before=before, keep=self._keep) if prune else 0
+            if not prune:
+                return 0
+            return await prune_rejections(
+                session, before=before, keep=self._keep, keep_per_address=self._keep_per_address
+            )
 
         try:
             await self._db.write(work)

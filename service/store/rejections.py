@@ -1,4 +1,5 @@
-"""Refused webhook requests: insert, prune (by age and count), list newest first.
+"""Refused webhook requests: insert, prune (by age, count per client address, and count),
+list newest first.
 
 Rows never hold a body or a header value; the HTTP edge decides what goes in (`NewRejection`).
 """
@@ -47,29 +48,46 @@ async def insert_rejections(session: AsyncSession, rows: Sequence[NewRejection])
         await session.execute(sa.insert(REJECTIONS), [asdict(row) for row in rows])
 
 
-async def prune_rejections(session: AsyncSession, *, before: datetime, keep: int) -> int:
-    """Delete rows received before `before`, and all but the newest `keep`; how many."""
+async def prune_rejections(
+    session: AsyncSession, *, before: datetime, keep: int, keep_per_address: int
+) -> int:
+    """Delete rows received before `before`, all but the newest `keep_per_address` of each
+    client address, and all but the newest `keep`; how many."""
     deleted = await _delete(session, REJECTIONS.c.received_at < before)
+    # Per address first, so one source flooding the log pushes out its own rows, not others'.
+    crowded = await session.execute(
+        sa.select(REJECTIONS.c.client_address)
+        .group_by(REJECTIONS.c.client_address)
+        .having(sa.func.count() > keep_per_address)
+    )
+    column = REJECTIONS.c.client_address
+    for (address,) in crowded.all():
+        # Requests without a client address share one allowance.
+        among = column.is_(None) if address is None else column == address
+        deleted += await _trim(session, among, keep_per_address)
+    return deleted + await _trim(session, sa.true(), keep)
+
+
+async def _trim(session: AsyncSession, among: sa.ColumnElement[bool], keep: int) -> int:
     # The sort key of the newest row past `keep`: it and everything older goes. Two plain
     # statements, as DELETE ... LIMIT/OFFSET is not portable.
     oldest_kept = (
         await session.execute(
             sa.select(REJECTIONS.c.received_at, REJECTIONS.c.id)
+            .where(among)
             .order_by(REJECTIONS.c.received_at.desc(), REJECTIONS.c.id.desc())
             .offset(keep)
             .limit(1)
         )
     ).first()
-    if oldest_kept is not None:
-        at, last_id = oldest_kept
-        deleted += await _delete(
-            session,
-            sa.or_(
-                REJECTIONS.c.received_at < at,
-                sa.and_(REJECTIONS.c.received_at == at, REJECTIONS.c.id <= last_id),
-            ),
-        )
-    return deleted
+    if oldest_kept is None:
+        return 0
+    at, last_id = oldest_kept
+    older = sa.or_(
+        REJECTIONS.c.received_at < at,
+        sa.and_(REJECTIONS.c.received_at == at, REJECTIONS.c.id <= last_id),
+    )
+    return await _delete(session, sa.and_(among, older))
 
 
 async def _delete(session: AsyncSession, condition: sa.ColumnElement[bool]) -> int:

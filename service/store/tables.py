@@ -240,6 +240,20 @@ class DedupTombstoneRow(Base):
     purged_at: Mapped[datetime]
 
 
+class ConsoleSessionRow(Base):
+    """A console sign-in: live until it expires or is revoked (logout, the sessions page), for
+    every process. The cookie is signed with the token; this row is what logging out ends."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    token_name: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None]
+    client_address: Mapped[str | None] = mapped_column(sa.String(64))
+
+
 class EncryptionKeyRow(Base):
     """A key that has sealed stored data, with a canary sealed under it: a start with a wrong or
     missing key is refused before anything is read or written (service/store/keys.py)."""
@@ -262,5 +276,6 @@ INFERENCE_RUNS = cast(sa.Table, InferenceRunRow.__table__)
 REJECTIONS = cast(sa.Table, RejectionRow.__table__)
 ENCRYPTION_KEYS = cast(sa.Table, EncryptionKeyRow.__table__)
 DEDUP_TOMBSTONES = cast(sa.Table, DedupTombstoneRow.__table__)
+CONSOLE_SESSIONS = cast(sa.Table, ConsoleSessionRow.__table__)
 # The tables with sealed columns and a `sealed_with` (service/store/sealing.py).
 SEALED_TABLES = (EVENTS, INFERENCE_RUNS, JOBS)

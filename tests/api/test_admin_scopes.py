@@ -13,10 +13,10 @@ from structlog.testing import capture_logs
 
 from tests.helpers import make_settings, post_webhook, running_app, w3_body
 
-READ = {"Authorization": "Bearer read-secret"}
-WRITE = {"Authorization": "Bearer write-secret"}
-BARE = {"Authorization": "Bearer bare-secret"}
-TOKENS = ["ci:read:read-secret", "ops:write:write-secret", "bare-secret"]
+READ = {"Authorization": "Bearer read-secret-0123456"}
+WRITE = {"Authorization": "Bearer write-secret-0123456"}
+BARE = {"Authorization": "Bearer bare-secret-0123456"}
+TOKENS = ["ci:read:read-secret-0123456", "ops:write:write-secret-0123456", "bare-secret-0123456"]
 
 MUTATIONS = [
     pytest.param("/admin/test-event", id="test-event"),
@@ -66,7 +66,7 @@ async def test_read_token_may_not_mutate(client: httpx.AsyncClient, path: str) -
     "headers",
     [
         pytest.param({"Authorization": "Bearer nope"}, id="unknown"),
-        pytest.param({"Authorization": "Bearer ci:read:read-secret"}, id="whole-entry"),
+        pytest.param({"Authorization": "Bearer ci:read:read-secret-0123456"}, id="whole-entry"),
         pytest.param({}, id="none"),
     ],
 )
@@ -92,7 +92,7 @@ async def test_named_write_token_is_named_in_the_audit_line(client: httpx.AsyncC
     assert line["status"] == 201
     assert line["event_id"] == response.json()["id"]
     assert line["job_id"] == response.json()["jobId"]
-    assert "write-secret" not in repr(lines)
+    assert "write-secret-0123456" not in repr(lines)
 
 
 async def test_bare_token_still_writes(client: httpx.AsyncClient) -> None:
@@ -103,7 +103,7 @@ async def test_bare_token_still_writes(client: httpx.AsyncClient) -> None:
     [line] = actions(lines)
     assert (line["token"], line["action"], line["retried"]) == ("token-3", "deliveries.retry", 0)
     assert line["filters"] == {}
-    assert "bare-secret" not in repr(lines)
+    assert "bare-secret-0123456" not in repr(lines)
 
 
 async def test_refused_mutations_are_audited_with_their_error(client: httpx.AsyncClient) -> None:

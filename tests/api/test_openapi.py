@@ -24,8 +24,8 @@ from service.http.console.routes import ROUTES as CONSOLE_ROUTES
 from service.ids import looks_like_id, new_id
 from tests.helpers import make_settings, running_app
 
-TOKENS = ["ci:read:read-secret", "ops:write:write-secret"]
-READ = {"Authorization": "Bearer read-secret"}
+TOKENS = ["ci:read:read-secret-0123456", "ops:write:write-secret-0123456"]
+READ = {"Authorization": "Bearer read-secret-0123456"}
 DOCUMENT = build_document(operations())
 METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -116,13 +116,14 @@ def test_endpoint_exceptions_name_real_operations() -> None:
 
 
 def test_admin_operations_answer_their_errors() -> None:
-    """Every admin operation has the bearer scheme, 400 and 401; writes 403; ids 404; and every
-    one that reads the store 503, in the error shape."""
+    """Every admin operation has the bearer scheme, 400, 401 and 429 (with Retry-After); writes
+    403; ids 404; and every one that reads the store 503, in the error shape."""
     for op in operations():
         spec = operation(op.method, op.path)
         responses = spec["responses"]
         assert spec["security"] == [{"adminToken": []}]
-        assert {"400", "401"} <= set(responses)
+        assert {"400", "401", "429"} <= set(responses)
+        assert "Retry-After" in responses["429"]["headers"]
         assert ("403" in responses) == (op.method == "POST")
         by_id = "{" in op.path or 404 in openapi.EXTRA_ERRORS.get((op.method, op.path), {})
         assert ("404" in responses) == by_id

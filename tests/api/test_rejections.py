@@ -175,8 +175,8 @@ async def test_filters_and_pages(client: httpx.AsyncClient, clock: FakeClock) ->
     assert [i["reason"] for i in window.json()["items"]] == ["not_an_object", "invalid_json"]
 
 
-def rejection(at: datetime) -> NewRejection:
-    """A recorded refusal received `at`."""
+def rejection(at: datetime, address: str | None = "127.0.0.1") -> NewRejection:
+    """A recorded refusal received `at` from `address`."""
     return NewRejection(
         id=new_id("rej"),
         received_at=at,
@@ -184,7 +184,7 @@ def rejection(at: datetime) -> NewRejection:
         status=401,
         path="/webhooks/llmtune",
         workspace=None,
-        client_address="127.0.0.1",
+        client_address=address,
         body_bytes=2,
         body_sha256="0" * 16,
         header_names=["content-type"],
@@ -213,6 +213,28 @@ class TestPruning:
         assert [t.replace(tzinfo=None) for t in times] == [
             (T0 + timedelta(seconds=s)).replace(tzinfo=None) for s in (5, 4, 3)
         ]
+
+    async def test_one_address_cannot_flush_the_others(
+        self, rejections_engine: AsyncEngine
+    ) -> None:
+        """Each client address keeps at most its newest `keep_per_address` rows, so a flood from
+        one source leaves the older rows of the others in place."""
+        db = single_engine_database(rejections_engine)
+        log = RejectionLog(db, FakeClock(T0), keep=10, keep_per_address=3, prune_every=1)
+        async with log.running():
+            for address in ("10.0.0.2", None):
+                log.record(rejection(T0, address))
+            await log.drained()
+            for second in range(1, 21):
+                log.record(rejection(T0 + timedelta(seconds=second), "10.0.0.1"))
+                await log.drained()  # one prune per row, as in a long flood
+        async with rejections_engine.connect() as connection:
+            query = "SELECT client_address, COUNT(*) FROM webhook_rejections GROUP BY 1 ORDER BY 1"
+            rows = (await connection.execute(sa.text(query))).all()
+        assert sorted(rows, key=str) == sorted(
+            [("10.0.0.1", 3), ("10.0.0.2", 1), (None, 1)], key=str
+        )
+        assert len(await stored_times(rejections_engine)) == 5
 
     async def test_drops_rows_older_than_max_age(self, rejections_engine: AsyncEngine) -> None:
         """Rows older than `max_age` go at the next prune."""

@@ -258,8 +258,10 @@ class TestKeepAlive:
 
 async def test_a_read_only_token_may_follow(engine: AsyncEngine, db_url: str) -> None:
     """The stream is read scope: a `name:read:TOKEN` entry opens it."""
-    settings = make_settings(db_url, admin_tokens=[ADMIN_TOKEN, "watcher:read:read-only-token"])
-    headers = {"authorization": "Bearer read-only-token"}
+    settings = make_settings(
+        db_url, admin_tokens=[ADMIN_TOKEN, "watcher:read:read-only-token-0123"]
+    )
+    headers = {"authorization": "Bearer read-only-token-0123"}
     async with started_app(settings, engine) as app, streaming(app, headers=headers) as stream:
         assert stream.status == 200
 

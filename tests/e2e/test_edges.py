@@ -20,7 +20,7 @@ from tests.e2e.server import (
     running_server,
     service_env,
 )
-from tests.helpers import AUTH, SECRET, w3_body, w3_headers
+from tests.helpers import ADMIN_TOKEN, AUTH, SECRET, w3_body, w3_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -161,7 +161,9 @@ def test_bad_routes_file_stops_with_one_line(
     (tmp_path / "routes.toml").write_text(routes)
     db_path = tmp_path / "receiver.db"
     env = service_env(
-        DATABASE_URL=f"sqlite+aiosqlite:///{db_path}", WEBHOOK_SECRETS=SECRET, ADMIN_TOKENS="t"
+        DATABASE_URL=f"sqlite+aiosqlite:///{db_path}",
+        WEBHOOK_SECRETS=SECRET,
+        ADMIN_TOKENS=ADMIN_TOKEN,
     )
     extra = ["--no-init-env", "--port", "1"] if command == "serve" else []
     result = run_cli([command, *extra], cwd=tmp_path, env=env)

@@ -205,13 +205,19 @@ def test_logs_are_json_with_request_ids_and_no_secrets(server: Server) -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("DATABASE_URL", "mysql://x"), ("WEBHOOK_SECRETS", "whsec_")],
+    [
+        ("DATABASE_URL", "mysql://x"),
+        ("WEBHOOK_SECRETS", "whsec_"),
+        pytest.param("ADMIN_TOKENS", "a:write:x", id="short-admin-token"),
+    ],
 )
 def test_config_error_names_the_variable(tmp_path: Path, variable: str, value: str) -> None:
     """A bad setting stops `serve` with exit code 2 and one stderr line naming the variable."""
     db_path = tmp_path / "receiver.db"
     env = service_env(
-        DATABASE_URL=f"sqlite+aiosqlite:///{db_path}", WEBHOOK_SECRETS=SECRET, ADMIN_TOKENS="t"
+        DATABASE_URL=f"sqlite+aiosqlite:///{db_path}",
+        WEBHOOK_SECRETS=SECRET,
+        ADMIN_TOKENS=ADMIN_TOKEN,
     )
     env[variable] = value
     result = run_cli(
@@ -232,7 +238,7 @@ def test_unreachable_database_stops_with_one_line(tmp_path: Path, command: list[
     env = service_env(
         DATABASE_URL=f"postgresql+asyncpg://postgres@{HOST}:{free_port()}/x",
         WEBHOOK_SECRETS=SECRET,
-        ADMIN_TOKENS="t",
+        ADMIN_TOKENS=ADMIN_TOKEN,
         LOG_LEVEL="warning",
     )
     result = run_cli(command, cwd=tmp_path, env=env)
@@ -246,7 +252,9 @@ def test_several_workers_need_postgresql(tmp_path: Path) -> None:
     """`serve --workers 2` on SQLite exits 2 with one line saying PostgreSQL is needed."""
     db_path = tmp_path / "receiver.db"
     env = service_env(
-        DATABASE_URL=f"sqlite+aiosqlite:///{db_path}", WEBHOOK_SECRETS=SECRET, ADMIN_TOKENS="t"
+        DATABASE_URL=f"sqlite+aiosqlite:///{db_path}",
+        WEBHOOK_SECRETS=SECRET,
+        ADMIN_TOKENS=ADMIN_TOKEN,
     )
     result = run_cli(
         ["serve", "--host", HOST, "--port", str(free_port()), "--no-init-env", "--workers", "2"],

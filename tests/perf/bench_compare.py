@@ -368,7 +368,7 @@ def encryption_key() -> str:
 def _server_env(config: Config, db_url: str | None, key: str | None) -> dict[str, str]:
     env = os.environ | {
         "WEBHOOK_SECRETS": SECRET,
-        "ADMIN_TOKENS": "bench",
+        "ADMIN_TOKENS": "bench-admin-token-0123",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": config.log_level,
         # Empty: in clear, even if this process's environment sets keys.

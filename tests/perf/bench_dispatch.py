@@ -530,7 +530,7 @@ def worker_env(db_url: str, routes: Path, concurrency: int, log_level: str) -> d
         "ROUTES_FILE": str(routes),
         "WORKER_CONCURRENCY": str(concurrency),
         "WEBHOOK_SECRETS": SECRET,
-        "ADMIN_TOKENS": "bench",
+        "ADMIN_TOKENS": "bench-admin-token-0123",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": log_level,
     }

@@ -57,7 +57,7 @@ def server(db_url: str, log_level: str) -> Iterator[tuple[str, int]]:
     env = os.environ | {
         "DATABASE_URL": db_url,
         "WEBHOOK_SECRETS": SECRET,
-        "ADMIN_TOKENS": "bench",
+        "ADMIN_TOKENS": "bench-admin-token-0123",
         "LOG_FORMAT": "json",
         "LOG_LEVEL": log_level,
     }

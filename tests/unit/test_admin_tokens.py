@@ -16,16 +16,25 @@ from service.admin_tokens import (
 from service.config import ConfigError, load_settings
 from service.firstrun import new_admin_token
 
+LONG = "abc-0123456789-xyz"  # over the 16-character minimum
+
 
 class TestParse:
     @pytest.mark.parametrize(
         ("entry", "expected"),
         [
-            pytest.param("s3cret", AdminToken("token-2", "write", b"s3cret"), id="bare"),
-            pytest.param("ci:read:abc", AdminToken("ci", "read", b"abc"), id="read"),
-            pytest.param("ops:write:abc", AdminToken("ops", "write", b"abc"), id="write"),
-            pytest.param("ops:write:a:b:c", AdminToken("ops", "write", b"a:b:c"), id="colons"),
-            pytest.param(" ci:read:abc ", AdminToken("ci", "read", b"abc"), id="spaces"),
+            pytest.param(f"{LONG}", AdminToken("token-2", "write", LONG.encode()), id="bare"),
+            pytest.param(f"ci:read:{LONG}", AdminToken("ci", "read", LONG.encode()), id="read"),
+            pytest.param(
+                f"ops:write:{LONG}", AdminToken("ops", "write", LONG.encode()), id="write"
+            ),
+            pytest.param(
+                f"ops:write:a:b:{LONG}",
+                AdminToken("ops", "write", f"a:b:{LONG}".encode()),
+                id="colons",
+            ),
+            pytest.param(f" ci:read:{LONG} ", AdminToken("ci", "read", LONG.encode()), id="spaces"),
+            pytest.param("ci:read:" + "x" * 16, AdminToken("ci", "read", b"x" * 16), id="16-chars"),
         ],
     )
     def test_valid_entries(self, entry: str, expected: AdminToken) -> None:
@@ -41,6 +50,8 @@ class TestParse:
             pytest.param("a b:read:abc", "the name must be", id="space-in-name"),
             pytest.param("abc:def", "the scope must be read or write", id="one-colon"),
             pytest.param("", "entry 1 is empty", id="empty"),
+            pytest.param("ci:write:abc", "shorter than 16 characters", id="short"),
+            pytest.param("abc", "shorter than 16 characters", id="short-bare"),
         ],
     )
     def test_malformed_entries(self, entry: str, message: str) -> None:
@@ -52,11 +63,11 @@ class TestParse:
     def test_repeated_names_are_refused(self) -> None:
         """Two tokens with one name would make the audit log ambiguous."""
         with pytest.raises(TokenFormatError, match=r"the name .ci. is used by more than one"):
-            parse_admin_tokens(["ci:read:a", "ci:write:b"])
+            parse_admin_tokens([f"ci:read:{LONG}", f"ci:write:{LONG}x"])
 
     def test_bare_names_follow_positions(self) -> None:
         """Bare tokens are token-1, token-2... by their place in the list."""
-        tokens = parse_admin_tokens(["one", "ci:read:two", "three"])
+        tokens = parse_admin_tokens([f"{LONG}1", f"ci:read:{LONG}2", f"{LONG}3"])
         assert [t.name for t in tokens] == ["token-1", "ci", "token-3"]
 
     def test_generated_tokens_are_bare(self) -> None:
@@ -96,7 +107,7 @@ class TestAuthenticate:
 def test_settings_refuse_a_malformed_entry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A bad ADMIN_TOKENS entry stops start-up with one line naming the variable."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("ADMIN_TOKENS", "ok-token,ci:reed:secret-value")
+    monkeypatch.setenv("ADMIN_TOKENS", f"{LONG},ci:reed:secret-value")
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert str(caught.value).startswith("ADMIN_TOKENS: entry 2: the scope must be")

@@ -27,4 +27,3 @@ def test_every_option_has_help_and_shows_its_default(name: str) -> None:
         assert "(default: " in action.help, (name, action.option_strings)
         if action.default not in (None, False):
             assert f"(default: {action.default})" in text, (name, action.option_strings)
-

@@ -104,7 +104,7 @@ def admin(
         svc = services(request)
         write = request.method not in READ_METHODS
         # The scope is checked inside the audited block: a read token's attempt is logged too.
-        token = require_admin(request, svc.admin_tokens, write=False)
+        token = require_admin(request, svc, write=False)
         request.state.admin_token = token
         if not write:
             setattr(request.state, _QUERY, query.parse(request.query_params))

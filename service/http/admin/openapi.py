@@ -3,11 +3,11 @@
 Admin operations come from the app's `AdminRoute`s (`routes.operations()`): path, method,
 summary, scope, query parameters (`params.QuerySpec`), the request body's pydantic model and the
 response's TypedDict, both turned into JSON Schema by pydantic. Each admin operation answers 400
-(a parameter it does not declare, or a bad value), 401 (no or an unknown token), 403 when it
-writes, 404 when its path names something, and 503 when the store is down; what a declaration
-cannot tell (more statuses, another media type, no store) is in the small tables below, which a
-test keeps to existing operations. The webhook endpoints and the probes are not `AdminRoute`s:
-`openapi_public` describes them by hand.
+(a parameter it does not declare, or a bad value), 401 (no or an unknown token), 429 (too many
+wrong tokens from one address), 403 when it writes, 404 when its path names something, and 503
+when the store is down; what a declaration cannot tell (more statuses, another media type, no
+store) is in the small tables below, which a test keeps to existing operations. The webhook
+endpoints and the probes are not `AdminRoute`s: `openapi_public` describes them by hand.
 
 Served to admin tokens (read scope) like everything under `/admin/`, so the whole admin surface
 has one rule for proxies and for readers; the document holds no secret. It is built once per set
@@ -183,7 +183,7 @@ def _success(op: Operation, components: _Components) -> dict[str, Any]:
 
 def _errors(op: Operation) -> dict[int, str]:
     key = (op.method, op.path)
-    errors = {400: ERROR_CODES[400], 401: ERROR_CODES[401]}
+    errors = {400: ERROR_CODES[400], 401: ERROR_CODES[401], 429: ERROR_CODES[429]}
     if op.scope == "write":
         errors[403] = ERROR_CODES[403]
     names = [param["name"] for param in path_parameters(op.path)]

@@ -32,12 +32,15 @@ ERROR_CODES = {
     "(`INVALID_PARAMETER`, `details.parameter` names it)",
     401: "no admin Bearer token, or an unknown one (`UNAUTHORIZED`)",
     403: "the token may only read (`FORBIDDEN`)",
+    429: "too many wrong tokens from this client address in the last minute "
+    "(`TOO_MANY_ATTEMPTS`): retry after `Retry-After`; the right token is still accepted",
     503: "the store is unavailable (`STORAGE_UNAVAILABLE`): retry after `Retry-After`; or a "
     "stored value cannot be opened with the configured ENCRYPTION_KEYS "
     "(`ENCRYPTION_KEY_UNAVAILABLE`, `details.keyId` names the key)",
 }
 _HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"schema": {"type": "string"}, "description": "`Bearer`"}},
+    429: {"Retry-After": {"schema": {"type": "string"}, "description": "seconds to wait"}},
     503: {"Retry-After": {"schema": {"type": "string"}, "description": "seconds to wait"}},
 }
 SIGNATURE_SCHEMES = {

@@ -130,7 +130,8 @@ def document(title: str, body: Html, viewer: Viewer | None = None, notice: str =
     """A whole page: the header (navigation, who is signed in, logout) and `body`."""
     nav = Html("<span>llmtune-receiver</span>")
     if viewer is not None:
-        pages = join(link(path(p), p.title()) for p in ("events", "deliveries", "jobs", "routes"))
+        shown = ("events", "deliveries", "jobs", "routes", *(("sessions",) * viewer.can_write))
+        pages = join(link(path(p), p.title()) for p in shown)
         test = post_form(path("test-event"), "Send test event", viewer) if viewer.can_write else ""
         who = h('<span class="who">{} ({})</span>', viewer.name, viewer.scope)
         nav = join([nav, pages, test, who, post_form(path("logout"), "Log out", viewer)])

@@ -28,7 +28,11 @@ from service.http.console.markup import (
 RETRYABLE = ("dead", "retrying")
 BOOL = ("true", "false")
 DELIVERY_STATUSES = ("pending", "in_flight", "retrying", "succeeded", "dead")
-NOTICES = {"retried": "Queued for retry.", "test-sent": "Test event stored and routed."}
+NOTICES = {
+    "retried": "Queued for retry.",
+    "test-sent": "Test event stored and routed.",
+    "revoked": "Session revoked.",
+}
 DELIVERY_KEYS = "createdAt route handler status attempts nextAttemptAt lastError"
 ATTEMPT_KEYS = "number startedAt durationMs outcome detail"
 View = Mapping[str, Any]
@@ -193,3 +197,18 @@ def routes_page(body: View, viewer: Viewer) -> Html:
     keys = "name handler events enabled signing publicKey destinationHost"
     rows = [_cells(r, keys, events=", ".join(r["events"])) for r in body["items"]]
     return _page("Routes", viewer, table(keys.split(), rows, "No routes."))
+
+
+def sessions_page(body: View, viewer: Viewer) -> Html:
+    """Live console sessions (write scope only), each with a revoke button; yours is marked."""
+    keys = "id token createdAt expiresAt clientAddress"
+    rows = [
+        [
+            *_cells(s, keys),
+            "this session" if s["id"] == body["current"] else "",
+            post_form(path("sessions", s["id"], "revoke"), "Revoke", viewer),
+        ]
+        for s in body["items"]
+    ]
+    listing = table([*keys.split(), "", ""], rows, "No live sessions.")
+    return _page("Console sessions", viewer, listing)

@@ -4,7 +4,8 @@ functions (same queries, same validation), behind a session cookie opened with a
 Every POST carries the session's CSRF token (the login form: a double-submit nonce) or gets a
 403 page; a read-scoped session may look but not act. Cookies are HttpOnly, SameSite=Strict,
 and Secure when the request came over https (behind a proxy uvicorn takes the scheme from
-X-Forwarded-Proto, but only from FORWARDED_ALLOW_IPS) or PUBLIC_URL is https.
+X-Forwarded-Proto, but only from FORWARDED_ALLOW_IPS) or PUBLIC_URL is https. A valid cookie
+opens the console only while its session is live in the database (`sessions.py`).
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from starlette.routing import Route
 
 from service.http.admin import schemas
 from service.http.admin.audit import audit_target, write_audit_line
-from service.http.admin.auth import authenticate
+from service.http.admin.auth import authenticate, count_failure
 from service.http.admin.deliveries import list_deliveries, retry_deliveries, retry_delivery
 from service.http.admin.jobs import get_job, list_jobs
 from service.http.admin.route_config import list_routes
 from service.http.admin.routes import get_event, list_events
 from service.http.admin.synthetic import synthetic_payload
-from service.http.console import pages, session
+from service.http.console import pages, session, sessions
 from service.http.console.markup import CSP, Html, Viewer, path
 from service.http.context import services
 from service.http.errors import ApiError
@@ -65,8 +66,8 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, **k
     response.set_cookie(name, value, httponly=True, samesite="strict", secure=secure, **kw)
 
 
-def _session(request: Request, svc: Services) -> session.Session | None:
-    return session.verify(request.cookies.get(session.COOKIE), svc.admin_tokens, svc.clock.now())
+async def _session(request: Request, svc: Services) -> session.Session | None:
+    return await sessions.current(request, svc)
 
 
 def _viewer(request: Request, found: session.Session, notice: str = "") -> Viewer:
@@ -102,7 +103,7 @@ def page(fetch: Fetch, draw: Callable[[Any, Viewer], Html]) -> Endpoint:
 
     async def endpoint(request: Request) -> Response:
         svc = services(request)
-        found = _session(request, svc)
+        found = await _session(request, svc)
         if found is None:
             return _redirect(path("login"))
         cleaned = _own(request)
@@ -125,7 +126,7 @@ def action(act: Fetch, done: str) -> Endpoint:
     async def endpoint(original: Request) -> Response:
         request = _own(original)
         svc = services(request)
-        found = _session(request, svc)
+        found = await _session(request, svc)
         form = await _form(request)
         if found is None or not session.same_secret(found.csrf, form.get("csrf")):
             message = "This form has expired or did not come from the console; reload the page."
@@ -155,7 +156,7 @@ def _back(to: str) -> str:
 
 async def login_form(request: Request) -> Response:
     """The sign-in page, with a fresh double-submit nonce (cookie and hidden field)."""
-    if _session(request, services(request)) is not None:
+    if await _session(request, services(request)) is not None:
         return _redirect(path("events"))
     return _login_page(request, "", 200)
 
@@ -173,11 +174,19 @@ async def login(request: Request) -> Response:
     form = await _form(request)
     if not session.same_secret(request.cookies.get(session.LOGIN_COOKIE), form.get("login_csrf")):
         return _login_page(request, "The sign-in form expired; try again.", 403)
-    token = authenticate(form.get("token", "").strip().encode() or None, svc.admin_tokens)
+    presented = form.get("token", "").strip().encode() or None
+    token = authenticate(presented, svc.admin_tokens)
     if token is None:
         log.warning("console_login_refused")
+        # An empty form is a slip, not a guess: only a wrong token counts towards the throttle.
+        wait = None if presented is None else count_failure(request, svc, "console")
+        if wait is not None:
+            message = f"Too many failed sign-ins from your address; try again in {wait} s."
+            response = _login_page(request, message, 429)
+            response.headers["Retry-After"] = str(wait)
+            return response
         return _login_page(request, "That token is not valid.", 401)
-    cookie, _ = session.issue(token, svc.clock.now())
+    cookie = await sessions.start(request, svc, token)
     write_audit_line(request, token, action="console_login", status=303)
     response = _redirect(path("events"))
     lifetime = session.LIFETIME_SECONDS
@@ -187,11 +196,16 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    """Forget the session cookie (CSRF-checked, so another site cannot sign you out)."""
-    found = _session(request, services(request))
+    """End the session for every process and forget its cookie (CSRF-checked, so another
+    site cannot sign you out)."""
+    svc = services(request)
+    found = await _session(request, svc)
     form = await _form(request)
     if found is not None and not session.same_secret(found.csrf, form.get("csrf")):
         return _html(pages.error_page(403, "Reload the page and log out again."), 403)
+    if found is not None:
+        await sessions.end(svc, found.id)
+        write_audit_line(request, found.token, action="console_logout", status=303)
     response = _redirect(path("login"))
     response.delete_cookie(session.COOKIE, path="/admin/", httponly=True, samesite="strict")
     return response
@@ -248,4 +262,10 @@ ROUTES = [
     Route(BASE + "/jobs/{job_id:path}", page(get_job, pages.job_page)),
     Route(path("routes"), page(list_routes, pages.routes_page), methods=["GET"]),
     Route(path("test-event"), action(test_event, "test-sent"), methods=POST),
+    Route(path("sessions"), page(sessions.list_sessions, pages.sessions_page), methods=["GET"]),
+    Route(
+        BASE + "/sessions/{session_id}/revoke",
+        action(sessions.revoke_session, "revoked"),
+        methods=POST,
+    ),
 ]

@@ -7,6 +7,10 @@ survives restarts and `serve --workers N` (a per-process random key would not); 
 rotating a token ends its sessions at once; and the token's scope is looked up on each request,
 so a read-only token's session cannot act. The cookie holds the token's name, an expiry and a
 random nonce, and the MAC: never the token.
+
+A valid cookie is only half of a session: the session must also be live in `console_sessions`
+(`service.store.console_sessions`), where logging out or the sessions page revokes it for every
+process. Its id there is derived from the nonce (`session_id`), so the cookie format is unchanged.
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ LIFETIME_SECONDS = 8 * 3600
 MAX_COOKIE = 512
 _LABEL = b"llmtune-receiver console session v1"
 _SESSION, _CSRF = b"session\x00", b"csrf\x00"  # what each MAC is of, kept apart
+_ID = b"llmtune-receiver console session id\x00"
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
-    """A verified session: whose it is, until when, and its CSRF token."""
+    """A verified session: its id, whose it is, until when, and its CSRF token."""
 
+    id: str
     token: AdminToken
     expires: int
     csrf: str
@@ -57,13 +63,19 @@ def _csrf(token: AdminToken, nonce: bytes) -> str:
     return _b64(_mac(token, _CSRF + nonce))
 
 
+def session_id(nonce: bytes) -> str:
+    """The stored id of the session with `nonce` (a hash: the id is shown, the nonce seeds CSRF)."""
+    return "ses_" + hashlib.sha256(_ID + nonce).hexdigest()[:32]
+
+
 def issue(token: AdminToken, now: datetime) -> tuple[str, Session]:
     """A new session for `token`: the cookie value and the session it carries."""
     nonce = secrets.token_bytes(16)
     expires = int(now.timestamp()) + LIFETIME_SECONDS
     payload = orjson.dumps([token.name, expires, _b64(nonce)])
     cookie = _b64(payload) + "." + _b64(_mac(token, _SESSION + payload))
-    return cookie, Session(token=token, expires=expires, csrf=_csrf(token, nonce))
+    found = Session(id=session_id(nonce), token=token, expires=expires, csrf=_csrf(token, nonce))
+    return cookie, found
 
 
 def verify(cookie: str | None, tokens: Sequence[AdminToken], now: datetime) -> Session | None:
@@ -87,7 +99,8 @@ def verify(cookie: str | None, tokens: Sequence[AdminToken], now: datetime) -> S
     if expires <= now.timestamp():
         return None
     # Signed by us, so the nonce is our own base64.
-    return Session(token=token, expires=expires, csrf=_csrf(token, _unb64(nonce_text)))
+    nonce = _unb64(nonce_text)
+    return Session(id=session_id(nonce), token=token, expires=expires, csrf=_csrf(token, nonce))
 
 
 def same_secret(expected: str | None, presented: str | None) -> bool:
