@@ -7,7 +7,6 @@ import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
 import pytest
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
@@ -25,15 +24,16 @@ from service.store.writer import IngestWriter
 from service.webhooks.normalize import BodyError
 from service.webhooks.verify import VerificationError, signing_keys
 from tests.helpers import (
+    MODEL_ID,
     SECRET,
     join_sqlite_threads,
     single_engine_database,
     w3_body,
+    w3_deployed,
     w3_headers,
 )
 
 T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
-MODEL = "ionet-finetune-model-id"
 
 
 async def make_ingest(
@@ -128,12 +128,6 @@ class TestAccept:
         assert (job.llmtune_job_id, job.status) == ("job-i3", "deployed")
 
 
-def deployed(job_id: str, at: str = "2025-11-08T15:00:00.000Z") -> bytes:
-    """W3's `model.deployed`: a job, a model id and an endpoint, but no deploymentId."""
-    data = {"jobId": job_id, "modelId": MODEL, "endpoint": f"https://inference.example/{MODEL}"}
-    return orjson.dumps({"event": "model.deployed", "data": data, "timestamp": at})
-
-
 class TestDeploymentsPerJob:
     async def test_two_jobs_deploying_one_model_are_two_events(
         self, db: Database, exit_stack: contextlib.AsyncExitStack
@@ -142,12 +136,12 @@ class TestDeploymentsPerJob:
         ingest, _ = await make_ingest(db, exit_stack)
         answers = [
             await ingest.accept(body, list(w3_headers(body).items()), source="webhook")
-            for body in (deployed("job-d1"), deployed("job-d2"))
+            for body in (w3_deployed("job-d1"), w3_deployed("job-d2"))
         ]
         assert [answer.duplicate for answer in answers] == [False, False]
         assert sorted(row.dedup_key for row in await stored(db)) == [
-            f"sem:model.deployed:job-d1:{MODEL}",
-            f"sem:model.deployed:job-d2:{MODEL}",
+            f"sem:model.deployed:job-d1:{MODEL_ID}",
+            f"sem:model.deployed:job-d2:{MODEL_ID}",
         ]
         async with db.sessions() as session:
             jobs = (await session.scalars(sa.select(JobRow).order_by(JobRow.llmtune_job_id))).all()
@@ -162,9 +156,9 @@ class TestDeploymentsPerJob:
         """LLMTune's retry (same content, new timestamp) of each job's deployment is a duplicate."""
         ingest, _ = await make_ingest(db, exit_stack)
         for job_id in ("job-d3", "job-d4"):
-            body = deployed(job_id)
+            body = w3_deployed(job_id)
             first = await ingest.accept(body, list(w3_headers(body).items()), source="webhook")
-            retry = deployed(job_id, at="2025-11-08T15:05:00.000Z")
+            retry = w3_deployed(job_id, at="2025-11-08T15:05:00.000Z")
             again = await ingest.accept(retry, list(w3_headers(retry).items()), source="webhook")
             assert (again.event_id, again.duplicate) == (first.event_id, True)
         rows = await stored(db)
