@@ -24,6 +24,7 @@ from service.http.admin.routes import ROUTES as ADMIN_ROUTES
 from service.http.console.routes import ROUTES as CONSOLE_ROUTES
 from service.http.errors import EXCEPTION_HANDLERS
 from service.http.requestlog import RequestLogMiddleware
+from service.http.routenames import route_of
 from service.logs import configure_logging
 from service.services import Services
 from service.store.listen import listening
@@ -92,5 +93,5 @@ def create_app(
     # A redirect to the slash-less path would be an empty 307 that a sender counts as failure.
     app.router.redirect_slashes = False
     if tracing is not None:
-        tracing.instrument_app(app)
+        tracing.instrument_app(app, route_of)
     return app

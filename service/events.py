@@ -80,13 +80,17 @@ def parse_time(value: object) -> datetime | None:
 def dedup_key(
     *, event_type: str, external_id: str | None, job_id: str | None, subject: str | None, raw: bytes
 ) -> str:
-    """`id:<id>`, else `sem:<type>:<job|deployment>` for one-shot events, else `body:<sha256>`."""
+    """`id:<id>`, else for one-shot events `sem:<type>:<job>` (training) or
+    `sem:<type>[:<job>]:<deployment or model>` (the others), else `body:<sha256>`."""
     if external_id:
         return f"id:{external_id}"
-    if event_type in ONE_SHOT_EVENTS:
-        part = job_id if event_type in TRAINING_EVENTS else subject
-        if part:
-            return f"sem:{event_type}:{part}"
+    if event_type in TRAINING_EVENTS:
+        if job_id:
+            return f"sem:{event_type}:{job_id}"
+    elif event_type in ONE_SHOT_EVENTS and subject:
+        # The job is part of a deployment's identity: two jobs ending in one model id, or one
+        # model deployed again, are two events (DESIGN.md §4).
+        return f"sem:{event_type}:{job_id}:{subject}" if job_id else f"sem:{event_type}:{subject}"
     return "body:" + hashlib.sha256(raw).hexdigest()
 
 

@@ -1,7 +1,7 @@
 """Tracing: an event followed from receipt through its commit to each handler call.
 
 Off unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set: then OpenTelemetry's SDK exports over OTLP/HTTP,
-and its instrumentations cover Starlette (the request), SQLAlchemy (every statement) and httpx
+and its instrumentations cover the ASGI app (the request), SQLAlchemy (every statement) and httpx
 (LLMTune, Slack, forwards). The service's own spans come from a `Tracer`: `ingest.store` in the
 request (the wait for the group commit), `ingest.commit` for each batch (linked to the requests
 it answers), and `deliver` for each handler call. The request's trace context is kept on each
@@ -14,7 +14,7 @@ When tracing is off, `NO_TRACING` stands in and nothing of OpenTelemetry is impo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -135,12 +135,28 @@ class OtelTracing:
         span_context = trace.get_current_span(context).get_span_context()
         return span_context if span_context.is_valid else None
 
-    def instrument_app(self, app: Any) -> None:
+    def instrument_app(self, app: Any, route_of: Callable[[Mapping[str, Any]], str | None]) -> None:
         """Server spans for every request of `app` (a Starlette app; not imported here, which
-        stays below the HTTP layer)."""
-        from opentelemetry.instrumentation.starlette import StarletteInstrumentor
+        stays below the HTTP layer), named `<method> <route template>` by `route_of`."""
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+        from opentelemetry.util.http import get_excluded_urls
 
-        StarletteInstrumentor.instrument_app(app, tracer_provider=self.provider)
+        def span_details(scope: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+            route = route_of(scope)
+            method = str(scope.get("method", ""))
+            name = " ".join(part for part in (method, route) if part)
+            return name, ({"http.route": route} if route else {})
+
+        # The ASGI middleware as opentelemetry-instrumentation-starlette installs it, without
+        # that package: its releases lag the rest of the line (0.66b1 while the others are at
+        # 0.66b2), and pip 23.2's resolver gives up on the mix (issue 27).
+        app.add_middleware(
+            OpenTelemetryMiddleware,
+            # The same OTEL_PYTHON_STARLETTE_EXCLUDED_URLS as before.
+            excluded_urls=get_excluded_urls("STARLETTE"),
+            default_span_details=span_details,
+            tracer_provider=self.provider,
+        )
 
     def instrument_engine(self, engine: AsyncEngine) -> None:
         """A span per SQL statement on `engine`."""

@@ -72,6 +72,19 @@ def w3_body(event: str = "training.completed", job_id: str = "job-1", **data: An
     return orjson.dumps(payload)
 
 
+MODEL_ID = "ionet-finetune-model-id"
+
+
+def w3_deployed(job_id: str, at: str = "2025-11-08T15:00:00.000Z") -> bytes:
+    """W3's `model.deployed`: a job, a model id and an endpoint, but no deploymentId."""
+    data = {
+        "jobId": job_id,
+        "modelId": MODEL_ID,
+        "endpoint": f"https://inference.example/{MODEL_ID}",
+    }
+    return orjson.dumps({"event": "model.deployed", "data": data, "timestamp": at})
+
+
 @asynccontextmanager
 async def started_app(
     settings: Settings, engine: AsyncEngine | None = None, **overrides: Any

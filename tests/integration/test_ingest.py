@@ -24,10 +24,12 @@ from service.store.writer import IngestWriter
 from service.webhooks.normalize import BodyError
 from service.webhooks.verify import VerificationError, signing_keys
 from tests.helpers import (
+    MODEL_ID,
     SECRET,
     join_sqlite_threads,
     single_engine_database,
     w3_body,
+    w3_deployed,
     w3_headers,
 )
 
@@ -124,6 +126,46 @@ class TestAccept:
         async with db.sessions() as session:
             [job] = (await session.scalars(sa.select(JobRow))).all()
         assert (job.llmtune_job_id, job.status) == ("job-i3", "deployed")
+
+
+class TestDeploymentsPerJob:
+    async def test_two_jobs_deploying_one_model_are_two_events(
+        self, db: Database, exit_stack: contextlib.AsyncExitStack
+    ) -> None:
+        """Two jobs ending in one model id each get their event stored and their job deployed."""
+        ingest, _ = await make_ingest(db, exit_stack)
+        answers = [
+            await ingest.accept(body, list(w3_headers(body).items()), source="webhook")
+            for body in (w3_deployed("job-d1"), w3_deployed("job-d2"))
+        ]
+        assert [answer.duplicate for answer in answers] == [False, False]
+        assert sorted(row.dedup_key for row in await stored(db)) == [
+            f"sem:model.deployed:job-d1:{MODEL_ID}",
+            f"sem:model.deployed:job-d2:{MODEL_ID}",
+        ]
+        async with db.sessions() as session:
+            jobs = (await session.scalars(sa.select(JobRow).order_by(JobRow.llmtune_job_id))).all()
+        assert [(job.llmtune_job_id, job.status) for job in jobs] == [
+            ("job-d1", "deployed"),
+            ("job-d2", "deployed"),
+        ]
+
+    async def test_restamped_retry_of_each_is_a_duplicate(
+        self, db: Database, exit_stack: contextlib.AsyncExitStack
+    ) -> None:
+        """LLMTune's retry (same content, new timestamp) of each job's deployment is a duplicate."""
+        ingest, _ = await make_ingest(db, exit_stack)
+        for job_id in ("job-d3", "job-d4"):
+            body = w3_deployed(job_id)
+            first = await ingest.accept(body, list(w3_headers(body).items()), source="webhook")
+            retry = w3_deployed(job_id, at="2025-11-08T15:05:00.000Z")
+            again = await ingest.accept(retry, list(w3_headers(retry).items()), source="webhook")
+            assert (again.event_id, again.duplicate) == (first.event_id, True)
+        rows = await stored(db)
+        assert sorted((row.job_id, row.duplicate_count) for row in rows) == [
+            ("job-d3", 1),
+            ("job-d4", 1),
+        ]
 
 
 class TestRefused:

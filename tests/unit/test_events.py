@@ -24,7 +24,12 @@ class TestDedupKey:
         ("event_type", "job_id", "subject", "expected"),
         [
             pytest.param("training.started", "j", None, "sem:training.started:j", id="training"),
-            pytest.param("model.deployed", "j", "d", "sem:model.deployed:d", id="deploy-subject"),
+            pytest.param("model.deployed", "j", "d", "sem:model.deployed:j:d", id="deploy-of-job"),
+            pytest.param("model.deployed", None, "d", "sem:model.deployed:d", id="deploy-no-job"),
+            pytest.param(
+                "deployment.deleted", "j", "d", "sem:deployment.deleted:j:d", id="deleted-of-job"
+            ),
+            pytest.param("model.deployed", "j", None, BODY_KEY, id="deploy-needs-subject"),
             pytest.param("deployment.paused", None, "d", BODY_KEY, id="not-one-shot"),
             pytest.param("training.failed", None, "m", BODY_KEY, id="training-needs-job"),
         ],
@@ -32,7 +37,8 @@ class TestDedupKey:
     def test_semantic_keys(
         self, event_type: str, job_id: str | None, subject: str | None, expected: str
     ) -> None:
-        """One-shot events key on their job (training) or subject (the others)."""
+        """One-shot events key on their job (training), or on their job, when named, and
+        subject (the others)."""
         key = dedup_key(
             event_type=event_type, external_id=None, job_id=job_id, subject=subject, raw=b"{}"
         )

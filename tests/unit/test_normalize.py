@@ -173,6 +173,15 @@ class TestDedupKey:
         assert _event({"id": True, "event": "x"}).dedup_key.startswith("body:")
         assert _event({"id": {"a": 1}, "event": "x"}).dedup_key.startswith("body:")
 
+    def test_deployments_of_two_jobs_differ(self) -> None:
+        """Two jobs deploying one model id are two events (W3 names no deploymentId)."""
+        first = _event({"event": "model.deployed", "data": {"jobId": "j-1", "modelId": "m-1"}})
+        second = _event({"event": "model.deployed", "data": {"jobId": "j-2", "modelId": "m-1"}})
+        assert (first.dedup_key, second.dedup_key) == (
+            "sem:model.deployed:j-1:m-1",
+            "sem:model.deployed:j-2:m-1",
+        )
+
     def test_long_parts_are_hashed(self) -> None:
         """Parts over 200 characters become their SHA-256 (index entries are bounded)."""
         long_job = "j" * 5000
