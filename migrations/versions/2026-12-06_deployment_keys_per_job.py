@@ -7,8 +7,11 @@ not fail the upgrade). Reversible: the downgrade strips the job again, except fo
 of a model that several jobs deployed, which the old form cannot tell apart (they keep the new
 key; the old code would have called them duplicates of the first).
 
-Revision ID: 0011
-Revises: 0010
+`dedup_tombstones` (0011) is left as it is: it is new in the same release as this revision, so it
+is empty when an upgrade from an earlier release gets here, and purge writes it in the new form.
+
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-06 01:30:00
 """
 
@@ -19,8 +22,8 @@ from collections.abc import Callable, Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0013"
+down_revision: str | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

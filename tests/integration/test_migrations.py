@@ -51,7 +51,7 @@ def test_body_bytes_is_backfilled_for_existing_events(empty_db_url: str) -> None
 
 
 OLD_DEPLOYMENT_KEYS = [
-    # (id, workspace, old key, type, job, key after 0011)
+    # (id, workspace, old key, type, job, key after 0013)
     ("evt_a", "default", f"sem:model.deployed:{MODEL_ID}", "model.deployed", "job-a",
      f"sem:model.deployed:job-a:{MODEL_ID}"),
     ("evt_b", "acme", "ws:acme:sem:deployment.created:dep-1", "deployment.created", "job-b",
@@ -105,10 +105,10 @@ async def _retry_of_job_a(url: str) -> tuple[str, bool]:
 
 class TestDeploymentKeysPerJob:
     def test_upgrade_adds_the_job_and_old_events_still_dedupe(self, empty_db_url: str) -> None:
-        """0011 rewrites deployment keys that have a job (scoped keys too), and a retry of an
+        """0013 rewrites deployment keys that have a job (scoped keys too), and a retry of an
         event stored before it is still a duplicate of that event."""
         config = alembic_config(empty_db_url)
-        command.upgrade(config, "0010")
+        command.upgrade(config, "0012")
         _store_old_events(empty_db_url)
         command.upgrade(config, "head")
         rows = asyncio.run(_execute(empty_db_url, "SELECT id, dedup_key FROM events ORDER BY id"))
@@ -117,12 +117,12 @@ class TestDeploymentKeysPerJob:
         command.downgrade(config, "base")
 
     def test_downgrade_restores_the_old_keys(self, empty_db_url: str) -> None:
-        """Down from 0011, the keys are the job-less ones again."""
+        """Down from 0013, the keys are the job-less ones again."""
         config = alembic_config(empty_db_url)
-        command.upgrade(config, "0010")
+        command.upgrade(config, "0012")
         _store_old_events(empty_db_url)
-        command.upgrade(config, "0011")
-        command.downgrade(config, "0010")
+        command.upgrade(config, "0013")
+        command.downgrade(config, "0012")
         rows = asyncio.run(_execute(empty_db_url, "SELECT id, dedup_key FROM events ORDER BY id"))
         assert rows == [(row[0], row[2]) for row in OLD_DEPLOYMENT_KEYS]
         command.downgrade(config, "base")
@@ -130,18 +130,18 @@ class TestDeploymentKeysPerJob:
     def test_keys_in_use_are_left_alone(self, empty_db_url: str) -> None:
         """A key another row already holds is not taken (up or down); the first stored wins."""
         config = alembic_config(empty_db_url)
-        command.upgrade(config, "0010")
+        command.upgrade(config, "0012")
         _store_event(
             empty_db_url, ("evt_1", "default", "sem:model.deployed:m", "model.deployed", "j")
         )
         _store_event(
             empty_db_url, ("evt_2", "default", "sem:model.deployed:j:m", "model.deployed", None)
         )
-        command.upgrade(config, "0011")
+        command.upgrade(config, "0013")
         _store_event(
             empty_db_url, ("evt_3", "default", "sem:model.deployed:k:m", "model.deployed", "k"), 1
         )
-        command.downgrade(config, "0010")
+        command.downgrade(config, "0012")
         rows = asyncio.run(_execute(empty_db_url, "SELECT id, dedup_key FROM events ORDER BY id"))
         assert rows == [
             ("evt_1", "sem:model.deployed:m"),
