@@ -36,6 +36,7 @@ SETTINGS_VARIABLES = frozenset(
         "ADMIN_TOKENS",
         "ENCRYPTION_KEYS",
         "MAX_BODY_BYTES",
+        "MAX_HEADER_BYTES",
         "LOG_LEVEL",
         "LOG_FORMAT",
         "BODY_TIMEOUT_SECONDS",
