@@ -21,6 +21,8 @@ from service.config import Settings
 from service.logs import configure_logging
 
 ENV_FILE = Path(".env")
+# What uvicorn builds in each server process; an embedding program may serve its own factory.
+APP_FACTORY = "service.app:create_app"
 
 
 def _first_run(settings: Settings, init_env: bool) -> Settings:
@@ -44,8 +46,8 @@ def _first_run(settings: Settings, init_env: bool) -> Settings:
     return settings_or_exit()
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    """Apply migrations, then run the HTTP server."""
+def cmd_serve(args: argparse.Namespace, *, app: str = APP_FACTORY) -> int:
+    """Apply migrations, then run the HTTP server on the factory `app` (an import string)."""
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     if settings.is_sqlite and args.workers > 1:
@@ -69,7 +71,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # action would end the command with -15 (143 in a container). Shutdown is complete by then.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
-        "service.app:create_app",
+        app,
         factory=True,
         host=args.host,
         port=args.port,
