@@ -11,6 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from service import firstrun
+from service.commands.bounded_http import BoundedHttpToolsProtocol, head_limit
 from service.commands.common import (
     apply_migrations,
     keys_usable,
@@ -79,6 +80,10 @@ def cmd_serve(args: argparse.Namespace, *, app: str = APP_FACTORY) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        # uvicorn's own cap on a request head is for h11 only; this protocol applies it to
+        # httptools too (the app answers 431 for anything over MAX_HEADER_BYTES below it).
+        http=BoundedHttpToolsProtocol,
+        h11_max_incomplete_event_size=head_limit(settings.max_header_bytes),
         timeout_graceful_shutdown=10,
         # Explicit, so uvicorn's own default (trust 127.0.0.1) never lets a local caller spoof
         # the client address or scheme; empty trusts no proxy.
