@@ -110,6 +110,18 @@ def redact_urls(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]
     return {key: _redacted(value) for key, value in event_dict.items()}
 
 
+def redact_exception_urls(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: `redact_urls` for a rendered traceback only. Our own fields name no
+    credential-bearing URL, and walking every field of every line would cost time, but an
+    exception's message may quote one (httpx's HTTPStatusError does)."""
+    exception = event_dict.get("exception")
+    if exception is not None:
+        event_dict["exception"] = _redacted(exception)
+    return event_dict
+
+
 # Frame locals hold the request (its Authorization header) and route options (secrets).
 dict_tracebacks_without_locals = structlog.processors.ExceptionRenderer(
     structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
@@ -150,9 +162,11 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, cache: bool = T
     """
     renderer = _renderer(fmt)
     console = isinstance(renderer, structlog.dev.ConsoleRenderer)
-    tracebacks = [] if console else [dict_tracebacks_without_locals]
-    # Stdlib lines render their traceback to text first, so `redact_urls` sees it too.
-    foreign_tracebacks = [structlog.processors.format_exc_info] if console else tracebacks
+    # Tracebacks are rendered before the renderer (as text on a console), so that the URL
+    # redaction sees them; the console renderer then prints that text as it is.
+    tracebacks: list[Any] = (
+        [structlog.processors.format_exc_info] if console else [dict_tracebacks_without_locals]
+    )
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
         processors=[
@@ -161,6 +175,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, cache: bool = T
             structlog.stdlib.add_logger_name,
             timestamper,
             *tracebacks,
+            redact_exception_urls,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
@@ -178,7 +193,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, cache: bool = T
             ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                *foreign_tracebacks,
+                *tracebacks,
                 redact_urls,
                 renderer,
             ],

@@ -119,3 +119,21 @@ def test_client_libraries_are_held_at_warning(
     logging.getLogger(name).info("HTTP Request: POST %s", SLACK_URL)
     logging.getLogger(name).warning("still shown")
     assert [line["event"] for line in json_lines(capsys.readouterr().err)] == ["still shown"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("fmt", ["json", "console"])
+def test_exception_messages_have_urls_redacted(
+    capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """An exception that quotes a URL (httpx's HTTPStatusError does) keeps only its host, in
+    our lines and stdlib ones."""
+    configure_logging("info", fmt, cache=False)
+    try:
+        raise RuntimeError(f"Client error '404 Not Found' for url '{SLACK_URL}'")
+    except RuntimeError:
+        structlog.get_logger("test").exception("delivery_failed")
+        logging.getLogger("some.library").exception("library failure")
+    err = capsys.readouterr().err
+    assert err.count("for url 'https://hooks.slack.com'") == 2
+    assert "SECRET" not in err
