@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.e2e.server import HOST, WEBHOOK_PATH, Server, receiver_env, running_server
@@ -48,6 +49,8 @@ async def test_oversized_heads_are_refused_and_nothing_is_stored(
 ) -> None:
     """32 KiB of headers: the app's 431 in our shape, one rejection row. 1 MiB: the server's
     431 (or a reset, if it closed while we were sending). No event is stored."""
+    async with engine.begin() as connection:  # the engine fixture leaves other tests' rows
+        await connection.execute(sa.text("DELETE FROM webhook_rejections"))
     env = receiver_env(db_url) | {"MAX_HEADER_BYTES": str(MAX_HEADER_BYTES)}
     with running_server(tmp_path, env, "--no-init-env") as server:
         async with httpx.AsyncClient(base_url=server.base_url, trust_env=False) as client:
