@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
 from service.bootstrap import Overrides, built_services, run_background, tracing_for
@@ -23,6 +24,7 @@ from service.http import probes, webhooks
 from service.http.admin.routes import ROUTES as ADMIN_ROUTES
 from service.http.console.routes import ROUTES as CONSOLE_ROUTES
 from service.http.errors import EXCEPTION_HANDLERS
+from service.http.header_limit import HeaderLimitMiddleware
 from service.http.requestlog import RequestLogMiddleware
 from service.http.routenames import route_of
 from service.logs import configure_logging
@@ -88,6 +90,8 @@ def create_app(
     app = ReceiverApp(
         routes=[*webhooks.ROUTES, *ADMIN_ROUTES, *CONSOLE_ROUTES, *probes.ROUTES],
         exception_handlers=EXCEPTION_HANDLERS,
+        # Inside the request log (the 431 gets its line), before routing and any endpoint.
+        middleware=[Middleware(HeaderLimitMiddleware, limit=settings.max_header_bytes)],
         lifespan=lifespan,
     )
     # A redirect to the slash-less path would be an empty 307 that a sender counts as failure.

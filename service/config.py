@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     admin_tokens: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     encryption_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # All request header names and values together; a browser with the console's cookie needs
+    # a few kB, a proxy adds a few hundred bytes.
+    max_header_bytes: int = Field(default=64 * 1024, ge=8 * 1024, le=1024 * 1024)
     body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     public_url: str = "http://localhost:8000"
     routes_file: Path | None = None

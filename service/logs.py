@@ -2,7 +2,9 @@
 
 JSON off a TTY, a readable console on one; stdlib and uvicorn logs go through the same formatter.
 This is the one piece of process-global state the service has. Nothing here may log a secret,
-a signature or a whole body: callers log sizes and hashes.
+a signature or a whole body: callers log sizes and hashes. Tracebacks carry no local variables
+(a frame's locals hold request headers and route options), stdlib lines have their URLs cut to
+scheme and host, and chatty client libraries are held at WARNING: their info lines print URLs.
 
 Canonical line: the HTTP edge opens a `canonical_line()` per request and writes it once at the
 end; code below it (the ingest service) `annotate`s that line with what it learned instead of
@@ -13,8 +15,9 @@ and the caller writes its own line.
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -24,6 +27,28 @@ import orjson
 import structlog
 
 LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40}
+# Libraries whose info/debug lines name full URLs (a Slack webhook URL is a credential) or
+# connection strings; held at WARNING whatever LOG_LEVEL says.
+QUIET_LIBRARIES = (
+    "httpx",
+    "httpcore",
+    "hpack",
+    "h11",
+    "h2",
+    "urllib3",
+    "aiosqlite",
+    "asyncpg",
+    "aiosmtplib",
+    "uvicorn.access",
+)
+# scheme://[userinfo@]host[:port] then anything up to whitespace or a quote: path, query and
+# userinfo can all hold credentials (Slack's /services/T/B/X, ?token=, user:password@).
+_URL = re.compile(
+    r"\b([a-zA-Z][a-zA-Z0-9+.-]{0,15})://"  # scheme
+    r"(?:[^\s/?#'\"<>]*@)?"  # userinfo, up to its last @ (an unescaped @ in a password)
+    r"([^\s/?#'\"<>@]*)"  # host[:port]
+    r"[^\s'\"<>]*"  # path, query, fragment
+)
 
 
 @dataclass(slots=True)
@@ -63,6 +88,46 @@ def annotate(level: str = "info", **fields: Any) -> bool:
     return True
 
 
+def redact_url_text(text: str) -> str:
+    """`text` with every URL cut to scheme://host[:port] (no userinfo, path or query)."""
+    if "://" not in text:  # the common case, without running the pattern
+        return text
+    return _URL.sub(r"\1://\2", text)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_url_text(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
+
+
+def redact_urls(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
+    """structlog processor: cut every URL in every string value (tracebacks too) to its host."""
+    return {key: _redacted(value) for key, value in event_dict.items()}
+
+
+def redact_exception_urls(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """structlog processor: `redact_urls` for a rendered traceback only. Our own fields name no
+    credential-bearing URL, and walking every field of every line would cost time, but an
+    exception's message may quote one (httpx's HTTPStatusError does)."""
+    exception = event_dict.get("exception")
+    if exception is not None:
+        event_dict["exception"] = _redacted(exception)
+    return event_dict
+
+
+# Frame locals hold the request (its Authorization header) and route options (secrets).
+dict_tracebacks_without_locals = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
+
 def _orjson_dumps(value: Any, **_: Any) -> str:
     # orjson is several times faster than the stdlib for the one JSON object each line is.
     return orjson.dumps(value, default=repr).decode("utf-8")
@@ -96,10 +161,11 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, cache: bool = T
     `cache=False` is for tests: cached loggers would not see `structlog.testing.capture_logs`.
     """
     renderer = _renderer(fmt)
-    tracebacks = (
-        []
-        if isinstance(renderer, structlog.dev.ConsoleRenderer)
-        else [structlog.processors.dict_tracebacks]
+    console = isinstance(renderer, structlog.dev.ConsoleRenderer)
+    # Tracebacks are rendered before the renderer (as text on a console), so that the URL
+    # redaction sees them; the console renderer then prints that text as it is.
+    tracebacks: list[Any] = (
+        [structlog.processors.format_exc_info] if console else [dict_tracebacks_without_locals]
     )
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     structlog.configure(
@@ -109,6 +175,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, cache: bool = T
             structlog.stdlib.add_logger_name,
             timestamper,
             *tracebacks,
+            redact_exception_urls,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
@@ -127,6 +194,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, cache: bool = T
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 *tracebacks,
+                redact_urls,
                 renderer,
             ],
         )
@@ -138,5 +206,6 @@ def configure_logging(level: str = "info", fmt: str = "auto", *, cache: bool = T
         logger = logging.getLogger(name)
         logger.handlers[:] = []
         logger.propagate = True
-    # Our middleware writes one line per request; uvicorn's access log would repeat it.
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # uvicorn.access is among them: our middleware writes one line per request already.
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -11,6 +11,7 @@ from pathlib import Path
 import uvicorn
 
 from service import firstrun
+from service.commands.bounded_http import BoundedHttpToolsProtocol, head_limit
 from service.commands.common import (
     apply_migrations,
     keys_usable,
@@ -21,6 +22,8 @@ from service.config import Settings
 from service.logs import configure_logging
 
 ENV_FILE = Path(".env")
+# What uvicorn builds in each server process; an embedding program may serve its own factory.
+APP_FACTORY = "service.app:create_app"
 
 
 def _first_run(settings: Settings, init_env: bool) -> Settings:
@@ -44,8 +47,8 @@ def _first_run(settings: Settings, init_env: bool) -> Settings:
     return settings_or_exit()
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    """Apply migrations, then run the HTTP server."""
+def cmd_serve(args: argparse.Namespace, *, app: str = APP_FACTORY) -> int:
+    """Apply migrations, then run the HTTP server on the factory `app` (an import string)."""
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     if settings.is_sqlite and args.workers > 1:
@@ -69,7 +72,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # action would end the command with -15 (143 in a container). Shutdown is complete by then.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
-        "service.app:create_app",
+        app,
         factory=True,
         host=args.host,
         port=args.port,
@@ -77,6 +80,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_config=None,
         access_log=False,
         server_header=False,
+        # uvicorn's own cap on a request head is for h11 only; this protocol applies it to
+        # httptools too (the app answers 431 for anything over MAX_HEADER_BYTES below it).
+        http=BoundedHttpToolsProtocol,
+        h11_max_incomplete_event_size=head_limit(settings.max_header_bytes),
         timeout_graceful_shutdown=10,
         # Explicit, so uvicorn's own default (trust 127.0.0.1) never lets a local caller spoof
         # the client address or scheme; empty trusts no proxy.

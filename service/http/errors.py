@@ -9,7 +9,8 @@
     ├── Conflict               409 CONFLICT            the resource is not in a state for that
     ├── TooManyAttempts        429 TOO_MANY_ATTEMPTS   too many failed admin authentications
     ├── BodyTimeout            408 REQUEST_TIMEOUT     the body did not arrive within the deadline
-    └── PayloadTooLarge        413 PAYLOAD_TOO_LARGE
+    ├── PayloadTooLarge        413 PAYLOAD_TOO_LARGE
+    └── HeadersTooLarge        431 HEADERS_TOO_LARGE   request headers over MAX_HEADER_BYTES
 
     Domain errors raised below the HTTP layer, mapped here and nowhere else:
     BodyError          → 400 INVALID_JSON
@@ -32,6 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.http.responses import JSONResponse
+from service.http.route_template import loggable_path
 from service.store.db import StoreUnavailable
 from service.store.sealing import SealedDataUnreadable
 from service.store.writer import Overloaded
@@ -110,6 +112,13 @@ class PayloadTooLarge(ApiError):
     status, code = 413, "PAYLOAD_TOO_LARGE"
 
 
+class HeadersTooLarge(ApiError):
+    status, code = 431, "HEADERS_TOO_LARGE"
+
+    def headers(self) -> dict[str, str]:
+        return {"Connection": "close"}
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     """LLMTune's error envelope."""
     return {"error": {"message": message, "code": code, "details": details}}
@@ -170,7 +179,7 @@ async def handle_overloaded(request: Request, exc: Exception) -> Response:
 async def handle_sealed_unreadable(request: Request, exc: Exception) -> Response:
     """503, never garbage: the row is sealed under a key this process was not given."""
     assert isinstance(exc, SealedDataUnreadable)  # noqa: S101 - registered for it only
-    log.error("sealed_data_unreadable", path=request.url.path, key_id=exc.key_id)
+    log.error("sealed_data_unreadable", path=loggable_path(request.scope), key_id=exc.key_id)
     return error_response(
         503,
         "ENCRYPTION_KEY_UNAVAILABLE",
@@ -193,7 +202,8 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     """Last resort: log the bug, answer in our shape, never leak the traceback."""
-    log.exception("unhandled_error", path=request.url.path)
+    # The logged traceback has no frame locals (`service.logs`): they hold headers and options.
+    log.exception("unhandled_error", path=loggable_path(request.scope))
     return JSONResponse(error_body("INTERNAL_ERROR", "internal error"), status_code=500)
 
 

@@ -1,4 +1,4 @@
-"""Records each refused webhook request (401, 400, 404, 408, 413) in the rejections log.
+"""Records each refused webhook request (401, 400, 404, 408, 413, 431) in the rejections log.
 
 What is kept: time, reason, status, the route's path template (a job callback URL's token is a
 credential, so never the real path), workspace, client address, size, header NAMES and the first
@@ -19,7 +19,14 @@ from starlette.responses import Response
 
 from service.events import clean_text
 from service.http.context import services
-from service.http.errors import BodyTimeout, ClientDisconnected, NotFound, PayloadTooLarge
+from service.http.errors import (
+    BodyTimeout,
+    ClientDisconnected,
+    HeadersTooLarge,
+    NotFound,
+    PayloadTooLarge,
+)
+from service.http.numbers import parse_count
 from service.ids import new_id
 from service.store.rejections import NewRejection
 from service.webhooks.normalize import BodyError
@@ -28,7 +35,13 @@ from service.webhooks.verify import Reason, VerificationError
 log = structlog.get_logger(__name__)
 
 BODY_REASONS = ("invalid_json", "not_an_object", "too_deep")
-EDGE_REASONS = ("too_large", "body_timeout", "client_disconnected", "not_found")
+EDGE_REASONS = (
+    "too_large",
+    "headers_too_large",
+    "body_timeout",
+    "client_disconnected",
+    "not_found",
+)
 # Every `reason` a rejection can have (the admin list's `reason` filter takes these).
 REASONS: tuple[str, ...] = (*get_args(Reason), *BODY_REASONS, *EDGE_REASONS)
 MAX_HEADER_NAMES = 40
@@ -49,14 +62,19 @@ def recording_refusals(endpoint: Endpoint, *, path: str) -> Endpoint:
         try:
             return await endpoint(request)
         except Exception as exc:
-            refused = _refusal(exc)
-            if refused is not None:
-                _record(request, exc, path, *refused)
+            record_refusal(request, exc, path=path)
             raise
 
     wrapped.__name__ = endpoint.__name__
     wrapped.__doc__ = endpoint.__doc__
     return wrapped
+
+
+def record_refusal(request: Request, exc: Exception, *, path: str) -> None:
+    """Record `exc` when it is a refusal, under the route template `path`; never raises."""
+    refused = _refusal(exc)
+    if refused is not None:
+        _record(request, exc, path, *refused)
 
 
 def _refusal(exc: Exception) -> tuple[str, int] | None:
@@ -66,6 +84,7 @@ def _refusal(exc: Exception) -> tuple[str, int] | None:
         return exc.reason, 400
     for kind, reason in (
         (PayloadTooLarge, "too_large"),
+        (HeadersTooLarge, "headers_too_large"),
         (BodyTimeout, "body_timeout"),
         (ClientDisconnected, "client_disconnected"),
         (NotFound, "not_found"),
@@ -102,8 +121,7 @@ def _declared_size(request: Request, exc: Exception) -> int | None:
     if isinstance(exc, BodyTimeout) and exc.details:
         received = exc.details.get("receivedBytes")
         return received if isinstance(received, int) else None
-    declared = request.headers.get("content-length", "")
-    return int(declared) if declared.isascii() and declared.isdigit() else None
+    return parse_count(request.headers.get("content-length", ""))
 
 
 def header_names(request: Request) -> list[str]:

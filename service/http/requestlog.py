@@ -3,8 +3,10 @@
 The id comes from a sane `X-Request-Id` header or is generated, and is echoed in the response.
 The closing line is the request's canonical line (`service.logs`): method, path, status, client
 address, duration, plus whatever the code below annotated (the ingest outcome of a webhook).
-The client address is the peer's, or `X-Forwarded-For`'s when uvicorn was told to trust the
-peer as a proxy (`FORWARDED_ALLOW_IPS`); uvicorn rewrites the scope before we see it.
+Paths are logged by their route's template (`service.http.route_template`): a job callback
+URL's token is a credential. The client address is the peer's, or `X-Forwarded-For`'s when
+uvicorn was told to trust the peer as a proxy (`FORWARDED_ALLOW_IPS`); uvicorn rewrites the
+scope before we see it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service import logs
+from service.http.route_template import loggable_path
 
 log = structlog.get_logger("service.request")
 _SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
@@ -74,7 +77,7 @@ def _write(scope: Scope, line: logs.CanonicalLine, status: int, elapsed: float) 
         logs.LEVELS[line.level],
         "request",
         method=scope["method"],
-        path=scope["path"],
+        path=loggable_path(scope),
         status=status,
         client=client[0] if client else None,
         duration_ms=round(elapsed * 1000, 2),

@@ -17,6 +17,7 @@ from service import logs
 from service.events import DEFAULT_WORKSPACE
 from service.http.context import services
 from service.http.errors import BodyTimeout, ClientDisconnected, NotFound, PayloadTooLarge
+from service.http.numbers import parse_count
 from service.http.refusals import keep_body, recording_refusals
 from service.http.responses import JSONResponse
 from service.services import Services
@@ -28,9 +29,9 @@ WEBHOOK_PATH = "/webhooks/llmtune"
 async def read_body(request: Request, *, limit: int, deadline_seconds: float) -> bytes:
     """The whole body, refusing (413) anything over `limit` bytes before or while reading it,
     and giving up (408) when it has not all arrived within `deadline_seconds`."""
-    declared = request.headers.get("content-length")
-    # isascii: str.isdigit() also accepts digits like "²" that int() refuses.
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+    # A malformed Content-Length is left to the streaming cap below.
+    declared = parse_count(request.headers.get("content-length", ""))
+    if declared is not None and declared > limit:
         raise PayloadTooLarge(f"body exceeds {limit} bytes", details={"limit": limit})
     chunks: list[bytes] = []
     size = 0

@@ -180,7 +180,7 @@ def test_webhooks_and_probes_are_documented() -> None:
     }
     assert {} not in webhook["security"]
     assert {} in operation("POST", "/webhooks/llmtune/jobs/{token}")["security"]
-    assert set(webhook["responses"]) == {"200", "400", "401", "404", "408", "413", "503"}
+    assert set(webhook["responses"]) == {"200", "400", "401", "404", "408", "413", "431", "503"}
     for path in ("/healthz", "/readyz", "/metrics"):
         assert operation("GET", path)["security"] == []
 

@@ -36,6 +36,7 @@ SETTINGS_VARIABLES = frozenset(
         "ADMIN_TOKENS",
         "ENCRYPTION_KEYS",
         "MAX_BODY_BYTES",
+        "MAX_HEADER_BYTES",
         "LOG_LEVEL",
         "LOG_FORMAT",
         "BODY_TIMEOUT_SECONDS",
@@ -171,15 +172,16 @@ def running_server(
     *args: str,
     logs: Path | None = None,
     port: int | None = None,
+    entry: Sequence[str] = ("service", "serve"),
 ) -> Iterator[Server]:
     """`python -m service serve ARGS` on `port` (default: a free one) of 127.0.0.1, ready;
     stopped on exit. stderr goes to `server.stderr.log` in `logs` (default: `cwd`), stdout
-    next to it.
+    next to it. `entry` replaces `service serve` (a test module that serves its own app).
     """
     port = free_port() if port is None else port
     log_dir = cwd if logs is None else logs
     log_path = log_dir / "server.stderr.log"
-    command = [sys.executable, "-m", "service", "serve", "--host", HOST, "--port", str(port)]
+    command = [sys.executable, "-m", *entry, "--host", HOST, "--port", str(port)]
     with log_path.open("wb") as stderr, (log_dir / "server.stdout.log").open("wb") as stdout:
         process = subprocess.Popen(
             [*command, *args],

@@ -17,6 +17,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         "WEBHOOK_SECRETS",
         "ADMIN_TOKENS",
         "MAX_BODY_BYTES",
+        "MAX_HEADER_BYTES",
         "LOG_LEVEL",
         "FORWARDED_ALLOW_IPS",
         "BODY_TIMEOUT_SECONDS",
@@ -26,11 +27,12 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def test_defaults() -> None:
-    """With nothing set: embedded SQLite, no secrets, 1 MiB cap."""
+    """With nothing set: embedded SQLite, no secrets, 1 MiB body cap, 64 KiB of headers."""
     settings = load_settings()
     assert settings.database_url == "sqlite+aiosqlite:///./llmtune-receiver.db"
     assert settings.webhook_secrets == []
     assert settings.max_body_bytes == 1024 * 1024
+    assert settings.max_header_bytes == 64 * 1024
     assert settings.is_sqlite
 
 
@@ -70,6 +72,8 @@ def test_database_url_forms(monkeypatch: pytest.MonkeyPatch, given: str, expecte
         ("DATABASE_URL", "mysql://u@h/db"),
         ("MAX_BODY_BYTES", "lots"),
         ("MAX_BODY_BYTES", "10"),
+        ("MAX_HEADER_BYTES", "1024"),
+        ("MAX_HEADER_BYTES", "99999999"),
         ("LOG_LEVEL", "chatty"),
         ("WEBHOOK_ALLOW_UNSIGNED", "maybe"),
         ("FORWARDED_ALLOW_IPS", "10.0.0.1,proxy.internal"),

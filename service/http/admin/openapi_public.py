@@ -125,6 +125,7 @@ _WEBHOOK_ERRORS = {
     404: "no such workspace or job callback (`NOT_FOUND`)",
     408: "the body did not arrive in time (`REQUEST_TIMEOUT`)",
     413: "the body is over the size cap (`PAYLOAD_TOO_LARGE`)",
+    431: "the request headers are over MAX_HEADER_BYTES (`HEADERS_TOO_LARGE`); nothing stored",
     503: "cannot store now (`STORAGE_UNAVAILABLE`, `OVERLOADED`): retry after `Retry-After`",
 }
 

@@ -30,6 +30,7 @@ from starlette.datastructures import QueryParams
 
 from service.events import key_part, parse_time
 from service.http.errors import InvalidParameter
+from service.http.numbers import parse_count
 from service.ids import looks_like_id
 from service.store.paging import SortKey
 
@@ -204,9 +205,10 @@ def _limit(raw: list[str]) -> int:
     one = _single("limit", raw)
     if one is None:
         return DEFAULT_LIMIT
-    if not (one.isascii() and one.isdigit()) or not 1 <= int(one) <= MAX_LIMIT:
+    limit = parse_count(one)
+    if limit is None or not 1 <= limit <= MAX_LIMIT:
         raise bad("limit", f"must be an integer from 1 to {MAX_LIMIT}")
-    return int(one)
+    return limit
 
 
 def _canonical(value: Value) -> object:

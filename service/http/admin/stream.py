@@ -43,6 +43,7 @@ from service.http.admin import schemas
 from service.http.admin.endpoint import AdminRoute, parsed_query
 from service.http.admin.params import Param, ParsedQuery, QuerySpec, bad
 from service.http.errors import InvalidParameter, error_body
+from service.http.numbers import parse_decimal
 from service.ids import looks_like_id
 from service.services import Services
 from service.store import feed
@@ -105,11 +106,8 @@ def _heartbeat(query: ParsedQuery) -> float:
     if raw is None:
         return HEARTBEAT_SECONDS
     low, high = HEARTBEAT_RANGE
-    try:
-        seconds = float(raw)
-    except ValueError:
-        seconds = -1.0
-    if not low <= seconds <= high:  # also refuses nan
+    seconds = parse_decimal(raw)
+    if seconds is None or not low <= seconds <= high:
         raise bad("heartbeat", f"must be a number of seconds from {low} to {high:.0f}")
     return seconds
 
