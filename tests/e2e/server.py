@@ -182,11 +182,16 @@ def running_server(
     log_dir = cwd if logs is None else logs
     log_path = log_dir / "server.stderr.log"
     command = [sys.executable, "-m", *entry, "--host", HOST, "--port", str(port)]
+    env = dict(env)
+    if entry[0] != "service":
+        # A test module as entry point: the child must find `tests` as the runner does.
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     with log_path.open("wb") as stderr, (log_dir / "server.stdout.log").open("wb") as stdout:
         process = subprocess.Popen(
             [*command, *args],
             cwd=cwd,
-            env=dict(env),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
