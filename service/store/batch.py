@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.dispatch.routing import Route, routes_for
 from service.ids import new_id
 from service.jobs.state import RANK, transition_for
+from service.routing import Route, routes_for
 from service.store.deliveries import NOTIFY_CHANNEL
 from service.store.events import NewEvent
 from service.store.sealing import PLAINTEXT, Sealer, seal_event

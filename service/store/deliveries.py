@@ -13,12 +13,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.dispatch.routing import DEFAULT_MAX_ATTEMPTS, Route
+from service.delivery_status import RETRYABLE
 from service.ids import new_id
+from service.routing import DEFAULT_MAX_ATTEMPTS, Route
 from service.store.paging import Page, fetch_page
 from service.store.tables import DELIVERIES, EVENTS, AttemptRow, DeliveryRow
 
-UNFINISHED = ("pending", "in_flight", "retrying")
 NOTIFY_CHANNEL = "llmtune_deliveries"
 MAX_ERROR_TEXT = 2000
 
@@ -145,9 +145,6 @@ async def attempts_of(session: AsyncSession, delivery_id: str) -> list[AttemptRo
         .order_by(AttemptRow.number)
     )
     return list((await session.scalars(stmt)).all())
-
-
-RETRYABLE = ("dead", "retrying")
 
 
 def _fresh_budget(budgets: Mapping[str, int]) -> sa.ColumnElement[int]:

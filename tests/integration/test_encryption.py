@@ -20,11 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from service.clock import FakeClock
 from service.crypto.sealing import generate_key, keyring_from, parse_key
 from service.dispatch.notify import Notifier
-from service.dispatch.routing import Route
 from service.dispatch.worker import Worker
-from service.handlers.base import Delivery, Handler, InferenceRun, Ok, Outcome
+from service.handlers.base import Delivery, Handler, Ok, Outcome
 from service.ingest import Ingest
 from service.metrics import Metrics
+from service.ports import InferenceRun
+from service.routing import Route
 from service.store import events as event_store
 from service.store import jobs, rotation
 from service.store.db import Database
@@ -96,7 +97,7 @@ async def service_for(engine: AsyncEngine) -> AsyncIterator[Any]:
                 db,
                 routes={route.name: route for route in ROUTES},
                 handlers=dict[str, Handler]({"hook": recorder}),
-                ingest=None,
+                emit=None,
                 metrics=metrics,
                 clock=clock,
                 notifier=notifier,
@@ -210,7 +211,7 @@ async def test_an_event_sealed_under_a_missing_key_is_retried_not_handed_over(
         other.db,
         routes={route.name: route for route in ROUTES},
         handlers=dict[str, Handler]({"hook": other.recorder}),
-        ingest=None,
+        emit=None,
         metrics=Metrics(),
         clock=FakeClock(T0),
         notifier=Notifier(),

@@ -15,9 +15,9 @@ from structlog.testing import capture_logs
 
 from service import logs
 from service.clock import FakeClock
-from service.dispatch.routing import DEFAULT_ROUTES
 from service.ingest import Ingest
 from service.metrics import Metrics
+from service.routing import DEFAULT_ROUTES
 from service.store.db import Database, StoreUnavailable, open_database
 from service.store.tables import EventRow, JobRow
 from service.store.writer import IngestWriter

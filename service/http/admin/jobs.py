@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, get_args
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,7 +18,7 @@ from service.http.admin.endpoint import AdminRoute, page_body, parsed_query
 from service.http.admin.params import Param, QuerySpec, time_range
 from service.http.errors import ApiError, Conflict, InvalidParameter, NotFound
 from service.http.responses import JSONResponse
-from service.jobs.state import Status
+from service.jobs.state import STATUSES
 from service.llmtune.errors import LLMTuneError
 from service.services import Services
 from service.store import deliveries, events, inference_runs, jobs
@@ -30,7 +30,6 @@ from service.submissions import JobsDisabled, SubmitFailed, callback_url
 REDACTED_TOKEN = "{token}"  # noqa: S105 - a placeholder, not a secret
 
 MAX_JOB_KEY = 200
-STATUSES: tuple[str, ...] = get_args(Status)
 JOBS_QUERY = QuerySpec(
     scope="jobs",
     paged=True,
