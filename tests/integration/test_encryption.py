@@ -149,10 +149,10 @@ async def test_sealed_rows_hide_the_text_and_keep_the_indexed_columns(
     assert row["type"] == "training.started"
     assert row["job_id"] == "job-1"
 
-    async def read(session: AsyncSession) -> event_store.EventContent:
-        stored = await event_store.get_event(session, event_id)
-        assert stored is not None
-        return event_store.content_of(stored, svc.db.sealer)
+    async def read(session: AsyncSession) -> event_store.OpenedEvent:
+        opened = await event_store.opened_event(session, event_id, svc.db.sealer)
+        assert opened is not None
+        return opened
 
     content = await svc.db.read(read)
     assert content.raw_body == body
@@ -183,8 +183,10 @@ async def test_rows_from_before_encryption_still_read(
     assert by_id[new_id]["sealed_with"] == parse_key(NEW).id
 
     async def read(session: AsyncSession) -> list[bytes]:
-        rows = [await event_store.get_event(session, i) for i in (old_id, new_id)]
-        return [event_store.content_of(r, sealed.db.sealer).raw_body for r in rows if r]
+        opened = [
+            await event_store.opened_event(session, i, sealed.db.sealer) for i in (old_id, new_id)
+        ]
+        return [event.raw_body for event in opened if event]
 
     assert await sealed.db.read(read) == [old_body, new_body]
 
@@ -238,9 +240,7 @@ async def test_a_sealed_body_moved_to_another_row_does_not_open(
         await conn.execute(moved, {"a": first, "b": second})
 
     async def read(session: AsyncSession) -> None:
-        row = await event_store.get_event(session, second)
-        assert row is not None
-        event_store.content_of(row, svc.db.sealer)
+        await event_store.opened_event(session, second, svc.db.sealer)
 
     with pytest.raises(SealedDataUnreadable, match="does not authenticate"):
         await svc.db.read(read)
@@ -416,9 +416,9 @@ class TestRotation:
         async def read_all(session: AsyncSession) -> dict[str, bytes]:
             out = {}
             for event_id in bodies:
-                row = await event_store.get_event(session, event_id)
-                assert row is not None
-                out[event_id] = event_store.content_of(row, only_new.sealer).raw_body
+                opened = await event_store.opened_event(session, event_id, only_new.sealer)
+                assert opened is not None
+                out[event_id] = opened.raw_body
             return out
 
         assert await only_new.read(read_all) == bodies

@@ -101,7 +101,7 @@ async def retry_delivery(request: Request, svc: Services) -> dict[str, Any]:
             session, where=DeliveryFilter(), ids=[delivery_id], budgets=_budgets(svc), now=now
         )
         if retried:
-            await session.refresh(row)
+            row = await deliveries.get_delivery(session, delivery_id, fresh=True) or row
         return {**schemas.delivery_view(row), "retried": bool(retried)}
 
     result = await svc.db.write(write)
