@@ -12,8 +12,7 @@ import orjson
 from service.store.deliveries import StoredAttempt, StoredDelivery
 from service.store.events import OpenedEvent, StoredEvent
 from service.store.inference_runs import JobRun
-from service.store.sealing import Sealer, open_dataset
-from service.store.tables import JobRow
+from service.store.jobs import StoredJob
 from service.webhooks.verify import SIGNATURE_HEADERS
 
 REDACTED = "[redacted]"
@@ -94,8 +93,8 @@ def attempt_view(row: StoredAttempt) -> dict[str, Any]:
     }
 
 
-def job_summary(row: JobRow, sealer: Sealer) -> dict[str, Any]:
-    """A job as listed (its dataset opened when sealed)."""
+def job_summary(row: StoredJob) -> dict[str, Any]:
+    """A job as listed."""
     return {
         "id": row.id,
         "llmtuneJobId": row.llmtune_job_id,
@@ -105,7 +104,7 @@ def job_summary(row: JobRow, sealer: Sealer) -> dict[str, Any]:
         "deploymentId": row.deployment_id,
         "metrics": row.metrics,
         "error": row.error,
-        "dataset": open_dataset(sealer, row.id, row.dataset, row.sealed_with),
+        "dataset": row.dataset,
         "trainingMethod": row.training_method,
         "hyperparameters": row.params,
         "idempotencyKey": row.idempotency_key,
@@ -141,7 +140,7 @@ def inference_run_view(stored: JobRun) -> dict[str, Any]:
 
 
 def job_timeline(
-    job: JobRow,
+    job: StoredJob,
     events: Sequence[StoredEvent],
     deliveries: Sequence[StoredDelivery],
     runs: Sequence[JobRun],
