@@ -34,8 +34,9 @@ from service.ports import EmitEvent
 from service.routing import Route
 from service.store import outbox
 from service.store.db import Database, StoreUnavailable
+from service.store.errors import SealedDataUnreadable
 from service.store.outbox import Claimed, Finish
-from service.store.sealing import SealedDataUnreadable, Sealer, open_body
+from service.store.sealing import Sealer, open_body
 from service.tracing import NO_TRACING, Attributes, Tracer
 from service.webhooks.normalize import normalize
 

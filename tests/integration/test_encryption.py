@@ -29,11 +29,12 @@ from service.routing import Route
 from service.store import events as event_store
 from service.store import jobs, rotation
 from service.store.db import Database
+from service.store.errors import SealedDataUnreadable
 from service.store.inference_runs import StoredRuns, runs_of_job
 from service.store.jobs import Submission
 from service.store.keys import KeyCheckFailed, check_keys, forget_keys_except, registered
 from service.store.rotation import pending, reseal_events, reseal_jobs, reseal_runs
-from service.store.sealing import PLAINTEXT, SealedDataUnreadable, Sealer, open_dataset
+from service.store.sealing import PLAINTEXT, Sealer, open_dataset
 from service.store.tables import EventRow, JobRow
 from service.store.writer import IngestWriter
 from service.webhooks.verify import signing_keys
