@@ -17,7 +17,14 @@ import httpx
 
 from service.clock import Clock
 from service.events import Event
-from service.ports import EmitEvent, HandlerMemory, InferenceRuns
+
+# Handlers have always imported these from here (third-party ones too); they now live one floor
+# down, in `service.ports`, so the store can implement them without importing handlers.
+from service.ports import EmitEvent as EmitEvent
+from service.ports import HandlerMemory as HandlerMemory
+from service.ports import InferenceRun as InferenceRun
+from service.ports import InferenceRuns as InferenceRuns
+from service.ports import MemoryUnavailable as MemoryUnavailable
 from service.retry_after import parse_retry_after
 
 if TYPE_CHECKING:
