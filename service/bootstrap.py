@@ -13,10 +13,8 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import httpx
-import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,14 +25,14 @@ from service.crypto.sealing import Keyring
 from service.dispatch.notify import Notifier
 from service.dispatch.reconciler import Reconciler
 from service.dispatch.routes_file import RoutesConfig, load_config
-from service.dispatch.routing import Route
 from service.dispatch.worker import Worker, WorkerConfig
 from service.events import DEFAULT_WORKSPACE
-from service.handlers.base import EmitEvent, HandlerDeps, HandlerType
+from service.handlers.base import HandlerDeps, HandlerType
 from service.handlers.registry import available, build_handlers
 from service.ingest import Ingest
 from service.llmtune.client import LLMTuneClient
 from service.metrics import Metrics
+from service.routing import Route
 from service.services import Services
 from service.store.db import Database, StoreUnavailable, make_engine, open_database
 from service.store.inference_runs import StoredRuns
@@ -142,16 +140,6 @@ def llmtune_client(settings: Settings, http: httpx.AsyncClient) -> LLMTuneClient
     )
 
 
-def _emitter(ingest: Ingest) -> EmitEvent:
-    """Internal events (`inference.completed`) go through the one ingest service."""
-
-    async def emit(payload: Mapping[str, Any]) -> str:
-        accepted = await ingest.accept(orjson.dumps(payload), [], source="internal", trusted=True)
-        return accepted.event_id
-
-    return emit
-
-
 async def check_stored_keys(db: Database, keyring: Keyring | None, clock: Clock) -> None:
     """Refuse keys that cannot open the stored data, and register the current one (see
     `store/keys.py`). With encryption on, an unreachable store refuses the start: nothing may be
@@ -222,7 +210,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
                 memory=StoredMemory(db, clock),
                 llmtune=llmtune,
                 runs=StoredRuns(db, clock),
-                emit=_emitter(ingest),
+                emit=ingest.emit,
             ),
             overrides.handler_types if overrides.handler_types is not None else available(),
         )
@@ -230,7 +218,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
             db,
             routes={route.name: route for route in routes},
             handlers=handlers,
-            ingest=ingest,
+            emit=ingest.emit,
             metrics=metrics,
             clock=clock,
             notifier=notifier,
@@ -243,7 +231,7 @@ async def built_services(settings: Settings, overrides: Overrides) -> AsyncItera
             else Reconciler(
                 db,
                 llmtune,
-                ingest,
+                ingest.emit,
                 clock=clock,
                 poll_after=timedelta(seconds=settings.job_poll_after),
             )

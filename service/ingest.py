@@ -21,6 +21,7 @@ from service.clock import Clock
 from service.events import DEFAULT_WORKSPACE, Event, Source, metric_label, scoped_key
 from service.ids import new_id
 from service.metrics import Metrics
+from service.ports import EmittedEvent
 from service.store.db import StoreUnavailable
 from service.store.events import NewEvent
 from service.store.writer import IngestWriter, Overloaded, WriteResult
@@ -70,6 +71,14 @@ class Ingest:
     def workspaces(self) -> frozenset[str]:
         """The workspaces this service receives for."""
         return frozenset(self._keys)
+
+    async def emit(
+        self, body: bytes, *, source: Source = "internal", workspace: str = DEFAULT_WORKSPACE
+    ) -> EmittedEvent:
+        """Store an event the service itself produced, trusted: the `EmitEvent` port that
+        handlers, the worker and the reconciler are given."""
+        accepted = await self.accept(body, [], source=source, trusted=True, workspace=workspace)
+        return EmittedEvent(event_id=accepted.event_id, duplicate=accepted.duplicate)
 
     async def accept(
         self,

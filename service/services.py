@@ -9,10 +9,10 @@ from service.clock import Clock
 from service.config import Settings
 from service.dispatch.notify import Notifier
 from service.dispatch.reconciler import Reconciler
-from service.dispatch.routing import Route
 from service.dispatch.worker import Worker
 from service.ingest import Ingest
 from service.metrics import Metrics
+from service.routing import Route
 from service.store.db import Database
 from service.store.rejection_log import RejectionLog
 from service.submissions import Submissions

@@ -18,9 +18,7 @@ from service.llmtune.client import FineTuneRequest, LLMTuneClient
 from service.llmtune.errors import LLMTuneError
 from service.store import jobs
 from service.store.db import Database
-from service.store.jobs import Submission
-from service.store.sealing import open_dataset
-from service.store.tables import JobRow
+from service.store.jobs import StoredJob, Submission
 
 log = structlog.get_logger(__name__)
 CALLBACK_PATH = "/webhooks/llmtune/jobs/"
@@ -33,7 +31,7 @@ class JobsDisabled(Exception):
 class SubmitFailed(Exception):
     """LLMTune refused or could not be reached; the job row keeps the error."""
 
-    def __init__(self, job: JobRow, cause: LLMTuneError) -> None:
+    def __init__(self, job: StoredJob, cause: LLMTuneError) -> None:
         super().__init__(cause.message)
         self.job = job
         self.cause = cause
@@ -43,7 +41,7 @@ class SubmitFailed(Exception):
 class Submitted:
     """The job, and whether this call created it (False: a repeat of a known idempotency key)."""
 
-    job: JobRow
+    job: StoredJob
     created: bool
 
 
@@ -78,8 +76,7 @@ class Submissions:
         assert row.callback_token is not None  # noqa: S101 - every submitted row has one
         request = FineTuneRequest(
             base_model=row.base_model or submission.base_model,
-            dataset=open_dataset(self._db.sealer, row.id, row.dataset, row.sealed_with)
-            or submission.dataset,
+            dataset=row.dataset or submission.dataset,
             training_method=row.training_method or submission.training_method,
             hyperparameters=row.params or {},
             webhook_url=callback_url(self._public_url, row.callback_token),
@@ -102,9 +99,9 @@ class Submissions:
         log.info("job_submitted", job_id=row.id, llmtune_job_id=answer.job_id)
         return Submitted(await self._reload(row.id), created)
 
-    async def _reload(self, job_id: str) -> JobRow:
-        async def read(session: AsyncSession) -> JobRow:
-            found = await jobs.get_job(session, job_id)
+    async def _reload(self, job_id: str) -> StoredJob:
+        async def read(session: AsyncSession) -> StoredJob:
+            found = await jobs.get_job(session, job_id, sealer=self._db.sealer)
             assert found is not None  # noqa: S101 - we have just written it
             return found
 

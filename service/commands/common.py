@@ -13,9 +13,9 @@ from service.bootstrap import Overrides, check_stored_keys, configured_routes, l
 from service.clock import SystemClock
 from service.config import ConfigError, Settings, load_settings
 from service.dispatch.routes_file import RoutesError
-from service.dispatch.routing import Route
 from service.handlers.base import HandlerDeps
 from service.handlers.registry import RouteError, available, build_handlers
+from service.routing import Route
 from service.store import migrate
 from service.store.db import (
     STORAGE_ERRORS,

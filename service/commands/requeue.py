@@ -20,9 +20,9 @@ from service.commands.common import fail, settings_or_exit
 from service.commands.progress import Progress
 from service.config import Settings
 from service.dispatch.routes_file import RoutesError
-from service.dispatch.routing import Route, routes_for
 from service.events import parse_time
 from service.logs import configure_logging
+from service.routing import Route, routes_for
 from service.store import deliveries, events
 from service.store.db import (
     Database,

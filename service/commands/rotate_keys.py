@@ -29,9 +29,10 @@ from service.config import Settings
 from service.crypto.sealing import Keyring
 from service.logs import configure_logging
 from service.store.db import StoreUnavailable, is_sqlite, open_database
+from service.store.errors import SealedDataUnreadable
 from service.store.keys import KeyCheckFailed, forget_keys_except
 from service.store.rotation import pending, reseal_events, reseal_jobs, reseal_runs
-from service.store.sealing import SealedDataUnreadable, Sealer
+from service.store.sealing import Sealer
 
 
 @dataclass(slots=True)

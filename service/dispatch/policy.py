@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from service.delivery_status import DeliveryStatus
 from service.handlers.base import Fail, Ok, Outcome, Retry
 
 SCHEDULE_SECONDS: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
@@ -24,7 +25,7 @@ MAX_DELAY_SECONDS = 86400.0
 class Decision:
     """What becomes of a delivery after an attempt: its status and, if retrying, when."""
 
-    status: str
+    status: DeliveryStatus
     next_attempt_at: datetime | None = None
 
 

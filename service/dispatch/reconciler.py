@@ -22,10 +22,10 @@ from typing import Literal
 import structlog
 
 from service.clock import Clock
-from service.ingest import Accepted, Ingest
 from service.jobs.poll import Polled, event_for_poll, next_poll_delay, poll_body
 from service.llmtune.client import LLMTuneClient
 from service.llmtune.errors import LLMTuneError
+from service.ports import EmitEvent, EmittedEvent
 from service.store import jobs
 from service.store.db import Database, StoreUnavailable
 from service.store.jobs import PollDue
@@ -49,14 +49,14 @@ class Reconciler:
         self,
         db: Database,
         client: LLMTuneClient,
-        ingest: Ingest,
+        emit: EmitEvent,
         *,
         clock: Clock,
         poll_after: timedelta,
     ) -> None:
         self._db = db
         self._client = client
-        self._ingest = ingest
+        self._emit = emit
         self._clock = clock
         self._poll_after = poll_after
         self._doorbell_polls: set[asyncio.Task[None]] = set()
@@ -115,7 +115,7 @@ class Reconciler:
             task.cancel()
         await asyncio.gather(*self._doorbell_polls, return_exceptions=True)
 
-    async def poll(self, job: PollDue) -> Accepted | None:
+    async def poll(self, job: PollDue) -> EmittedEvent | None:
         """Ask LLMTune about one job now; store the event its answer stands for, if any."""
         try:
             status = await self._client.get_fine_tune(job.llmtune_job_id)
@@ -134,7 +134,7 @@ class Reconciler:
         accepted = None
         if event is not None:
             body = poll_body(polled, event, self._clock.now())
-            accepted = await self._ingest.accept(body, [], source="poll", trusted=True)
+            accepted = await self._emit(body, source="poll")
             log.info(
                 "job_poll_found", job_id=job.id, event_type=event, duplicate=accepted.duplicate
             )

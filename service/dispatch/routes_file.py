@@ -17,8 +17,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from service.dispatch.routing import DEFAULT_MAX_ATTEMPTS, DEFAULT_ROUTES, Route
 from service.events import DEFAULT_WORKSPACE
+from service.routing import DEFAULT_MAX_ATTEMPTS, DEFAULT_ROUTES, Route
 
 WHSEC_PREFIX = "whsec_"
 

@@ -28,14 +28,15 @@ from service.dispatch.dead import DEAD_EVENT, dead_event_body
 from service.dispatch.notify import Notifier
 from service.dispatch.policy import Decision, decide
 from service.dispatch.ratelimit import RateLimiter
-from service.dispatch.routing import Route
 from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
-from service.ingest import Ingest
 from service.metrics import Metrics
+from service.ports import EmitEvent
+from service.routing import Route
 from service.store import outbox
 from service.store.db import Database, StoreUnavailable
+from service.store.errors import SealedDataUnreadable
 from service.store.outbox import Claimed, Finish
-from service.store.sealing import SealedDataUnreadable, Sealer, open_body
+from service.store.sealing import Sealer, open_body
 from service.tracing import NO_TRACING, Attributes, Tracer
 from service.webhooks.normalize import normalize
 
@@ -63,7 +64,7 @@ class Worker:
         *,
         routes: Mapping[str, Route],
         handlers: Mapping[str, Handler],
-        ingest: Ingest | None,
+        emit: EmitEvent | None,
         metrics: Metrics,
         clock: Clock,
         notifier: Notifier,
@@ -75,7 +76,7 @@ class Worker:
         self._db = db
         self._routes = routes
         self._handlers = handlers
-        self._ingest = ingest
+        self._emit = emit
         self._metrics = metrics
         self._clock = clock
         self._notifier = notifier
@@ -290,13 +291,11 @@ class Worker:
         self._metrics.oldest_due_seconds.set(oldest)
 
     async def _announce_dead(self, item: Claimed, delivery: Delivery, error: str | None) -> None:
-        if self._ingest is None or delivery.event.type == DEAD_EVENT:
+        if self._emit is None or delivery.event.type == DEAD_EVENT:
             return  # never a delivery.dead about a delivery.dead
         body = dead_event_body(item, delivery, error, now=self._clock.now())
         try:
-            await self._ingest.accept(
-                body, [], source="internal", trusted=True, workspace=item.workspace
-            )
+            await self._emit(body, workspace=item.workspace)
         except StoreUnavailable:
             log.warning("dead_event_unsaved", delivery_id=item.id)
 

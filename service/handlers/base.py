@@ -17,6 +17,14 @@ import httpx
 
 from service.clock import Clock
 from service.events import Event
+
+# Handlers have always imported these from here (third-party ones too); they now live one floor
+# down, in `service.ports`, so the store can implement them without importing handlers.
+from service.ports import EmitEvent as EmitEvent
+from service.ports import HandlerMemory as HandlerMemory
+from service.ports import InferenceRun as InferenceRun
+from service.ports import InferenceRuns as InferenceRuns
+from service.ports import MemoryUnavailable as MemoryUnavailable
 from service.retry_after import parse_retry_after
 
 if TYPE_CHECKING:
@@ -65,60 +73,6 @@ Outcome = Ok | Retry | Fail
 
 class OptionsError(ValueError):
     """A route's options do not suit its handler; the message says which option and why."""
-
-
-class MemoryUnavailable(Exception):
-    """The handler memory cannot be read or written right now; the attempt should be retried."""
-
-
-class HandlerMemory(Protocol):
-    """A little durable memory for handlers, shared by every worker process (e.g. which Slack
-    thread a job's messages go to)."""
-
-    async def recall(self, scope: str, key: str) -> str | None:
-        """The value remembered under (scope, key), or None; `MemoryUnavailable` if unsure."""
-        ...
-
-    async def remember(self, scope: str, key: str, value: str) -> str:
-        """Keep `value` unless one is already kept; return the kept one."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class InferenceRun:
-    """One prompt of a follow-up inference, as the `inference` handler records it."""
-
-    delivery_id: str
-    prompt_index: int
-    event_id: str
-    job_id: str | None
-    route: str
-    model: str
-    prompt: str
-    status: str  # "succeeded" | "failed"
-    output: str | None = None
-    tokens: int | None = None
-    latency_ms: float | None = None
-    error: str | None = None
-
-
-class InferenceRuns(Protocol):
-    """Where inference runs are kept (the store), so a retried delivery redoes only what failed."""
-
-    async def of_delivery(self, delivery_id: str) -> dict[int, InferenceRun]:
-        """The runs already recorded for this delivery, by prompt index."""
-        ...
-
-    async def record(self, run: InferenceRun) -> None:
-        """Keep `run`, replacing an earlier run of the same delivery and prompt."""
-        ...
-
-
-class EmitEvent(Protocol):
-    """Stores an event the service itself produced (through the one ingest service) and routes
-    it like any other; returns the stored event's id."""
-
-    async def __call__(self, payload: Mapping[str, Any]) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,18 +17,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
 
+import orjson
 import structlog
 
 from service.clock import Clock
 from service.handlers.base import (
     MAX_ERROR_TEXT,
     Delivery,
-    EmitEvent,
     Fail,
     HandlerDeps,
-    InferenceRun,
-    InferenceRuns,
-    MemoryUnavailable,
     Ok,
     OptionsError,
     Outcome,
@@ -36,6 +33,7 @@ from service.handlers.base import (
 )
 from service.llmtune.client import LLMTuneClient
 from service.llmtune.errors import LLMTuneError
+from service.ports import EmitEvent, InferenceRun, InferenceRuns, MemoryUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -296,7 +294,7 @@ class InferenceHandler:
             return Ok(f"{summary}; no event emitted")
         body = completed_event(delivery, model, runs, now=self._clock.now())
         try:
-            event_id = await self._emit(body)
+            emitted = await self._emit(orjson.dumps(body))
         except Exception as exc:  # the ingest path's failures are not ours to name
             log.warning(
                 "inference_event_not_stored",
@@ -306,7 +304,7 @@ class InferenceHandler:
             )
             # The runs are kept: the retry only emits again (and its fixed id dedupes).
             return Retry(f"inference: {COMPLETED_EVENT} not stored ({type(exc).__name__})")
-        return Ok(f"{summary}; event {event_id}"[:MAX_ERROR_TEXT])
+        return Ok(f"{summary}; event {emitted.event_id}"[:MAX_ERROR_TEXT])
 
 
 def _log_run(run: InferenceRun) -> None:

@@ -13,13 +13,13 @@ from typing import cast
 
 import structlog
 
-from service.dispatch.routing import Route
 from service.handlers.base import Handler, HandlerDeps, HandlerType, OptionsError
 from service.handlers.email import EmailHandler
 from service.handlers.http import HttpForwardHandler
 from service.handlers.inference import InferenceHandler
 from service.handlers.log import LogHandler
 from service.handlers.slack import SlackHandler
+from service.routing import Route
 
 log = structlog.get_logger(__name__)
 

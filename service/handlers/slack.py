@@ -25,7 +25,6 @@ from service.handlers.base import (
     Delivery,
     Fail,
     HandlerDeps,
-    MemoryUnavailable,
     Ok,
     OptionsError,
     Outcome,
@@ -33,6 +32,7 @@ from service.handlers.base import (
     outcome_for_status,
 )
 from service.handlers.slack_format import message
+from service.ports import MemoryUnavailable
 from service.retry_after import parse_retry_after
 
 DEFAULT_API_URL = "https://slack.com/api/"

@@ -35,7 +35,7 @@ from starlette.responses import Response
 from service.http.responses import JSONResponse
 from service.http.route_template import loggable_path
 from service.store.db import StoreUnavailable
-from service.store.sealing import SealedDataUnreadable
+from service.store.errors import SealedDataUnreadable
 from service.store.writer import Overloaded
 from service.webhooks.normalize import BodyError
 from service.webhooks.verify import VerificationError

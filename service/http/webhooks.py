@@ -102,7 +102,7 @@ async def receive_job_callback(request: Request) -> Response:
     # NUL is ASCII too, and PostgreSQL refuses it in a query: 404 here, not a 503 from the store.
     if not 16 <= len(token) <= 64 or not token.isascii() or "\x00" in token:
         raise NotFound("no such job callback")
-    job = await svc.db.read(lambda session: jobs.job_by_token(session, token))
+    job = await svc.db.read(lambda session: jobs.job_by_token(session, token, sealer=svc.db.sealer))
     if job is None:
         raise NotFound("no such job callback")
     body = await _timed_read(request, svc)

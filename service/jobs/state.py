@@ -8,9 +8,10 @@ store applies the rule in SQL (`UPDATE … WHERE rank(status) < :new`), built fr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 Status = Literal["submitted", "pending", "running", "completed", "failed", "deployed"]
+STATUSES: tuple[Status, ...] = get_args(Status)
 
 RANK: dict[str, int] = {
     "submitted": 0,

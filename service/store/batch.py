@@ -20,10 +20,10 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.dispatch.routing import Route, routes_for
 from service.ids import new_id
 from service.jobs.state import RANK, transition_for
-from service.store.deliveries import NOTIFY_CHANNEL
+from service.routing import Route, routes_for
+from service.store.deliveries import NOTIFY_CHANNEL, new_delivery
 from service.store.events import NewEvent
 from service.store.sealing import PLAINTEXT, Sealer, seal_event
 from service.store.tables import DEDUP_TOMBSTONES, DELIVERIES, EVENTS, JOBS
@@ -366,20 +366,13 @@ async def _enqueue(
     for new in fresh:
         for route in routes_for(new.event.type, routes, new.workspace):
             rows.append(
-                {
-                    "id": new_id("dlv"),
-                    "event_id": new.id,
-                    "route": route.name,
-                    "handler": route.handler,
-                    "job_id": new.event.job_id,
-                    "status": "pending",
-                    "attempts": 0,
-                    "max_attempts": route.max_attempts,
-                    "next_attempt_at": new.received_at,
-                    "created_at": new.received_at,
-                    "updated_at": new.received_at,
-                    "trace_parent": new.trace_parent,
-                }
+                new_delivery(
+                    event_id=new.id,
+                    job_id=new.event.job_id,
+                    route=route,
+                    at=new.received_at,
+                    trace_parent=new.trace_parent,
+                )
             )
     if not rows:
         return

@@ -1,6 +1,7 @@
 """The deliveries table: one row per event and route, written with the event (`enqueue`), and
 what operators do with them (list, inspect, retry, replay). Claiming and finishing attempts is
-the worker's side, in `outbox.py`. Functions take the caller's session and never commit.
+the worker's side, in `outbox.py`. Functions take the caller's session and never commit, and
+answer in frozen values (`StoredDelivery`, `StoredAttempt`), never in ORM rows.
 """
 
 from __future__ import annotations
@@ -8,17 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.dispatch.routing import DEFAULT_MAX_ATTEMPTS, Route
+from service.delivery_status import RETRYABLE, DeliveryStatus
 from service.ids import new_id
+from service.routing import DEFAULT_MAX_ATTEMPTS, Route
 from service.store.paging import Page, fetch_page
 from service.store.tables import DELIVERIES, EVENTS, AttemptRow, DeliveryRow
 
-UNFINISHED = ("pending", "in_flight", "retrying")
 NOTIFY_CHANNEL = "llmtune_deliveries"
 MAX_ERROR_TEXT = 2000
 
@@ -31,6 +32,28 @@ def _next_seq(session: AsyncSession) -> sa.ColumnElement[int] | None:
     return sa.select(sa.func.coalesce(sa.func.max(DELIVERIES.c.seq), 0) + 1).scalar_subquery()
 
 
+def new_delivery(
+    *, event_id: str, job_id: str | None, route: Route, at: datetime, trace_parent: str | None
+) -> dict[str, Any]:
+    """The row of a new `pending` delivery of one event to one route, due `at` (without `seq`,
+    which depends on the dialect). The one place a delivery row is made."""
+    status: DeliveryStatus = "pending"
+    return {
+        "id": new_id("dlv"),
+        "event_id": event_id,
+        "route": route.name,
+        "handler": route.handler,
+        "job_id": job_id,
+        "status": status,
+        "attempts": 0,
+        "max_attempts": route.max_attempts,
+        "next_attempt_at": at,
+        "created_at": at,
+        "updated_at": at,
+        "trace_parent": trace_parent,
+    }
+
+
 async def enqueue(
     session: AsyncSession,
     *,
@@ -39,22 +62,13 @@ async def enqueue(
     routes: Sequence[Route],
     at: datetime,
 ) -> None:
-    """One `pending` delivery per route, due now, in route order."""
+    """One `pending` delivery per route, due now, in route order (a replay: no request traced
+    it, so it carries no trace parent)."""
     seq = _next_seq(session)
     for route in routes:
-        values: dict[str, Any] = {
-            "id": new_id("dlv"),
-            "event_id": event_id,
-            "route": route.name,
-            "handler": route.handler,
-            "job_id": job_id,
-            "status": "pending",
-            "attempts": 0,
-            "max_attempts": route.max_attempts,
-            "next_attempt_at": at,
-            "created_at": at,
-            "updated_at": at,
-        }
+        values = new_delivery(
+            event_id=event_id, job_id=job_id, route=route, at=at, trace_parent=None
+        )
         if seq is not None:
             values["seq"] = seq
         await session.execute(sa.insert(DELIVERIES).values(values))
@@ -68,7 +82,62 @@ def clip(text: str | None) -> str | None:
     return None if text is None else text.replace("\x00", "")[:MAX_ERROR_TEXT]
 
 
-async def deliveries_of(session: AsyncSession, event_ids: Sequence[str]) -> list[DeliveryRow]:
+@dataclass(frozen=True, slots=True)
+class StoredDelivery:
+    """A delivery of an event to a route, as it stands."""
+
+    id: str
+    event_id: str
+    route: str
+    handler: str
+    job_id: str | None
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAttempt:
+    """One try of a delivery: when, how long, and what came of it."""
+
+    number: int
+    started_at: datetime
+    duration_ms: float
+    outcome: str
+    detail: str | None
+
+
+def stored_delivery(row: DeliveryRow) -> StoredDelivery:
+    """The plain value of a deliveries row."""
+    return StoredDelivery(
+        id=row.id,
+        event_id=row.event_id,
+        route=row.route,
+        handler=row.handler,
+        job_id=row.job_id,
+        status=cast(DeliveryStatus, row.status),
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _stored_attempt(row: AttemptRow) -> StoredAttempt:
+    return StoredAttempt(
+        number=row.number,
+        started_at=row.started_at,
+        duration_ms=row.duration_ms,
+        outcome=row.outcome,
+        detail=row.detail,
+    )
+
+
+async def deliveries_of(session: AsyncSession, event_ids: Sequence[str]) -> list[StoredDelivery]:
     """The deliveries of these events, oldest first."""
     if not event_ids:
         return []
@@ -77,7 +146,7 @@ async def deliveries_of(session: AsyncSession, event_ids: Sequence[str]) -> list
         .where(DeliveryRow.event_id.in_(event_ids))
         .order_by(DeliveryRow.created_at, DeliveryRow.id)
     )
-    return list((await session.scalars(stmt)).all())
+    return [stored_delivery(row) for row in await session.scalars(stmt)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +188,10 @@ async def list_deliveries(
     where: DeliveryFilter,
     limit: int,
     cursor: tuple[datetime, str] | None,
-) -> Page[DeliveryRow]:
+) -> Page[StoredDelivery]:
     """Newest first by (created_at, id)."""
     stmt = sa.select(DeliveryRow).where(*_matching(where))
-    return await fetch_page(
+    page = await fetch_page(
         session,
         stmt,
         time_col=DeliveryRow.created_at,
@@ -130,24 +199,25 @@ async def list_deliveries(
         limit=limit,
         cursor=cursor,
     )
+    return page.map(stored_delivery)
 
 
-async def get_delivery(session: AsyncSession, delivery_id: str) -> DeliveryRow | None:
-    """One delivery by id, or None."""
-    return await session.get(DeliveryRow, delivery_id)
+async def get_delivery(
+    session: AsyncSession, delivery_id: str, *, fresh: bool = False
+) -> StoredDelivery | None:
+    """One delivery by id, or None; `fresh` reads it again after an update in this session."""
+    row = await session.get(DeliveryRow, delivery_id, populate_existing=fresh)
+    return None if row is None else stored_delivery(row)
 
 
-async def attempts_of(session: AsyncSession, delivery_id: str) -> list[AttemptRow]:
+async def attempts_of(session: AsyncSession, delivery_id: str) -> list[StoredAttempt]:
     """A delivery's attempts, first to last."""
     stmt = (
         sa.select(AttemptRow)
         .where(AttemptRow.delivery_id == delivery_id)
         .order_by(AttemptRow.number)
     )
-    return list((await session.scalars(stmt)).all())
-
-
-RETRYABLE = ("dead", "retrying")
+    return [_stored_attempt(row) for row in await session.scalars(stmt)]
 
 
 def _fresh_budget(budgets: Mapping[str, int]) -> sa.ColumnElement[int]:

@@ -1,5 +1,6 @@
 """The events table: the rows ingest stores (`NewEvent`; written by `store/batch.py`), and
-keyset queries for the admin API and replays.
+keyset queries for the admin API and replays. Reads answer in frozen values (`StoredEvent`,
+`OpenedEvent` with the body already opened), never in ORM rows.
 
 Functions take the caller's session and never commit: the unit of work (the ingest writer, an
 admin request) owns the transaction.
@@ -37,19 +38,56 @@ class NewEvent:
 
 
 @dataclass(frozen=True, slots=True)
-class EventContent:
-    """An event's raw body and headers in clear."""
+class StoredEvent:
+    """A stored event as listed: what it is and how it arrived, without its body."""
 
+    id: str
+    type: str
+    source: str
+    workspace: str
+    job_id: str | None
+    external_id: str | None
+    dedup_key: str
+    received_at: datetime
+    occurred_at: datetime | None
+    verified: bool
+    is_test: bool
+    duplicate_count: int
+    last_duplicate_at: datetime | None
+    body_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedEvent:
+    """A stored event with its exact raw body and headers, in clear."""
+
+    event: StoredEvent
     raw_body: bytes
     headers: list[list[str]]
 
 
-def content_of(row: EventRow, sealer: Sealer) -> EventContent:
-    """`row`'s body and headers, opened when sealed; `SealedDataUnreadable` when they cannot be."""
-    return EventContent(
-        raw_body=open_body(sealer, row.id, row.raw_body, row.sealed_with),
-        headers=open_headers(sealer, row.id, row.headers, row.sealed_with),
+def stored_event(row: EventRow) -> StoredEvent:
+    """The plain value of an events row (its body is neither read nor opened)."""
+    return StoredEvent(
+        id=row.id,
+        type=row.type,
+        source=row.source,
+        workspace=row.workspace,
+        job_id=row.job_id,
+        external_id=row.external_id,
+        dedup_key=row.dedup_key,
+        received_at=row.received_at,
+        occurred_at=row.occurred_at,
+        verified=row.verified,
+        is_test=row.is_test,
+        duplicate_count=row.duplicate_count,
+        last_duplicate_at=row.last_duplicate_at,
+        body_bytes=row.body_bytes,
     )
+
+
+# A summary needs no body, and a body can be large.
+_NO_BODY = defer(EventRow.raw_body, raiseload=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,29 +128,44 @@ def _filtered(stmt: sa.Select[EventRow], where: EventFilter) -> sa.Select[EventR
 
 async def list_events(
     session: AsyncSession, *, where: EventFilter, limit: int, cursor: tuple[datetime, str] | None
-) -> Page[EventRow]:
-    """Newest first by (received_at, id), `limit` rows after `cursor`."""
-    stmt = _filtered(sa.select(EventRow).options(defer(EventRow.raw_body, raiseload=True)), where)
-    return await fetch_page(
+) -> Page[StoredEvent]:
+    """Newest first by (received_at, id), `limit` events after `cursor`."""
+    stmt = _filtered(sa.select(EventRow).options(_NO_BODY), where)
+    page = await fetch_page(
         session, stmt, time_col=EventRow.received_at, id_col=EventRow.id, limit=limit, cursor=cursor
+    )
+    return page.map(stored_event)
+
+
+async def get_event(session: AsyncSession, event_id: str) -> StoredEvent | None:
+    """One event by our id, or None."""
+    row = await session.get(EventRow, event_id)
+    return None if row is None else stored_event(row)
+
+
+async def opened_event(session: AsyncSession, event_id: str, sealer: Sealer) -> OpenedEvent | None:
+    """One event with its body and headers, opened when sealed, or None;
+    `SealedDataUnreadable` when they cannot be opened."""
+    row = await session.get(EventRow, event_id)
+    if row is None:
+        return None
+    return OpenedEvent(
+        event=stored_event(row),
+        raw_body=open_body(sealer, row.id, row.raw_body, row.sealed_with),
+        headers=open_headers(sealer, row.id, row.headers, row.sealed_with),
     )
 
 
-async def get_event(session: AsyncSession, event_id: str) -> EventRow | None:
-    """One event by our id, or None."""
-    return await session.get(EventRow, event_id)
-
-
-async def events_of_job(session: AsyncSession, llmtune_job_id: str) -> list[EventRow]:
+async def events_of_job(session: AsyncSession, llmtune_job_id: str) -> list[StoredEvent]:
     """A job's events in the order they were stored (its timeline)."""
     stmt = (
         sa.select(EventRow)
-        .options(defer(EventRow.raw_body, raiseload=True))
+        .options(_NO_BODY)
         .where(EventRow.job_id == llmtune_job_id)
         .order_by(EventRow.received_at, EventRow.id)
         .limit(500)
     )
-    return list((await session.scalars(stmt)).all())
+    return [stored_event(row) for row in await session.scalars(stmt)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ Functions take the caller's session and never commit; the caller polls in a read
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -21,10 +22,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from service.store.deliveries import StoredDelivery, stored_delivery
+from service.store.events import StoredEvent, stored_event
 from service.store.paging import SortKey
 from service.store.tables import DeliveryRow, EventRow
 
 R = TypeVar("R", EventRow, DeliveryRow)
+V = TypeVar("V", StoredEvent, StoredDelivery)
 LOOKBACK = timedelta(seconds=10)
 BATCH = 200
 # The position of an empty table: before anything that can be stored.
@@ -32,32 +36,38 @@ ORIGIN: SortKey = (datetime(1970, 1, 1, tzinfo=UTC), "")
 
 
 @dataclass(frozen=True, slots=True)
-class Feed(Generic[R]):
-    """One table as a feed: its row class and the (time, id) columns it is ordered by."""
+class Feed(Generic[R, V]):
+    """One table as a feed: its row class, the (time, id) columns it is ordered by, and the
+    plain value a follower answers with."""
 
     row: type[R]
+    view: Callable[[R], V]
     time_col: Any
     id_col: Any
     options: tuple[Any, ...] = ()
 
-    def key(self, row: R) -> SortKey:
-        """The row's position in the feed."""
+    def key(self, row: R | V) -> SortKey:
+        """The position of a row (or of its value) in the feed."""
         return getattr(row, self.time_col.key), getattr(row, self.id_col.key)
 
 
 # The raw body is not needed for a summary and can be large.
 EVENTS = Feed(
-    EventRow, EventRow.received_at, EventRow.id, (defer(EventRow.raw_body, raiseload=True),)
+    EventRow,
+    stored_event,
+    EventRow.received_at,
+    EventRow.id,
+    (defer(EventRow.raw_body, raiseload=True),),
 )
-DELIVERIES = Feed(DeliveryRow, DeliveryRow.updated_at, DeliveryRow.id)
+DELIVERIES = Feed(DeliveryRow, stored_delivery, DeliveryRow.updated_at, DeliveryRow.id)
 
 
-def _after(feed: Feed[R], key: SortKey) -> sa.ColumnElement[bool]:
+def _after(feed: Feed[Any, Any], key: SortKey) -> sa.ColumnElement[bool]:
     at, last_id = key
     return sa.or_(feed.time_col > at, sa.and_(feed.time_col == at, feed.id_col > last_id))
 
 
-async def newest_key(session: AsyncSession, feed: Feed[R]) -> SortKey:
+async def newest_key(session: AsyncSession, feed: Feed[Any, Any]) -> SortKey:
     """The position of the newest row, or `ORIGIN` when there is none."""
     stmt = (
         sa.select(feed.time_col, feed.id_col)
@@ -68,19 +78,19 @@ async def newest_key(session: AsyncSession, feed: Feed[R]) -> SortKey:
     return ORIGIN if row is None else (row[0], row[1])
 
 
-class Follower(Generic[R]):
+class Follower(Generic[V]):
     """Follows one feed from a position: each `poll` returns what was stored or changed since
     the previous one, each version of a row once, oldest first (late commits first)."""
 
     def __init__(
         self,
-        feed: Feed[R],
+        feed: Feed[Any, V],
         position: SortKey,
         *,
         lookback: timedelta = LOOKBACK,
         limit: int = BATCH,
     ) -> None:
-        self.feed: Feed[R] = feed
+        self.feed: Feed[Any, V] = feed
         self.position = position
         # True when the last poll stopped at `limit`: poll again before waiting.
         self.more = False
@@ -94,7 +104,7 @@ class Follower(Generic[R]):
         """Count what is already stored just behind the position as returned (it is old)."""
         self._seen.update(await self._window_keys(session))
 
-    async def poll(self, session: AsyncSession) -> list[R]:
+    async def poll(self, session: AsyncSession) -> list[V]:
         """Rows stored or changed since the last poll, late commits first. A poll that fails
         (or is cancelled) changes nothing, so it can simply be run again."""
         saved = self.position, set(self._seen)
@@ -106,7 +116,7 @@ class Follower(Generic[R]):
             raise
         floor = self.position[0] - self._lookback
         self._seen = {key for key in self._seen if key[0] >= floor}
-        return late + fresh
+        return [self.feed.view(row) for row in late + fresh]
 
     async def _window_keys(self, session: AsyncSession) -> list[SortKey]:
         feed = self.feed
@@ -116,7 +126,7 @@ class Follower(Generic[R]):
         )
         return [(at, row_id) for at, row_id in await session.execute(stmt)]
 
-    async def _fresh(self, session: AsyncSession) -> list[R]:
+    async def _fresh(self, session: AsyncSession) -> list[Any]:
         feed = self.feed
         stmt = (
             sa.select(feed.row)
@@ -133,7 +143,7 @@ class Follower(Generic[R]):
             self.position = feed.key(rows[-1])
         return rows
 
-    async def _late(self, session: AsyncSession) -> list[R]:
+    async def _late(self, session: AsyncSession) -> list[Any]:
         wanted = {key for key in await self._window_keys(session) if key not in self._seen}
         if not wanted:
             return []

@@ -18,13 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.clock import Clock
 from service.events import clean_text
-from service.handlers.base import InferenceRun, MemoryUnavailable
 from service.ids import new_id
+from service.ports import InferenceRun, MemoryUnavailable
 from service.store.db import Database, StoreUnavailable
 from service.store.dialect import insert_for
+from service.store.errors import SealedDataUnreadable
 from service.store.sealing import (
     PLAINTEXT,
-    SealedDataUnreadable,
     Sealer,
     output_context,
     prompt_context,

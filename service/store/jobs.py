@@ -3,7 +3,7 @@
 Events advance jobs in `store/batch.py`, never by read-then-write: `INSERT … ON CONFLICT DO
 NOTHING`, then an `UPDATE … WHERE rank < :new` that only a forward move satisfies, then an
 `UPDATE` that only fills what is still empty. Two racing events for one job therefore cannot
-move it backwards.
+move it backwards. Reads answer in `StoredJob` values, the dataset already opened.
 """
 
 from __future__ import annotations
@@ -20,19 +20,78 @@ from service.ids import new_id
 from service.jobs.state import RANK
 from service.store.dialect import insert_for
 from service.store.paging import Page, fetch_page
-from service.store.sealing import PLAINTEXT, Sealer, dataset_context
+from service.store.sealing import PLAINTEXT, Sealer, dataset_context, open_dataset
 from service.store.tables import JOBS, JobRow
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJob:
+    """A job as stored, its dataset opened."""
+
+    id: str
+    llmtune_job_id: str | None
+    status: str
+    idempotency_key: str | None
+    callback_token: str | None
+    dataset: str | None
+    training_method: str | None
+    params: dict[str, Any] | None
+    submit_error: str | None
+    submitted_at: datetime | None
+    last_polled_at: datetime | None
+    next_poll_at: datetime | None
+    poll_failures: int
+    base_model: str | None
+    artifact: str | None
+    deployment_id: str | None
+    metrics: dict[str, Any] | None
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    deployed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def stored_job(row: JobRow, sealer: Sealer) -> StoredJob:
+    """The plain value of a jobs row; `SealedDataUnreadable` when its dataset cannot be opened."""
+    return StoredJob(
+        id=row.id,
+        llmtune_job_id=row.llmtune_job_id,
+        status=row.status,
+        idempotency_key=row.idempotency_key,
+        callback_token=row.callback_token,
+        dataset=open_dataset(sealer, row.id, row.dataset, row.sealed_with),
+        training_method=row.training_method,
+        params=row.params,
+        submit_error=row.submit_error,
+        submitted_at=row.submitted_at,
+        last_polled_at=row.last_polled_at,
+        next_poll_at=row.next_poll_at,
+        poll_failures=row.poll_failures,
+        base_model=row.base_model,
+        artifact=row.artifact,
+        deployment_id=row.deployment_id,
+        metrics=row.metrics,
+        error=row.error,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        deployed_at=row.deployed_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
 
 
 async def list_jobs(
     session: AsyncSession,
     *,
+    sealer: Sealer,
     status: str | None,
     limit: int,
     cursor: tuple[datetime, str] | None,
     since: datetime | None = None,
     until: datetime | None = None,
-) -> Page[JobRow]:
+) -> Page[StoredJob]:
     """Newest first by (created_at, id); `since` inclusive, `until` exclusive."""
     stmt = sa.select(JobRow)
     if status is not None:
@@ -41,31 +100,34 @@ async def list_jobs(
         stmt = stmt.where(JobRow.created_at >= since)
     if until is not None:
         stmt = stmt.where(JobRow.created_at < until)
-    return await fetch_page(
+    page = await fetch_page(
         session, stmt, time_col=JobRow.created_at, id_col=JobRow.id, limit=limit, cursor=cursor
     )
+    return page.map(lambda row: stored_job(row, sealer))
 
 
-async def get_job(session: AsyncSession, job_id: str) -> JobRow | None:
+async def get_job(session: AsyncSession, job_id: str, *, sealer: Sealer) -> StoredJob | None:
     """One job by our own id, or None."""
-    return await session.get(JobRow, job_id)
+    row = await session.get(JobRow, job_id)
+    return None if row is None else stored_job(row, sealer)
 
 
-async def find_job(session: AsyncSession, key: str) -> JobRow | None:
+async def find_job(session: AsyncSession, key: str, *, sealer: Sealer) -> StoredJob | None:
     """A job by our own id or by its LLMTune job id."""
     found = await session.get(JobRow, key)
-    if found is not None:
-        return found
-    return (
-        await session.scalars(sa.select(JobRow).where(JobRow.llmtune_job_id == key))
-    ).one_or_none()
+    if found is None:
+        found = (
+            await session.scalars(sa.select(JobRow).where(JobRow.llmtune_job_id == key))
+        ).one_or_none()
+    return None if found is None else stored_job(found, sealer)
 
 
-async def job_by_token(session: AsyncSession, token: str) -> JobRow | None:
+async def job_by_token(session: AsyncSession, token: str, *, sealer: Sealer) -> StoredJob | None:
     """The job whose callback URL carries `token`, or None."""
-    return (
+    row = (
         await session.scalars(sa.select(JobRow).where(JobRow.callback_token == token))
     ).one_or_none()
+    return None if row is None else stored_job(row, sealer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +143,9 @@ class Submission:
 
 async def create_submission(
     session: AsyncSession, submission: Submission, *, now: datetime, sealer: Sealer = PLAINTEXT
-) -> tuple[JobRow, bool]:
-    """The `submitted` row for `submission`, created unless its idempotency key is known
-    (race-safe: the unique index decides). Returns (row, created)."""
+) -> tuple[StoredJob, bool]:
+    """The `submitted` job for `submission`, created unless its idempotency key is known
+    (race-safe: the unique index decides). Returns (job, created)."""
     job_id = new_id("job")
     inserted = await session.execute(
         insert_for(session, JOBS)
@@ -110,7 +172,7 @@ async def create_submission(
     created = inserted.scalar_one_or_none() is not None
     key = submission.idempotency_key or job_id
     row = (await session.scalars(sa.select(JobRow).where(JobRow.idempotency_key == key))).one()
-    return row, created
+    return stored_job(row, sealer), created
 
 
 async def record_accepted(

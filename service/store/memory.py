@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.clock import Clock
-from service.handlers.base import MemoryUnavailable
+from service.ports import MemoryUnavailable
 from service.store.db import Database, StoreUnavailable
 from service.store.dialect import insert_for
 from service.store.tables import HANDLER_MEMORY

@@ -17,7 +17,8 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.deliveries import UNFINISHED, clip
+from service.delivery_status import UNFINISHED
+from service.store.deliveries import clip
 from service.store.tables import ATTEMPTS, DELIVERIES, EVENTS
 
 

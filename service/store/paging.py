@@ -16,6 +16,7 @@ from service.events import parse_time
 from service.ids import looks_like_id
 
 T = TypeVar("T")
+U = TypeVar("U")
 SortKey = tuple[datetime, str]
 
 
@@ -25,6 +26,10 @@ class Page(Generic[T]):
 
     items: list[T]
     next_key: SortKey | None
+
+    def map(self, view: Callable[[T], U]) -> Page[U]:
+        """The same page with each row turned into a plain value."""
+        return Page(items=[view(item) for item in self.items], next_key=self.next_key)
 
     @classmethod
     def of(cls, rows: list[T], limit: int, *, key: Callable[[T], SortKey]) -> Page[T]:

@@ -23,7 +23,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.store.deliveries import UNFINISHED
+from service.delivery_status import UNFINISHED
 from service.store.dialect import insert_for
 from service.store.tables import DEDUP_TOMBSTONES, DELIVERIES, EVENTS
 

@@ -33,6 +33,25 @@ class NewRejection:
     header_names: list[str]
 
 
+# A listed rejection is what was recorded, nothing more.
+StoredRejection = NewRejection
+
+
+def _stored(row: RejectionRow) -> StoredRejection:
+    return StoredRejection(
+        id=row.id,
+        received_at=row.received_at,
+        reason=row.reason,
+        status=row.status,
+        path=row.path,
+        workspace=row.workspace,
+        client_address=row.client_address,
+        body_bytes=row.body_bytes,
+        body_sha256=row.body_sha256,
+        header_names=list(row.header_names),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class RejectionFilter:
     """Admin list filters; empty or None means "any"."""
@@ -99,8 +118,8 @@ async def _delete(session: AsyncSession, condition: sa.ColumnElement[bool]) -> i
 
 async def list_rejections(
     session: AsyncSession, *, where: RejectionFilter, limit: int, cursor: SortKey | None
-) -> Page[RejectionRow]:
-    """Newest first by (received_at, id), `limit` rows after `cursor`."""
+) -> Page[StoredRejection]:
+    """Newest first by (received_at, id), `limit` rejections after `cursor`."""
     stmt = sa.select(RejectionRow)
     if where.reasons:
         stmt = stmt.where(RejectionRow.reason.in_(where.reasons))
@@ -108,7 +127,7 @@ async def list_rejections(
         stmt = stmt.where(RejectionRow.received_at >= where.since)
     if where.until is not None:
         stmt = stmt.where(RejectionRow.received_at < where.until)
-    return await fetch_page(
+    page = await fetch_page(
         session,
         stmt,
         time_col=RejectionRow.received_at,
@@ -116,3 +135,4 @@ async def list_rejections(
         limit=limit,
         cursor=cursor,
     )
+    return page.map(_stored)

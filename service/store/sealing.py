@@ -18,14 +18,7 @@ from typing import Any
 import orjson
 
 from service.crypto.sealing import CannotOpen, Keyring
-
-
-class SealedDataUnreadable(Exception):
-    """A stored value is sealed under a key that is not configured, or does not open."""
-
-    def __init__(self, cause: CannotOpen) -> None:
-        super().__init__(str(cause))
-        self.key_id = cause.key_id
+from service.store.errors import SealedDataUnreadable
 
 
 class Sealer:

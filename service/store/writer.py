@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import sqlalchemy.exc
 import structlog
 
-from service.dispatch.routing import Route
+from service.routing import Route
 from service.store.batch import BatchStatements, Outcome, Stored, write_batch
 from service.store.db import (
     Database,

@@ -12,8 +12,8 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.dispatch.routing import Route
 from service.dispatch.worker import WorkerConfig
+from service.routing import Route
 from tests.helpers import AUTH, make_settings, post_webhook, running_app, w3_body
 from tests.sinks import HttpSink, Reply, http_sink
 

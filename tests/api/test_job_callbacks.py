@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.store import jobs
-from service.store.jobs import Submission
+from service.store.jobs import StoredJob, Submission
 from service.store.tables import EventRow, JobRow
 from tests.helpers import (
     AUTH,
@@ -31,7 +31,7 @@ async def client(engine: AsyncEngine, db_url: str) -> AsyncIterator[httpx.AsyncC
         yield client
 
 
-async def submitted_job(engine: AsyncEngine, llmtune_job_id: str | None = "ft-42") -> JobRow:
+async def submitted_job(engine: AsyncEngine, llmtune_job_id: str | None = "ft-42") -> StoredJob:
     """A job as a submission leaves it: a callback token, and LLMTune's id once it answered."""
     db = single_engine_database(engine)
     row, _ = await db.write(lambda s: jobs.create_submission(s, SUBMISSION, now=T0))
@@ -42,7 +42,7 @@ async def submitted_job(engine: AsyncEngine, llmtune_job_id: str | None = "ft-42
     return row
 
 
-def callback(row: JobRow) -> str:
+def callback(row: StoredJob) -> str:
     return f"/webhooks/llmtune/jobs/{row.callback_token}"
 
 

@@ -16,12 +16,12 @@ from starlette.routing import Route
 
 from service.app import create_app
 from service.http.admin import openapi
-from service.http.admin.jobs import STATUSES
 from service.http.admin.openapi import build_document
 from service.http.admin.params import MAX_LIMIT, MAX_VALUES
 from service.http.admin.routes import operations
 from service.http.console.routes import ROUTES as CONSOLE_ROUTES
 from service.ids import looks_like_id, new_id
+from service.jobs.state import STATUSES
 from tests.helpers import make_settings, running_app
 
 TOKENS = ["ci:read:read-secret-0123456", "ops:write:write-secret-0123456"]

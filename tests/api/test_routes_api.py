@@ -11,8 +11,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from service.dispatch.routing import Route
 from service.http.admin import shapes
+from service.routing import Route
 from tests.api.test_console import CONSOLE, login
 from tests.helpers import ADMIN_TOKEN, AUTH, SECRET, make_settings, running_app
 

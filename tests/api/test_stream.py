@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp, Message
 
 from service.clock import FakeClock
-from service.dispatch.routing import Route
 from service.dispatch.worker import WorkerConfig
 from service.http.admin.stream import (
     LiveStream,
@@ -32,6 +31,7 @@ from service.http.admin.stream import (
     encode_position,
     server_stopping,
 )
+from service.routing import Route
 from service.services import Services
 from service.store import feed
 from service.store.db import StoreUnavailable

@@ -12,8 +12,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.dispatch.routing import Route
 from service.dispatch.worker import WorkerConfig
+from service.routing import Route
 from service.tracing import tracing_to
 from tests.helpers import AUTH, make_settings, post_webhook, running_app, w3_body
 

@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.clock import FakeClock
 from service.dispatch.notify import Notifier
-from service.dispatch.routing import Route
 from service.dispatch.worker import Worker, WorkerConfig
 from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
 from service.ingest import Ingest
 from service.metrics import Metrics
+from service.routing import Route
 from service.store import outbox
 from service.store.db import Database
 from service.store.tables import AttemptRow, DeliveryRow, EventRow
@@ -112,7 +112,7 @@ def _build_harness(
         db,
         routes={route.name: route for route in routes},
         handlers=dict[str, Handler](handlers),
-        ingest=ingest,
+        emit=ingest.emit,
         metrics=metrics,
         clock=clock,
         notifier=notifier,

@@ -20,19 +20,21 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from service.clock import FakeClock
 from service.crypto.sealing import generate_key, keyring_from, parse_key
 from service.dispatch.notify import Notifier
-from service.dispatch.routing import Route
 from service.dispatch.worker import Worker
-from service.handlers.base import Delivery, Handler, InferenceRun, Ok, Outcome
+from service.handlers.base import Delivery, Handler, Ok, Outcome
 from service.ingest import Ingest
 from service.metrics import Metrics
+from service.ports import InferenceRun
+from service.routing import Route
 from service.store import events as event_store
 from service.store import jobs, rotation
 from service.store.db import Database
+from service.store.errors import SealedDataUnreadable
 from service.store.inference_runs import StoredRuns, runs_of_job
 from service.store.jobs import Submission
 from service.store.keys import KeyCheckFailed, check_keys, forget_keys_except, registered
 from service.store.rotation import pending, reseal_events, reseal_jobs, reseal_runs
-from service.store.sealing import PLAINTEXT, SealedDataUnreadable, Sealer, open_dataset
+from service.store.sealing import PLAINTEXT, Sealer, open_dataset
 from service.store.tables import EventRow, JobRow
 from service.store.writer import IngestWriter
 from service.webhooks.verify import signing_keys
@@ -96,7 +98,7 @@ async def service_for(engine: AsyncEngine) -> AsyncIterator[Any]:
                 db,
                 routes={route.name: route for route in ROUTES},
                 handlers=dict[str, Handler]({"hook": recorder}),
-                ingest=None,
+                emit=None,
                 metrics=metrics,
                 clock=clock,
                 notifier=notifier,
@@ -148,10 +150,10 @@ async def test_sealed_rows_hide_the_text_and_keep_the_indexed_columns(
     assert row["type"] == "training.started"
     assert row["job_id"] == "job-1"
 
-    async def read(session: AsyncSession) -> event_store.EventContent:
-        stored = await event_store.get_event(session, event_id)
-        assert stored is not None
-        return event_store.content_of(stored, svc.db.sealer)
+    async def read(session: AsyncSession) -> event_store.OpenedEvent:
+        opened = await event_store.opened_event(session, event_id, svc.db.sealer)
+        assert opened is not None
+        return opened
 
     content = await svc.db.read(read)
     assert content.raw_body == body
@@ -182,8 +184,10 @@ async def test_rows_from_before_encryption_still_read(
     assert by_id[new_id]["sealed_with"] == parse_key(NEW).id
 
     async def read(session: AsyncSession) -> list[bytes]:
-        rows = [await event_store.get_event(session, i) for i in (old_id, new_id)]
-        return [event_store.content_of(r, sealed.db.sealer).raw_body for r in rows if r]
+        opened = [
+            await event_store.opened_event(session, i, sealed.db.sealer) for i in (old_id, new_id)
+        ]
+        return [event.raw_body for event in opened if event]
 
     assert await sealed.db.read(read) == [old_body, new_body]
 
@@ -210,7 +214,7 @@ async def test_an_event_sealed_under_a_missing_key_is_retried_not_handed_over(
         other.db,
         routes={route.name: route for route in ROUTES},
         handlers=dict[str, Handler]({"hook": other.recorder}),
-        ingest=None,
+        emit=None,
         metrics=Metrics(),
         clock=FakeClock(T0),
         notifier=Notifier(),
@@ -237,9 +241,7 @@ async def test_a_sealed_body_moved_to_another_row_does_not_open(
         await conn.execute(moved, {"a": first, "b": second})
 
     async def read(session: AsyncSession) -> None:
-        row = await event_store.get_event(session, second)
-        assert row is not None
-        event_store.content_of(row, svc.db.sealer)
+        await event_store.opened_event(session, second, svc.db.sealer)
 
     with pytest.raises(SealedDataUnreadable, match="does not authenticate"):
         await svc.db.read(read)
@@ -415,9 +417,9 @@ class TestRotation:
         async def read_all(session: AsyncSession) -> dict[str, bytes]:
             out = {}
             for event_id in bodies:
-                row = await event_store.get_event(session, event_id)
-                assert row is not None
-                out[event_id] = event_store.content_of(row, only_new.sealer).raw_body
+                opened = await event_store.opened_event(session, event_id, only_new.sealer)
+                assert opened is not None
+                out[event_id] = opened.raw_body
             return out
 
         assert await only_new.read(read_all) == bodies

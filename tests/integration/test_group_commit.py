@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.dispatch.routing import DEFAULT_ROUTES
+from service.routing import DEFAULT_ROUTES
 from service.store.db import StoreUnavailable
 from service.store.events import NewEvent
 from service.store.tables import DeliveryRow, EventRow, JobRow

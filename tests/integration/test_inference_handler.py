@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,10 +17,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.clock import FakeClock
-from service.events import Event
+from service.events import DEFAULT_WORKSPACE, Event, Source
 from service.handlers.base import Delivery, Fail, HandlerDeps, Ok, Outcome, Retry
 from service.handlers.inference import InferenceHandler
 from service.llmtune.client import LLMTuneClient
+from service.ports import EmittedEvent
 from service.store.db import Database, open_database
 from service.store.inference_runs import StoredRuns
 from tests.helpers import join_sqlite_threads, single_engine_database
@@ -41,11 +42,13 @@ class Emitted:
     bodies: list[dict[str, Any]] = field(default_factory=list)
     error: Exception | None = None
 
-    async def __call__(self, payload: Mapping[str, Any]) -> str:
+    async def __call__(
+        self, body: bytes, *, source: Source = "internal", workspace: str = DEFAULT_WORKSPACE
+    ) -> EmittedEvent:
         if self.error is not None:
             raise self.error
-        self.bodies.append(dict(payload))
-        return f"evt_emitted{len(self.bodies)}"
+        self.bodies.append(json.loads(body))
+        return EmittedEvent(event_id=f"evt_emitted{len(self.bodies)}", duplicate=False)
 
 
 def answer(text: str, tokens: int = 7, latency: float = 234) -> Reply:

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.clock import FakeClock, SystemClock
-from service.handlers.base import InferenceRun, MemoryUnavailable
 from service.ids import new_id
+from service.ports import InferenceRun, MemoryUnavailable
 from service.store.db import Database, open_database
 from service.store.inference_runs import RunsUnavailable, StoredRuns, runs_of_job
 from service.store.tables import EventRow

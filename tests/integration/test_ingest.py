@@ -15,9 +15,9 @@ from structlog.testing import capture_logs
 
 from service import logs
 from service.clock import FakeClock
-from service.dispatch.routing import DEFAULT_ROUTES
 from service.ingest import Ingest
 from service.metrics import Metrics
+from service.routing import DEFAULT_ROUTES
 from service.store.db import Database, StoreUnavailable, open_database
 from service.store.tables import EventRow, JobRow
 from service.store.writer import IngestWriter
@@ -126,6 +126,39 @@ class TestAccept:
         async with db.sessions() as session:
             [job] = (await session.scalars(sa.select(JobRow))).all()
         assert (job.llmtune_job_id, job.status) == ("job-i3", "deployed")
+
+
+class TestEmit:
+    """`Ingest.emit`: the `EmitEvent` port the handlers, the worker and the reconciler get."""
+
+    async def test_emitted_event_is_stored_trusted_under_its_source_and_workspace(
+        self, db: Database, exit_stack: contextlib.AsyncExitStack
+    ) -> None:
+        """An emitted body needs no signature; it is stored verified, as given."""
+        ingest, _ = await make_ingest(db, exit_stack)
+        emitted = await ingest.emit(
+            w3_body("training.started", "job-e1"), source="poll", workspace="team-a"
+        )
+        [row] = await stored(db)
+        assert (row.id, row.source, row.workspace, row.verified) == (
+            emitted.event_id,
+            "poll",
+            "team-a",
+            True,
+        )
+        assert emitted.duplicate is False
+
+    async def test_emitting_again_answers_the_first_id_as_a_duplicate(
+        self, db: Database, exit_stack: contextlib.AsyncExitStack
+    ) -> None:
+        """The same internal event twice is one event; the second answer says so."""
+        ingest, _ = await make_ingest(db, exit_stack)
+        body = w3_body("training.completed", "job-e2")
+        first = await ingest.emit(body)
+        again = await ingest.emit(body)
+        assert (again.event_id, again.duplicate) == (first.event_id, True)
+        [row] = await stored(db)
+        assert row.source == "internal"
 
 
 class TestDeploymentsPerJob:

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from service.dispatch.routing import DEFAULT_ROUTES
+from service.routing import DEFAULT_ROUTES
 from service.store.db import make_sessionmaker
 from service.store.purge import purge_batch
 from service.store.tables import DEDUP_TOMBSTONES, DELIVERIES, EVENTS

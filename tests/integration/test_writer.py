@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.dispatch.routing import DEFAULT_ROUTES, Route
+from service.routing import DEFAULT_ROUTES, Route
 from service.store.db import make_sessionmaker
 from service.store.tables import DeliveryRow, EventRow, JobRow
 from service.store.writer import IngestWriter

@@ -13,9 +13,8 @@ import pytest
 
 from service.clock import SystemClock
 from service.dispatch.routes_file import parse_routes
-from service.dispatch.routing import Route
 from service.events import INTERNAL_EVENTS, KNOWN_EVENTS, Event
-from service.handlers.base import Delivery, HandlerDeps, InferenceRun, OptionsError
+from service.handlers.base import Delivery, HandlerDeps, OptionsError
 from service.handlers.inference import (
     EVENT_OUTPUT_CHARS,
     InferenceHandler,
@@ -26,6 +25,8 @@ from service.handlers.inference import (
 )
 from service.handlers.registry import BUILTIN, RouteError, available, build_handlers
 from service.llmtune.client import LLMTuneClient
+from service.ports import InferenceRun
+from service.routing import Route
 from service.webhooks.normalize import normalize
 
 NOW = datetime(2025, 11, 8, 15, 0, tzinfo=UTC)

@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from service.clock import SystemClock
-from service.dispatch.routing import Route
 from service.handlers.base import HandlerDeps
 from service.handlers.registry import (
     BUILTIN,
@@ -20,6 +19,7 @@ from service.handlers.registry import (
     available,
     build_handlers,
 )
+from service.routing import Route
 
 PLUGIN = """
 from typing import Any, ClassVar

@@ -10,9 +10,9 @@ import pytest
 
 from service.clock import SystemClock
 from service.dispatch.routes_file import RoutesError, parse_config, parse_routes
-from service.dispatch.routing import DEFAULT_MAX_ATTEMPTS, Route
 from service.handlers.base import HandlerDeps
 from service.handlers.registry import available, build_handlers
+from service.routing import DEFAULT_MAX_ATTEMPTS, Route
 
 ENV = {"SLACK_URL": "https://hooks.example/T1", "TOKEN": "s3cret"}
 

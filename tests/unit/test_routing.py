@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.dispatch.routing import DEFAULT_ROUTES, Route, matches, routes_for
+from service.routing import DEFAULT_ROUTES, Route, matches, routes_for
 
 SLACK = Route(name="slack", handler="slack", events=("training.*", "model.deployed"))
 

@@ -17,9 +17,9 @@ from service.crypto.sealing import (
     parse_key,
     sealed_key_id,
 )
+from service.store.errors import SealedDataUnreadable
 from service.store.sealing import (
     PLAINTEXT,
-    SealedDataUnreadable,
     Sealer,
     open_body,
     open_headers,

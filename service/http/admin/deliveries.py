@@ -10,22 +10,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
-from service.dispatch.routing import routes_for
+from service.delivery_status import DELIVERY_STATUSES, RETRYABLE, UNDER_WAY
 from service.http.admin import schemas, shapes
 from service.http.admin.audit import audit_target
 from service.http.admin.endpoint import AdminRoute, page_body, parsed_query, path_id
 from service.http.admin.params import Param, ParsedQuery, QuerySpec, time_range
 from service.http.errors import Conflict, InvalidParameter, NotFound
+from service.routing import routes_for
 from service.services import Services
 from service.store import deliveries, events
 from service.store.deliveries import DeliveryFilter
 
-STATUSES = ("pending", "in_flight", "retrying", "succeeded", "dead")
-# Already on its way: retrying it again changes nothing, so the answer is 200, not an error.
-UNDER_WAY = ("pending", "in_flight")
-
 FILTERS = (
-    Param("status", "enum", "the delivery's state", choices=STATUSES),
+    Param("status", "enum", "the delivery's state", choices=DELIVERY_STATUSES),
     Param("route", "string", "the route's name"),
     Param("eventId", "id", "the event delivered"),
     Param("jobId", "string", "LLMTune's job id"),
@@ -94,7 +91,7 @@ async def retry_delivery(request: Request, svc: Services) -> dict[str, Any]:
         row = await deliveries.get_delivery(session, delivery_id)
         if row is None:
             raise NotFound(f"no delivery {delivery_id!r}")
-        if row.status not in (*deliveries.RETRYABLE, *UNDER_WAY):
+        if row.status not in (*RETRYABLE, *UNDER_WAY):
             raise Conflict(
                 f"delivery is {row.status}; replay its event to deliver it again",
                 details={"status": row.status},
@@ -104,7 +101,7 @@ async def retry_delivery(request: Request, svc: Services) -> dict[str, Any]:
             session, where=DeliveryFilter(), ids=[delivery_id], budgets=_budgets(svc), now=now
         )
         if retried:
-            await session.refresh(row)
+            row = await deliveries.get_delivery(session, delivery_id, fresh=True) or row
         return {**schemas.delivery_view(row), "retried": bool(retried)}
 
     result = await svc.db.write(write)

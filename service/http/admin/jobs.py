@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any, get_args
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,19 +17,17 @@ from service.http.admin.endpoint import AdminRoute, page_body, parsed_query
 from service.http.admin.params import Param, QuerySpec, time_range
 from service.http.errors import ApiError, Conflict, InvalidParameter, NotFound
 from service.http.responses import JSONResponse
-from service.jobs.state import Status
+from service.jobs.state import STATUSES
 from service.llmtune.errors import LLMTuneError
 from service.services import Services
 from service.store import deliveries, events, inference_runs, jobs
-from service.store.jobs import PollDue, Submission
-from service.store.tables import JobRow
+from service.store.jobs import PollDue, StoredJob, Submission
 from service.submissions import JobsDisabled, SubmitFailed, callback_url
 
 # Shown instead of a job's callback token to a read-scoped caller.
 REDACTED_TOKEN = "{token}"  # noqa: S105 - a placeholder, not a secret
 
 MAX_JOB_KEY = 200
-STATUSES: tuple[str, ...] = get_args(Status)
 JOBS_QUERY = QuerySpec(
     scope="jobs",
     paged=True,
@@ -142,8 +139,8 @@ async def create_job(request: Request, svc: Services) -> Response:
     return JSONResponse(view, status_code=201 if submitted.created else 200)
 
 
-def _job_view(svc: Services, row: JobRow, *, reveal: bool) -> dict[str, Any]:
-    view = schemas.job_summary(row, svc.db.sealer)
+def _job_view(svc: Services, row: StoredJob, *, reveal: bool) -> dict[str, Any]:
+    view = schemas.job_summary(row)
     if row.callback_token is not None:
         # The token in the URL is a credential: a read-scoped caller sees where it goes only.
         token = row.callback_token if reveal else REDACTED_TOKEN
@@ -157,6 +154,7 @@ async def list_jobs(request: Request, svc: Services) -> dict[str, Any]:
     page = await svc.db.read(
         lambda session: jobs.list_jobs(
             session,
+            sealer=svc.db.sealer,
             status=query.text("status"),
             since=query.time("since"),
             until=query.time("until"),
@@ -164,7 +162,7 @@ async def list_jobs(request: Request, svc: Services) -> dict[str, Any]:
             cursor=query.cursor,
         )
     )
-    return page_body(page, partial(schemas.job_summary, sealer=svc.db.sealer), query)
+    return page_body(page, schemas.job_summary, query)
 
 
 def _job_key(request: Request) -> str:
@@ -180,7 +178,7 @@ async def get_job(request: Request, svc: Services) -> dict[str, Any]:
     key = _job_key(request)
 
     async def read(session: AsyncSession) -> dict[str, Any]:
-        row = await jobs.find_job(session, key)
+        row = await jobs.find_job(session, key, sealer=svc.db.sealer)
         if row is None:
             raise NotFound(f"no job {key[:64]!r}")
         timeline = (
@@ -211,7 +209,7 @@ async def refresh_job(request: Request, svc: Services) -> dict[str, Any]:
     audit_target(request, job=key)
     if svc.reconciler is None:
         raise JobsUnavailable("jobs are disabled: LLMTUNE_API_KEY is not set")
-    row = await svc.db.read(lambda session: jobs.find_job(session, key))
+    row = await svc.db.read(lambda session: jobs.find_job(session, key, sealer=svc.db.sealer))
     if row is None:
         raise NotFound(f"no job {key[:64]!r}")
     if row.llmtune_job_id is None:

@@ -18,8 +18,7 @@ from service.http.admin.schemas import rfc3339
 from service.http.refusals import REASONS
 from service.services import Services
 from service.store import rejections
-from service.store.rejections import RejectionFilter
-from service.store.tables import RejectionRow
+from service.store.rejections import RejectionFilter, StoredRejection
 
 REJECTIONS_QUERY = QuerySpec(
     scope="rejections",
@@ -37,7 +36,7 @@ REJECTIONS_QUERY = QuerySpec(
 )
 
 
-def rejection_view(row: RejectionRow) -> shapes.Rejection:
+def rejection_view(row: StoredRejection) -> shapes.Rejection:
     """A refused request as listed."""
     return {
         "id": row.id,

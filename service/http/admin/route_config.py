@@ -17,11 +17,11 @@ import httpx
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
-from service.dispatch.routing import Route
 from service.handlers.http import SIGNINGS, HttpForwardHandler, Signing
 from service.handlers.signing import public_key_for
 from service.http.admin import shapes
 from service.http.admin.endpoint import AdminRoute
+from service.routing import Route
 from service.services import Services
 
 ROUTES_PATH = "/admin/routes"

@@ -62,11 +62,10 @@ async def get_event(request: Request, svc: Services) -> dict[str, Any]:
     event_id = path_id(request, "event_id", "event")
 
     async def read(session: AsyncSession) -> dict[str, Any]:
-        row = await events.get_event(session, event_id)
-        if row is None:
+        opened = await events.opened_event(session, event_id, svc.db.sealer)
+        if opened is None:
             raise NotFound(f"no event {event_id!r}")
-        content = events.content_of(row, svc.db.sealer)
-        return schemas.event_detail(row, content, await deliveries.deliveries_of(session, [row.id]))
+        return schemas.event_detail(opened, await deliveries.deliveries_of(session, [event_id]))
 
     return await svc.db.read(read)
 

@@ -1,4 +1,5 @@
-"""camelCase JSON views of stored rows for the admin API. Times are RFC 3339 UTC with `Z`."""
+"""camelCase JSON views of what the store answers, for the admin API. Times are RFC 3339 UTC
+with `Z`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import Any
 
 import orjson
 
-from service.store.events import EventContent
+from service.store.deliveries import StoredAttempt, StoredDelivery
+from service.store.events import OpenedEvent, StoredEvent
 from service.store.inference_runs import JobRun
-from service.store.sealing import Sealer, open_dataset
-from service.store.tables import AttemptRow, DeliveryRow, EventRow, JobRow
+from service.store.jobs import StoredJob
 from service.webhooks.verify import SIGNATURE_HEADERS
 
 REDACTED = "[redacted]"
@@ -24,7 +25,7 @@ def rfc3339(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def event_summary(row: EventRow) -> dict[str, Any]:
+def event_summary(row: StoredEvent) -> dict[str, Any]:
     """An event as listed."""
     return {
         "id": row.id,
@@ -52,21 +53,19 @@ def redacted_headers(headers: list[list[str]]) -> list[dict[str, str]]:
     ]
 
 
-def event_detail(
-    row: EventRow, content: EventContent, deliveries: list[DeliveryRow]
-) -> dict[str, Any]:
+def event_detail(opened: OpenedEvent, deliveries: list[StoredDelivery]) -> dict[str, Any]:
     """An event with its payload, exact raw body, redacted headers and deliveries."""
     return {
-        **event_summary(row),
+        **event_summary(opened.event),
         # Only bodies that parsed as JSON objects are stored, so both views always exist.
-        "payload": orjson.loads(content.raw_body),
-        "rawBody": content.raw_body.decode("utf-8"),
-        "headers": redacted_headers(content.headers),
+        "payload": orjson.loads(opened.raw_body),
+        "rawBody": opened.raw_body.decode("utf-8"),
+        "headers": redacted_headers(opened.headers),
         "deliveries": [delivery_view(d) for d in deliveries],
     }
 
 
-def delivery_view(row: DeliveryRow) -> dict[str, Any]:
+def delivery_view(row: StoredDelivery) -> dict[str, Any]:
     """A delivery of an event to a route."""
     return {
         "id": row.id,
@@ -83,7 +82,7 @@ def delivery_view(row: DeliveryRow) -> dict[str, Any]:
     }
 
 
-def attempt_view(row: AttemptRow) -> dict[str, Any]:
+def attempt_view(row: StoredAttempt) -> dict[str, Any]:
     """One attempt of a delivery."""
     return {
         "number": row.number,
@@ -94,8 +93,8 @@ def attempt_view(row: AttemptRow) -> dict[str, Any]:
     }
 
 
-def job_summary(row: JobRow, sealer: Sealer) -> dict[str, Any]:
-    """A job as listed (its dataset opened when sealed)."""
+def job_summary(row: StoredJob) -> dict[str, Any]:
+    """A job as listed."""
     return {
         "id": row.id,
         "llmtuneJobId": row.llmtune_job_id,
@@ -105,7 +104,7 @@ def job_summary(row: JobRow, sealer: Sealer) -> dict[str, Any]:
         "deploymentId": row.deployment_id,
         "metrics": row.metrics,
         "error": row.error,
-        "dataset": open_dataset(sealer, row.id, row.dataset, row.sealed_with),
+        "dataset": row.dataset,
         "trainingMethod": row.training_method,
         "hyperparameters": row.params,
         "idempotencyKey": row.idempotency_key,
@@ -141,9 +140,9 @@ def inference_run_view(stored: JobRun) -> dict[str, Any]:
 
 
 def job_timeline(
-    job: JobRow,
-    events: Sequence[EventRow],
-    deliveries: Sequence[DeliveryRow],
+    job: StoredJob,
+    events: Sequence[StoredEvent],
+    deliveries: Sequence[StoredDelivery],
     runs: Sequence[JobRun],
 ) -> list[dict[str, Any]]:
     """What happened to a job, oldest first, one line each: its submission, every event,

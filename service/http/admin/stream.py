@@ -48,9 +48,10 @@ from service.ids import looks_like_id
 from service.services import Services
 from service.store import feed
 from service.store.db import StoreUnavailable
+from service.store.deliveries import StoredDelivery
+from service.store.events import StoredEvent
 from service.store.feed import Follower
 from service.store.paging import SortKey
-from service.store.tables import DeliveryRow, EventRow
 
 POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 15.0
@@ -141,8 +142,8 @@ class LiveStream:
     """One client's stream: the two followers and how often to poll and keep alive."""
 
     svc: Services
-    events: Follower[EventRow]
-    deliveries: Follower[DeliveryRow]
+    events: Follower[StoredEvent]
+    deliveries: Follower[StoredDelivery]
     heartbeat: float = HEARTBEAT_SECONDS
     poll_seconds: float = POLL_SECONDS
     stopping: Callable[[], bool] = server_stopping

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from service.delivery_status import DELIVERY_STATUSES, RETRYABLE
 from service.http.console.markup import (
     Html,
     Viewer,
@@ -25,9 +26,7 @@ from service.http.console.markup import (
     url,
 )
 
-RETRYABLE = ("dead", "retrying")
 BOOL = ("true", "false")
-DELIVERY_STATUSES = ("pending", "in_flight", "retrying", "succeeded", "dead")
 NOTICES = {
     "retried": "Queued for retry.",
     "test-sent": "Test event stored and routed.",
