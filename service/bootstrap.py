@@ -25,7 +25,6 @@ from service.clock import Clock, SystemClock
 from service.config import Settings
 from service.crypto.sealing import Keyring
 from service.dispatch.notify import Notifier
-from service.dispatch.reconciler import Reconciler
 from service.dispatch.routes_file import RoutesConfig, load_config
 from service.dispatch.routing import Route
 from service.dispatch.worker import Worker, WorkerConfig
@@ -33,6 +32,8 @@ from service.events import DEFAULT_WORKSPACE
 from service.handlers.base import EmitEvent, HandlerDeps, HandlerType
 from service.handlers.registry import available, build_handlers
 from service.ingest import Ingest
+from service.jobs.reconcile import Reconciler
+from service.jobs.submit import Submissions
 from service.llmtune.client import LLMTuneClient
 from service.metrics import Metrics
 from service.services import Services
@@ -44,7 +45,6 @@ from service.store.migrate import heads, known_revisions
 from service.store.rejection_log import RejectionLog
 from service.store.sealing import Sealer
 from service.store.writer import IngestWriter
-from service.submissions import Submissions
 from service.throttle import Throttle
 from service.tracing import NO_TRACING, OtelTracing, Tracer, otlp_tracing
 from service.webhooks.verify import SigningKey, signing_keys

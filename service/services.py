@@ -8,14 +8,14 @@ from service.admin_tokens import AdminToken
 from service.clock import Clock
 from service.config import Settings
 from service.dispatch.notify import Notifier
-from service.dispatch.reconciler import Reconciler
 from service.dispatch.routing import Route
 from service.dispatch.worker import Worker
 from service.ingest import Ingest
+from service.jobs.reconcile import Reconciler
+from service.jobs.submit import Submissions
 from service.metrics import Metrics
 from service.store.db import Database
 from service.store.rejection_log import RejectionLog
-from service.submissions import Submissions
 from service.throttle import Throttle
 
 
