@@ -8,6 +8,7 @@ from service.admin_tokens import AdminToken
 from service.clock import Clock
 from service.config import Settings
 from service.dispatch.notify import Notifier
+from service.dispatch.replays import Replays
 from service.dispatch.routing import Route
 from service.dispatch.worker import Worker
 from service.ingest import Ingest
@@ -38,3 +39,4 @@ class Services:
     reconciler: Reconciler | None  # None when no LLMTune API key is set
     rejections: RejectionLog  # refused webhook requests, recorded in the background
     auth_throttle: Throttle  # failed admin authentications per client address (API + console)
+    replays: Replays  # events and dead deliveries queued again (admin API; the CLI builds its own)

@@ -19,7 +19,6 @@ from service.handlers.registry import RouteError, available, build_handlers
 from service.store import migrate
 from service.store.db import (
     STORAGE_ERRORS,
-    Database,
     StoreUnavailable,
     describe_storage_error,
     open_database,
@@ -88,14 +87,7 @@ async def _check_keys_once(settings: Settings) -> None:
     try:
         await check_stored_keys(db, settings.keyring(), SystemClock())
     finally:
-        await dispose(db)
-
-
-async def dispose(db: Database) -> None:
-    """Close the engines `open_database` made."""
-    await db.engine.dispose()
-    if db.read_engine is not db.engine:
-        await db.read_engine.dispose()
+        await db.aclose()
 
 
 async def _build_handlers_once(settings: Settings, routes: tuple[Route, ...]) -> None:
@@ -114,7 +106,7 @@ async def _build_handlers_once(settings: Settings, routes: tuple[Route, ...]) ->
             )
             build_handlers(routes, deps, available())
     finally:
-        await dispose(db)
+        await db.aclose()
 
 
 def batch_size_or_exit(value: int) -> int:

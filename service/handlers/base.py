@@ -9,7 +9,7 @@ that escapes is treated as `Retry` by the worker and logged as a bug.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -123,16 +123,21 @@ class EmitEvent(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class HandlerDeps:
-    """What the service hands every handler it builds."""
+    """What the service offers the handlers it builds; each `from_options` takes what it needs.
+
+    Every handler gets `http`, `clock` and `public_url`. The rest are for one handler each and
+    are None where nothing provides them: `llmtune` without LLMTUNE_API_KEY (the inference
+    handler then refuses its route), the stores and `emit` when handlers are built only to check
+    the routes file (`commands/common.py`) or in tests that do not use them.
+    """
 
     http: httpx.AsyncClient
     clock: Clock
     public_url: str
-    memory: HandlerMemory | None = None
-    llmtune: LLMTuneClient | None = None
-    runs: InferenceRuns | None = None
-    emit: EmitEvent | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    memory: HandlerMemory | None = None  # slack: each job's thread, shared by every worker
+    llmtune: LLMTuneClient | None = None  # inference: the prompts are answered there
+    runs: InferenceRuns | None = None  # inference: what a retried delivery need not redo
+    emit: EmitEvent | None = None  # inference: stores `inference.completed`
 
 
 class Handler(Protocol):

@@ -387,8 +387,7 @@ async def test_unreachable_store_retries_before_any_call(
         )
         outcome = await handler(deps).handle(model_event("evt_1"))
     finally:
-        await db.engine.dispose()
-        await db.read_engine.dispose()
+        await db.aclose()
         await asyncio.to_thread(join_sqlite_threads)
     assert isinstance(outcome, Retry)
     assert outcome.error.startswith("inference: run store unavailable")

@@ -10,14 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
-from service.dispatch.routing import routes_for
+from service.dispatch.replays import UnknownRoute
 from service.http.admin import schemas, shapes
 from service.http.admin.audit import audit_target
 from service.http.admin.endpoint import AdminRoute, page_body, parsed_query, path_id
 from service.http.admin.params import Param, ParsedQuery, QuerySpec, time_range
 from service.http.errors import Conflict, InvalidParameter, NotFound
 from service.services import Services
-from service.store import deliveries, events
+from service.store import deliveries
 from service.store.deliveries import DeliveryFilter
 
 STATUSES = ("pending", "in_flight", "retrying", "succeeded", "dead")
@@ -118,13 +118,8 @@ async def retry_deliveries(request: Request, svc: Services) -> dict[str, Any]:
     """Bulk retry by the list filters (status defaults to `dead`); how many were queued.
     Idempotent: sent again, it finds nothing left to retry (`{"retried": 0}`)."""
     query = parsed_query(request, RETRY_QUERY)
-    where = _filter(query, default_status="dead")
-    now = svc.clock.now()
-    count = await svc.db.write(
-        lambda s: deliveries.retry(s, where=where, ids=None, budgets=_budgets(svc), now=now)
-    )
+    count = await svc.replays.retry(_filter(query, default_status="dead"))
     audit_target(request, retried=count, filters=query.as_json())
-    svc.notifier.notify()
     return {"retried": count}
 
 
@@ -132,30 +127,15 @@ async def replay_event(request: Request, svc: Services) -> dict[str, Any]:
     """Deliver a stored event again to every route it matches, or to the one `route` named."""
     event_id = path_id(request, "event_id", "event")
     named = await _named_route(request)
-    now = svc.clock.now()
-
-    async def write(session: AsyncSession) -> dict[str, Any]:
-        row = await events.get_event(session, event_id)
-        if row is None:
-            raise NotFound(f"no event {event_id!r}")
-        targets = routes_for(row.type, svc.routes, row.workspace)
-        if named is not None:
-            targets = [route for route in svc.routes if route.name == named and route.enabled]
-            if not targets:
-                raise InvalidParameter(
-                    f"no enabled route named {named!r}", details={"parameter": "route"}
-                )
-        queued = await deliveries.replay(
-            session, event_id=event_id, job_id=row.job_id, routes=targets, now=now
-        )
-        audit_target(request, routes=[route.name for route in targets])
-        return {"eventId": event_id, "queued": queued}
-
     audit_target(request, event_id=event_id)
-    result = await svc.db.write(write)
-    audit_target(request, queued=result["queued"])
-    svc.notifier.notify()
-    return result
+    try:
+        replayed = await svc.replays.replay_event(event_id, route=named)
+    except UnknownRoute as exc:
+        raise InvalidParameter(str(exc), details={"parameter": "route"}) from None
+    if replayed is None:
+        raise NotFound(f"no event {event_id!r}")
+    audit_target(request, routes=list(replayed.routes), queued=replayed.queued)
+    return {"eventId": event_id, "queued": replayed.queued}
 
 
 async def _named_route(request: Request) -> str | None:
