@@ -185,6 +185,29 @@ class TestRetry:
             assert (await statuses(svc), wakes.count) == ([("hook", "pending")], 1)
             assert await replays.retry(dead) == 0
 
+    async def test_one_retried_by_id_is_heard_by_listening_workers(
+        self, engine: AsyncEngine
+    ) -> None:
+        """Retrying one delivery by id (the admin API's single retry) NOTIFYs on PostgreSQL, so
+        a worker in another process starts it without waiting for its poll."""
+        handlers = {route.name: Answering(Fail("no")) for route in ROUTES}
+        async with bootstrap_for_tests(
+            engine, routes=ROUTES, handlers=dict[str, Handler](handlers), clock=FakeClock(T0)
+        ) as svc:
+            await post(svc)
+            await svc.worker.run_until_idle()
+            async with svc.db.sessions() as session:
+                [delivery_id] = await session.scalars(sa.select(DeliveryRow.id))
+            heard = asyncio.Event()
+            async with listening(svc.db.engine, heard.set) as listens:
+                if not listens:
+                    pytest.skip("SQLite has no LISTEN; its workers poll")
+                replays = Replays(svc.db, ROUTES, clock=svc.clock)
+                assert await replays.retry(DeliveryFilter(), ids=[delivery_id]) == 1
+                # Bounded only so a lost notification fails the test instead of hanging it.
+                await asyncio.wait_for(heard.wait(), timeout=10)
+            assert heard.is_set()
+
 
 def _ref(event_type: str) -> EventRef:
     return EventRef(id="evt_x", type=event_type, workspace="default", job_id=None, received_at=T0)

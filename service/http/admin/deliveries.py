@@ -53,10 +53,6 @@ def _filter(query: ParsedQuery, *, default_status: str | None = None) -> Deliver
     )
 
 
-def _budgets(svc: Services) -> dict[str, int]:
-    return {route.name: route.max_attempts for route in svc.routes}
-
-
 async def list_deliveries(request: Request, svc: Services) -> dict[str, Any]:
     """Deliveries, newest first, filtered by status, route, eventId, jobId, workspace, since,
     until."""
@@ -87,10 +83,9 @@ async def retry_delivery(request: Request, svc: Services) -> dict[str, Any]:
     already pending or in flight is answered as it stands (`retried: false`); a succeeded one is
     409 (replay its event to send it again)."""
     delivery_id = path_id(request, "delivery_id", "delivery")
-    now = svc.clock.now()
     audit_target(request, delivery_id=delivery_id)
 
-    async def write(session: AsyncSession) -> dict[str, Any]:
+    async def check(session: AsyncSession) -> None:
         row = await deliveries.get_delivery(session, delivery_id)
         if row is None:
             raise NotFound(f"no delivery {delivery_id!r}")
@@ -99,18 +94,19 @@ async def retry_delivery(request: Request, svc: Services) -> dict[str, Any]:
                 f"delivery is {row.status}; replay its event to deliver it again",
                 details={"status": row.status},
             )
-        # Conditional on the status, so a delivery that moved on meanwhile is left alone.
-        retried = await deliveries.retry(
-            session, where=DeliveryFilter(), ids=[delivery_id], budgets=_budgets(svc), now=now
-        )
-        if retried:
-            await session.refresh(row)
+
+    await svc.db.read(check)
+    # Conditional on the status, so a delivery that moved on meanwhile is left alone.
+    retried = await svc.replays.retry(DeliveryFilter(), ids=[delivery_id])
+
+    async def view(session: AsyncSession) -> dict[str, Any]:
+        row = await deliveries.get_delivery(session, delivery_id)
+        if row is None:  # purged meanwhile
+            raise NotFound(f"no delivery {delivery_id!r}")
         return {**schemas.delivery_view(row), "retried": bool(retried)}
 
-    result = await svc.db.write(write)
+    result = await svc.db.read(view)
     audit_target(request, retried=result["retried"])
-    if result["retried"]:
-        svc.notifier.notify()
     return result
 
 
