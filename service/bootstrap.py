@@ -31,7 +31,7 @@ from service.dispatch.routes_file import RoutesConfig, load_config
 from service.dispatch.routing import Route
 from service.dispatch.worker import Worker, WorkerConfig
 from service.events import DEFAULT_WORKSPACE
-from service.handlers.base import EmitEvent, Handler, HandlerDeps, HandlerType
+from service.handlers.base import EmitEvent, Handler, HandlerDeps, HandlerType, InferenceDeps
 from service.handlers.registry import available, build_handlers
 from service.ingest import Ingest
 from service.jobs.reconcile import Reconciler
@@ -266,9 +266,9 @@ def route_handlers(
         clock=core.clock,
         public_url=core.settings.public_url.rstrip("/"),
         memory=StoredMemory(core.db, core.clock),
-        llmtune=core.llmtune,
-        runs=StoredRuns(core.db, core.clock),
-        emit=_emitter(ingest),
+        inference=None
+        if core.llmtune is None
+        else InferenceDeps(core.llmtune, StoredRuns(core.db, core.clock), _emitter(ingest)),
     )
     types = overrides.handler_types if overrides.handler_types is not None else available()
     return build_handlers(routes, deps, types)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import NoReturn
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 import httpx
 import structlog
@@ -14,7 +15,7 @@ from service.clock import SystemClock
 from service.config import ConfigError, Settings, load_settings
 from service.dispatch.routes_file import RoutesError
 from service.dispatch.routing import Route
-from service.handlers.base import HandlerDeps
+from service.handlers.base import HandlerDeps, InferenceDeps
 from service.handlers.registry import RouteError, available, build_handlers
 from service.store import migrate
 from service.store.db import (
@@ -25,6 +26,7 @@ from service.store.db import (
 )
 from service.store.inference_runs import StoredRuns
 from service.store.keys import KeyCheckFailed
+from service.store.memory import StoredMemory
 
 log = structlog.get_logger("service.cli")
 
@@ -97,16 +99,24 @@ async def _build_handlers_once(settings: Settings, routes: tuple[Route, ...]) ->
     clock = SystemClock()
     try:
         async with httpx.AsyncClient() as http:
+            llmtune = llmtune_client(settings, http)
             deps = HandlerDeps(
                 http=http,
                 clock=clock,
                 public_url=settings.public_url,
-                llmtune=llmtune_client(settings, http),
-                runs=StoredRuns(db, clock),
+                memory=StoredMemory(db, clock),
+                inference=None
+                if llmtune is None
+                else InferenceDeps(llmtune, StoredRuns(db, clock), _not_emitted),
             )
             build_handlers(routes, deps, available())
     finally:
         await db.aclose()
+
+
+async def _not_emitted(payload: Mapping[str, Any]) -> str:
+    # Handlers built to check the routes file are never called, so nothing is ever emitted.
+    raise AssertionError("a handler built for the routes check was called")  # pragma: no cover
 
 
 def batch_size_or_exit(value: int) -> int:

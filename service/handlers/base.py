@@ -122,22 +122,31 @@ class EmitEvent(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class InferenceDeps:
+    """What the `inference` handler needs, all or nothing: LLMTune answers the prompts, `runs`
+    keeps each answer (so a retried delivery redoes only what failed), `emit` stores the
+    `inference.completed` event through the one ingest service."""
+
+    llmtune: LLMTuneClient
+    runs: InferenceRuns
+    emit: EmitEvent
+
+
+@dataclass(frozen=True, slots=True)
 class HandlerDeps:
     """What the service offers the handlers it builds; each `from_options` takes what it needs.
 
-    Every handler gets `http`, `clock` and `public_url`. The rest are for one handler each and
-    are None where nothing provides them: `llmtune` without LLMTUNE_API_KEY (the inference
-    handler then refuses its route), the stores and `emit` when handlers are built only to check
-    the routes file (`commands/common.py`) or in tests that do not use them.
+    Every handler may use `http`, `clock` and `public_url`. `memory` is the Slack handler's
+    (each job's thread); None where nothing keeps it (handlers built only to check the routes
+    file, and tests). `inference` is None without LLMTUNE_API_KEY, and the inference handler
+    then refuses its route.
     """
 
     http: httpx.AsyncClient
     clock: Clock
     public_url: str
-    memory: HandlerMemory | None = None  # slack: each job's thread, shared by every worker
-    llmtune: LLMTuneClient | None = None  # inference: the prompts are answered there
-    runs: InferenceRuns | None = None  # inference: what a retried delivery need not redo
-    emit: EmitEvent | None = None  # inference: stores `inference.completed`
+    memory: HandlerMemory | None = None
+    inference: InferenceDeps | None = None
 
 
 class Handler(Protocol):

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.clock import FakeClock
 from service.events import Event
-from service.handlers.base import Delivery, Fail, HandlerDeps, Ok, Outcome, Retry
+from service.handlers.base import Delivery, Fail, HandlerDeps, InferenceDeps, Ok, Outcome, Retry
 from service.handlers.inference import InferenceHandler
 from service.llmtune.client import LLMTuneClient
 from service.store.db import Database, open_database
@@ -139,9 +139,11 @@ def deps(
         http=http,
         clock=FakeClock(NOW),
         public_url="https://receiver.test",
-        llmtune=client_for(http, f"{sink.url}/v1"),
-        runs=runs,
-        emit=emitted,
+        inference=InferenceDeps(
+            client_for(http, f"{sink.url}/v1"),
+            runs,
+            emitted,
+        ),
     )
 
 
@@ -280,9 +282,11 @@ async def test_unreachable_llmtune_retries(
         http=http,
         clock=FakeClock(NOW),
         public_url="https://receiver.test",
-        llmtune=client_for(http, f"http://127.0.0.1:{closed_port()}/v1"),
-        runs=runs,
-        emit=emitted,
+        inference=InferenceDeps(
+            client_for(http, f"http://127.0.0.1:{closed_port()}/v1"),
+            runs,
+            emitted,
+        ),
     )
     event_id = await stored_event(db)
     outcome = await handler(deps).handle(model_event(event_id))
@@ -381,9 +385,11 @@ async def test_unreachable_store_retries_before_any_call(
             http=http,
             clock=FakeClock(NOW),
             public_url="https://receiver.test",
-            llmtune=client_for(http, f"{sink.url}/v1"),
-            runs=StoredRuns(db, FakeClock(NOW)),
-            emit=Emitted(),
+            inference=InferenceDeps(
+                client_for(http, f"{sink.url}/v1"),
+                StoredRuns(db, FakeClock(NOW)),
+                Emitted(),
+            ),
         )
         outcome = await handler(deps).handle(model_event("evt_1"))
     finally:
