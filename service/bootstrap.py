@@ -1,7 +1,9 @@
 """Composition: everything the service runs on, built from Settings plus any overrides.
 
-The web app's lifespan and the `worker` command both build their parts here, so the two can
-never be wired differently. Nothing here starts work; the callers decide what runs.
+The web app's lifespan, the `worker` command and the tests (`tests/wiring.py`) build their parts
+here, so they can never be wired differently. One `AsyncExitStack` owns every resource opened
+(engines, HTTP clients, tracing, the writer and rejection-log tasks, the background worker) and
+closes them in reverse order, also when a later part fails to build.
 """
 
 from __future__ import annotations
