@@ -7,18 +7,15 @@ Migrations are not run here (the CLI runs them before the server starts).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp
 
-from service.bootstrap import Overrides, built_services, run_background, tracing_for
+from service.bootstrap import Overrides, built_services, tracing_for
 from service.config import Settings, load_settings
 from service.http import probes, webhooks
 from service.http.admin.routes import ROUTES as ADMIN_ROUTES
@@ -28,25 +25,8 @@ from service.http.header_limit import HeaderLimitMiddleware
 from service.http.requestlog import RequestLogMiddleware
 from service.http.routenames import route_of
 from service.logs import configure_logging
-from service.services import Services
-from service.store.listen import listening
-from service.tracing import OtelTracing
 
 __all__ = ["Overrides", "create_app"]
-
-
-@asynccontextmanager
-async def _worker_running(svc: Services) -> AsyncIterator[None]:
-    """The dispatch worker (and the job reconciler) beside the web server, stopped with it."""
-    stop = asyncio.Event()
-    async with listening(svc.db.engine, svc.notifier.notify):
-        task = asyncio.create_task(run_background(svc, stop))
-        try:
-            yield
-        finally:
-            stop.set()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 class ReceiverApp(Starlette):
@@ -66,26 +46,13 @@ def create_app(
         settings = load_settings()
         configure_logging(settings.log_level, settings.log_format)
     chosen = overrides or Overrides()
+    # Made here so the app can be instrumented before it serves; the lifespan's services end it.
     tracing = tracing_for(settings, chosen)
-    if tracing is not None and chosen.tracing is None:
-        # Made here so the app can be instrumented before it serves; the lifespan ends it.
-        chosen = replace(chosen, tracing=tracing)
-        owned_tracing: OtelTracing | None = tracing
-    else:
-        owned_tracing = None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-        try:
-            async with built_services(settings, chosen) as svc:
-                if settings.run_worker:
-                    async with _worker_running(svc):
-                        yield {"services": svc}
-                else:
-                    yield {"services": svc}
-        finally:
-            if owned_tracing is not None:
-                owned_tracing.shutdown()
+        async with built_services(settings, chosen, role="web", tracing=tracing) as svc:
+            yield {"services": svc}
 
     app = ReceiverApp(
         routes=[*webhooks.ROUTES, *ADMIN_ROUTES, *CONSOLE_ROUTES, *probes.ROUTES],

@@ -8,14 +8,15 @@ from service.admin_tokens import AdminToken
 from service.clock import Clock
 from service.config import Settings
 from service.dispatch.notify import Notifier
-from service.dispatch.reconciler import Reconciler
+from service.dispatch.replays import Replays
 from service.dispatch.worker import Worker
 from service.ingest import Ingest
+from service.jobs.reconcile import Reconciler
+from service.jobs.submit import Submissions
 from service.metrics import Metrics
 from service.routing import Route
 from service.store.db import Database
 from service.store.rejection_log import RejectionLog
-from service.submissions import Submissions
 from service.throttle import Throttle
 
 
@@ -38,3 +39,4 @@ class Services:
     reconciler: Reconciler | None  # None when no LLMTune API key is set
     rejections: RejectionLog  # refused webhook requests, recorded in the background
     auth_throttle: Throttle  # failed admin authentications per client address (API + console)
+    replays: Replays  # events and dead deliveries queued again (admin API; the CLI builds its own)

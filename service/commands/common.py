@@ -13,19 +13,21 @@ from service.bootstrap import Overrides, check_stored_keys, configured_routes, l
 from service.clock import SystemClock
 from service.config import ConfigError, Settings, load_settings
 from service.dispatch.routes_file import RoutesError
-from service.handlers.base import HandlerDeps
+from service.events import DEFAULT_WORKSPACE, Source
+from service.handlers.base import HandlerDeps, InferenceDeps
 from service.handlers.registry import RouteError, available, build_handlers
+from service.ports import EmittedEvent
 from service.routing import Route
 from service.store import migrate
 from service.store.db import (
     STORAGE_ERRORS,
-    Database,
     StoreUnavailable,
     describe_storage_error,
     open_database,
 )
 from service.store.inference_runs import StoredRuns
 from service.store.keys import KeyCheckFailed
+from service.store.memory import StoredMemory
 
 log = structlog.get_logger("service.cli")
 
@@ -88,14 +90,7 @@ async def _check_keys_once(settings: Settings) -> None:
     try:
         await check_stored_keys(db, settings.keyring(), SystemClock())
     finally:
-        await dispose(db)
-
-
-async def dispose(db: Database) -> None:
-    """Close the engines `open_database` made."""
-    await db.engine.dispose()
-    if db.read_engine is not db.engine:
-        await db.read_engine.dispose()
+        await db.aclose()
 
 
 async def _build_handlers_once(settings: Settings, routes: tuple[Route, ...]) -> None:
@@ -105,16 +100,26 @@ async def _build_handlers_once(settings: Settings, routes: tuple[Route, ...]) ->
     clock = SystemClock()
     try:
         async with httpx.AsyncClient() as http:
+            llmtune = llmtune_client(settings, http)
             deps = HandlerDeps(
                 http=http,
                 clock=clock,
                 public_url=settings.public_url,
-                llmtune=llmtune_client(settings, http),
-                runs=StoredRuns(db, clock),
+                memory=StoredMemory(db, clock),
+                inference=None
+                if llmtune is None
+                else InferenceDeps(llmtune, StoredRuns(db, clock), _not_emitted),
             )
             build_handlers(routes, deps, available())
     finally:
-        await dispose(db)
+        await db.aclose()
+
+
+async def _not_emitted(
+    body: bytes, *, source: Source = "internal", workspace: str = DEFAULT_WORKSPACE
+) -> EmittedEvent:
+    # Handlers built to check the routes file are never called, so nothing is ever emitted.
+    raise AssertionError("a handler built for the routes check was called")  # pragma: no cover
 
 
 def batch_size_or_exit(value: int) -> int:

@@ -21,7 +21,6 @@ from service.clock import SystemClock
 from service.commands.common import (
     SQLITE_PAUSE_SECONDS,
     batch_size_or_exit,
-    dispose,
     fail,
     settings_or_exit,
 )
@@ -177,7 +176,7 @@ async def _purge(
             pause=pause,
         )
     finally:
-        await dispose(db)
+        await db.aclose()
 
 
 def _options_or_exit(args: argparse.Namespace) -> tuple[timedelta, int]:

@@ -5,41 +5,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
-
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.bootstrap import Overrides, configured_routes
 from service.clock import SystemClock
 from service.commands.common import fail, settings_or_exit
 from service.commands.progress import Progress
 from service.config import Settings
+from service.dispatch.replays import REPLAY_BATCH, Replays, Targets, UnknownRoute
 from service.dispatch.routes_file import RoutesError
 from service.events import parse_time
 from service.logs import configure_logging
-from service.routing import Route, routes_for
-from service.store import deliveries, events
 from service.store.db import (
     Database,
     StoreUnavailable,
     open_database,
 )
-from service.store.deliveries import NOTIFY_CHANNEL, DeliveryFilter
-from service.store.events import EventRef
-
-# Events per replay transaction: short write locks (SQLite has one writer) and bounded memory.
-REPLAY_BATCH = 200
-
-# Dead deliveries read per page when a dry run counts them.
-COUNT_PAGE = 1000
-
-# Which routes an event is replayed to.
-Targets = Callable[[EventRef], list[Route]]
+from service.store.deliveries import DeliveryFilter
 
 
 @dataclass(slots=True)
@@ -60,134 +45,63 @@ def _time_option(option: str, value: str | None) -> datetime | None:
     return parsed
 
 
-def _routes_or_exit(settings: Settings) -> tuple[Route, ...]:
+def _replays_or_exit(settings: Settings) -> tuple[Replays, Database]:
+    """The replay service over the configured routes (exits 2 on an unusable routes file), and
+    the database it was opened on, for the caller to close."""
     try:
-        return configured_routes(settings, Overrides()).routes
+        routes = configured_routes(settings, Overrides()).routes
     except RoutesError as exc:
         fail(2, f"routes: {exc}")
+    db = open_database(settings.database_url)
+    return Replays(db, routes, clock=SystemClock()), db
 
 
-def _replay_targets(routes: tuple[Route, ...], named: str | None) -> Targets:
-    """Like the admin replay: the enabled routes the event matches (as at ingest: its type and
-    workspace), or the one enabled route named."""
-    if named is None:
-        return lambda ref: routes_for(ref.type, routes, ref.workspace)
-    chosen = [route for route in routes if route.name == named and route.enabled]
-    if not chosen:
+def _targets_or_exit(replays: Replays, named: str | None) -> Targets:
+    try:
+        return replays.targets(named)
+    except UnknownRoute:
         fail(2, f"--route: no enabled route named {named!r}")
-    return lambda _ref: chosen
 
 
 @asynccontextmanager
-async def _opened(settings: Settings) -> AsyncIterator[Database]:
-    db = open_database(settings.database_url)
+async def _closing(db: Database) -> AsyncIterator[None]:
     try:
-        yield db
+        yield
     finally:
-        if db.read_engine is not db.engine:
-            await db.read_engine.dispose()
-        await db.engine.dispose()
-
-
-async def _wake_workers(session: AsyncSession) -> None:
-    # Workers LISTEN on PostgreSQL (delivered at commit, to every process); on SQLite they poll.
-    # `deliveries.replay` and `retry` only notify when they insert, so say it once here.
-    if session.get_bind().dialect.name == "postgresql":
-        await session.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, "")))
-
-
-async def _replay_refs(
-    session: AsyncSession,
-    refs: Sequence[EventRef],
-    *,
-    targets: Targets,
-    dry_run: bool,
-) -> int:
-    """Queue the deliveries of `refs` again (or count what would be); how many."""
-    if dry_run:
-        # What `deliveries.replay` would queue: every target except an in-flight delivery.
-        stored = await deliveries.deliveries_of(session, [ref.id for ref in refs])
-        busy = {(row.event_id, row.route) for row in stored if row.status == "in_flight"}
-        return sum((ref.id, r.name) not in busy for ref in refs for r in targets(ref))
-    now = SystemClock().now()
-    queued = 0
-    for ref in refs:
-        queued += await deliveries.replay(
-            session, event_id=ref.id, job_id=ref.job_id, routes=targets(ref), now=now
-        )
-    if queued:
-        await _wake_workers(session)
-    return queued
-
-
-async def _replay_one(
-    session: AsyncSession, event_id: str, *, targets: Targets, dry_run: bool
-) -> int | None:
-    row = await events.get_event(session, event_id)
-    if row is None:
-        return None
-    ref = EventRef(
-        id=row.id,
-        type=row.type,
-        workspace=row.workspace,
-        job_id=row.job_id,
-        received_at=row.received_at,
-    )
-    return await _replay_refs(session, [ref], targets=targets, dry_run=dry_run)
-
-
-async def _replay_batch(
-    session: AsyncSession,
-    *,
-    since: datetime,
-    until: datetime,
-    after: tuple[datetime, str] | None,
-    targets: Targets,
-    dry_run: bool,
-) -> tuple[list[EventRef], int]:
-    batch = await events.events_received(
-        session, since=since, until=until, after=after, limit=REPLAY_BATCH
-    )
-    return batch, await _replay_refs(session, batch, targets=targets, dry_run=dry_run)
+        await db.aclose()
 
 
 async def _replay_range(
-    db: Database,
+    replays: Replays,
     *,
-    since: datetime,
-    until: datetime,
+    window: tuple[datetime, datetime],
     targets: Targets,
     dry_run: bool,
     tally: _Tally,
     progress: Progress,
 ) -> None:
     """Replay [since, until) one transaction per batch, keyset by (received_at, id)."""
-    run = db.read if dry_run else db.write
+    since, until = window
     while True:
-        work = partial(
-            _replay_batch,
-            since=since,
-            until=until,
-            after=tally.last,
-            targets=targets,
-            dry_run=dry_run,
+        batch = await replays.replay_batch(
+            since=since, until=until, after=tally.last, targets=targets, dry_run=dry_run
         )
-        batch, queued = await run(work)
-        if not batch:
+        if not batch.refs:
             return
-        tally.events += len(batch)
-        tally.deliveries += queued
-        tally.last = (batch[-1].received_at, batch[-1].id)
+        tally.events += len(batch.refs)
+        tally.deliveries += batch.queued
+        tally.last = (batch.refs[-1].received_at, batch.refs[-1].id)
         progress.update(
             f"{tally.events} events, {tally.deliveries} deliveries, "
             f"at {tally.last[0]:%Y-%m-%dT%H:%M:%SZ}"
         )
-        if len(batch) < REPLAY_BATCH:
+        if len(batch.refs) < REPLAY_BATCH:
             return
 
 
 async def _replay(
-    settings: Settings,
+    db: Database,
+    replays: Replays,
     args: argparse.Namespace,
     window: tuple[datetime, datetime] | None,
     targets: Targets,
@@ -195,19 +109,18 @@ async def _replay(
     progress: Progress,
 ) -> bool:
     """Replay into `tally`; False when the one `--event` asked for is not stored."""
-    async with _opened(settings) as db:
+    async with _closing(db):
         if window is None:
-            work = partial(_replay_one, event_id=args.event, targets=targets, dry_run=args.dry_run)
-            queued = await (db.read if args.dry_run else db.write)(work)
-            if queued is None:
+            replayed = await replays.replay_event(
+                args.event, route=args.route, dry_run=args.dry_run
+            )
+            if replayed is None:
                 return False
-            tally.events, tally.deliveries = 1, queued
+            tally.events, tally.deliveries = 1, replayed.queued
             return True
-        since, until = window
         await _replay_range(
-            db,
-            since=since,
-            until=until,
+            replays,
+            window=window,
             targets=targets,
             dry_run=args.dry_run,
             tally=tally,
@@ -236,11 +149,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
     window = _replay_window(args)
-    targets = _replay_targets(_routes_or_exit(settings), args.route)
+    replays, db = _replays_or_exit(settings)
+    targets = _targets_or_exit(replays, args.route)
     tally = _Tally()
     progress = Progress("replay", sys.stderr)
     try:
-        found = asyncio.run(_replay(settings, args, window, targets, tally, progress))
+        found = asyncio.run(_replay(db, replays, args, window, targets, tally, progress))
     except StoreUnavailable as exc:
         progress.abandon()
         resume = (
@@ -260,47 +174,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _count_matching(session: AsyncSession, *, where: DeliveryFilter) -> int:
-    count, cursor = 0, None
-    while True:
-        page = await deliveries.list_deliveries(
-            session, where=where, limit=COUNT_PAGE, cursor=cursor
-        )
-        count += len(page.items)
-        if page.next_key is None:
-            return count
-        cursor = page.next_key
-
-
-async def _retry_and_wake(
-    session: AsyncSession, *, where: DeliveryFilter, budgets: dict[str, int]
-) -> int:
-    count = await deliveries.retry(
-        session, where=where, ids=None, budgets=budgets, now=SystemClock().now()
-    )
-    if count:
-        await _wake_workers(session)
-    return count
-
-
 async def _retry_dead(
-    settings: Settings, where: DeliveryFilter, budgets: dict[str, int], *, dry_run: bool
+    db: Database, replays: Replays, where: DeliveryFilter, *, dry_run: bool
 ) -> int:
-    async with _opened(settings) as db:
-        if dry_run:
-            return await db.read(partial(_count_matching, where=where))
-        return await db.write(partial(_retry_and_wake, where=where, budgets=budgets))
+    async with _closing(db):
+        return await replays.retry(where, dry_run=dry_run)
 
 
 def cmd_retry_dead(args: argparse.Namespace) -> int:
     """Make dead deliveries due again, as `POST /admin/deliveries/retry` (status dead) does."""
     settings = settings_or_exit()
     configure_logging(settings.log_level, settings.log_format)
-    # A fresh budget per route as configured now; the admin API uses every route, enabled or not.
-    budgets = {route.name: route.max_attempts for route in _routes_or_exit(settings)}
+    # A fresh budget per route as configured now, as the admin API gives.
+    replays, db = _replays_or_exit(settings)
     where = DeliveryFilter(status="dead", route=args.route, job_id=args.job_id)
     try:
-        count = asyncio.run(_retry_dead(settings, where, budgets, dry_run=args.dry_run))
+        count = asyncio.run(_retry_dead(db, replays, where, dry_run=args.dry_run))
     except StoreUnavailable as exc:
         fail(1, f"store unavailable: {exc}")
     if args.dry_run:

@@ -19,7 +19,6 @@ from functools import partial
 from service.commands.common import (
     SQLITE_PAUSE_SECONDS,
     batch_size_or_exit,
-    dispose,
     fail,
     keys_usable,
     settings_or_exit,
@@ -73,7 +72,7 @@ async def rotate(
                 await asyncio.sleep(pause)
         tally.forgotten = await db.write(partial(forget_keys_except, keep=sealer.key_id))
     finally:
-        await dispose(db)
+        await db.aclose()
 
 
 def cmd_rotate_keys(args: argparse.Namespace) -> int:

@@ -27,7 +27,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 async def _work(settings: Settings, *, once: bool, metrics: tuple[str, int | None]) -> None:
-    async with built_services(settings, Overrides()) as svc:
+    async with built_services(settings, Overrides(), role="worker") as svc:
         host, port = metrics
         if port is not None and not once:
             # prometheus-client's own small HTTP server, in a daemon thread: the worker has no

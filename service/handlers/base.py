@@ -9,7 +9,7 @@ that escapes is treated as `Retry` by the worker and logged as a bug.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -76,17 +76,31 @@ class OptionsError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class InferenceDeps:
+    """What the `inference` handler needs, all or nothing: LLMTune answers the prompts, `runs`
+    keeps each answer (so a retried delivery redoes only what failed), `emit` stores the
+    `inference.completed` event through the one ingest service."""
+
+    llmtune: LLMTuneClient
+    runs: InferenceRuns
+    emit: EmitEvent
+
+
+@dataclass(frozen=True, slots=True)
 class HandlerDeps:
-    """What the service hands every handler it builds."""
+    """What the service offers the handlers it builds; each `from_options` takes what it needs.
+
+    Every handler may use `http`, `clock` and `public_url`. `memory` is the Slack handler's
+    (each job's thread); None where nothing keeps it (handlers built only to check the routes
+    file, and tests). `inference` is None without LLMTUNE_API_KEY, and the inference handler
+    then refuses its route.
+    """
 
     http: httpx.AsyncClient
     clock: Clock
     public_url: str
     memory: HandlerMemory | None = None
-    llmtune: LLMTuneClient | None = None
-    runs: InferenceRuns | None = None
-    emit: EmitEvent | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    inference: InferenceDeps | None = None
 
 
 class Handler(Protocol):

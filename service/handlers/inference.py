@@ -191,7 +191,7 @@ class InferenceHandler:
         options: InferenceOptions,
         llmtune: LLMTuneClient,
         runs: InferenceRuns,
-        emit: EmitEvent | None,
+        emit: EmitEvent,
         clock: Clock,
     ) -> None:
         self._options = options
@@ -203,14 +203,17 @@ class InferenceHandler:
     @classmethod
     def from_options(cls, options: Mapping[str, Any], deps: HandlerDeps) -> InferenceHandler:
         """`prompts` (required), optional `temperature`, `max_tokens` and `model`; needs the
-        LLMTune client (LLMTUNE_API_KEY) and the run store."""
+        LLMTune client (LLMTUNE_API_KEY), the run store and the event emitter."""
         parsed = parse_options(options)
-        if deps.llmtune is None:
+        needs = deps.inference
+        if needs is None:
             raise OptionsError("the inference handler needs LLMTUNE_API_KEY to be set")
-        if deps.runs is None:
-            raise OptionsError("the inference handler needs the inference run store")
         return cls(
-            options=parsed, llmtune=deps.llmtune, runs=deps.runs, emit=deps.emit, clock=deps.clock
+            options=parsed,
+            llmtune=needs.llmtune,
+            runs=needs.runs,
+            emit=needs.emit,
+            clock=deps.clock,
         )
 
     async def handle(self, delivery: Delivery) -> Outcome:
@@ -290,8 +293,6 @@ class InferenceHandler:
 
     async def _complete(self, delivery: Delivery, model: str, runs: list[InferenceRun]) -> Outcome:
         summary = f"{len(runs)} prompt(s) on {model}"
-        if self._emit is None:
-            return Ok(f"{summary}; no event emitted")
         body = completed_event(delivery, model, runs, now=self._clock.now())
         try:
             emitted = await self._emit(orjson.dumps(body))

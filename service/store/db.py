@@ -192,6 +192,13 @@ class Database:
     read_sessions: async_sessionmaker[AsyncSession]
     # How sensitive columns are kept: sealed under ENCRYPTION_KEYS, or in clear.
     sealer: Sealer = PLAINTEXT
+    # The engines made for this Database, closed by `aclose`; one handed in stays its maker's.
+    owned: tuple[AsyncEngine, ...] = ()
+
+    async def aclose(self) -> None:
+        """Close the engines this Database made (their pooled connections)."""
+        for engine in self.owned:
+            await engine.dispose()
 
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """Run `work` in one write transaction and commit (see `retry_dropped`)."""
@@ -213,15 +220,25 @@ async def _in_transaction(
 
 
 def open_database(
-    database_url: str, *, engine: AsyncEngine | None = None, sealer: Sealer = PLAINTEXT
+    database_url: str,
+    *,
+    engine: AsyncEngine | None = None,
+    sealer: Sealer = PLAINTEXT,
+    pool_size: int = 10,
 ) -> Database:
-    """The `Database` for `database_url`, around `engine` when one is given."""
-    engine = engine or make_engine(database_url)
-    read_engine = make_read_engine(database_url) or engine
+    """The `Database` for `database_url`, around `engine` when one is given; `aclose` closes
+    only the engines made here."""
+    made = [] if engine is not None else [make_engine(database_url, pool_size=pool_size)]
+    writer = engine or made[0]
+    reader = make_read_engine(database_url)
+    if reader is not None:
+        made.append(reader)
+    read_engine = reader or writer
     return Database(
-        engine=engine,
+        engine=writer,
         read_engine=read_engine,
-        sessions=make_sessionmaker(engine),
+        sessions=make_sessionmaker(writer),
         read_sessions=make_sessionmaker(read_engine),
         sealer=sealer,
+        owned=tuple(made),
     )

@@ -271,7 +271,5 @@ class TestPruning:
                 log.record(rejection(T0))
                 await log.drained()
         finally:
-            await missing.engine.dispose()
-            if missing.read_engine is not missing.engine:
-                await missing.read_engine.dispose()
+            await missing.aclose()
         assert log.dropped == 2

@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import ClassVar
@@ -20,18 +21,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.clock import FakeClock
-from service.dispatch.notify import Notifier
 from service.dispatch.worker import Worker, WorkerConfig
 from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
 from service.ingest import Ingest
-from service.metrics import Metrics
 from service.routing import Route
 from service.store import outbox
 from service.store.db import Database
 from service.store.tables import AttemptRow, DeliveryRow, EventRow
-from service.store.writer import IngestWriter
-from service.webhooks.verify import signing_keys
-from tests.helpers import SECRET, single_engine_database, w3_body
+from tests.helpers import w3_body
+from tests.wiring import bootstrap_for_tests
 
 T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
 
@@ -62,7 +60,6 @@ class Harness:
     ingest: Ingest
     worker: Worker
     handlers: dict[str, Scripted]
-    writer: IngestWriter
 
     async def post(self, event: str = "training.started", job: str = "job-1") -> str:
         accepted = await self.ingest.accept(w3_body(event, job), [], source="test", trusted=True)
@@ -90,36 +87,23 @@ async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
             await asyncio.sleep(0.01)
 
 
-def _build_harness(
+@asynccontextmanager
+async def _harness(
     engine: AsyncEngine,
     routes: Sequence[Route],
     config: WorkerConfig | None,
-) -> Harness:
-    db = single_engine_database(engine)
+) -> AsyncIterator[Harness]:
     clock = FakeClock(T0)
-    metrics = Metrics()
-    notifier = Notifier()
-    writer = IngestWriter(db, routes, on_commit=notifier.notify)
-    ingest = Ingest(
-        writer,
-        keys={"default": signing_keys([SECRET])},
-        allow_unsigned=False,
-        metrics=metrics,
-        clock=clock,
-    )
     handlers = {route.name: Scripted() for route in routes}
-    worker = Worker(
-        db,
-        routes={route.name: route for route in routes},
+    async with bootstrap_for_tests(
+        engine,
+        routes=routes,
         handlers=dict[str, Handler](handlers),
-        emit=ingest.emit,
-        metrics=metrics,
         clock=clock,
-        notifier=notifier,
-        config=config,
+        worker=config,
         rng=random.Random(7),
-    )
-    return Harness(db, clock, ingest, worker, handlers, writer)
+    ) as svc:
+        yield Harness(svc.db, clock, svc.ingest, svc.worker, handlers)
 
 
 HarnessFactory = Callable[..., Awaitable[Harness]]
@@ -135,9 +119,7 @@ async def make_harness() -> AsyncIterator[HarnessFactory]:
             routes: Sequence[Route] = DEFAULT_TEST_ROUTES,
             config: WorkerConfig | None = None,
         ) -> Harness:
-            harness = _build_harness(engine, routes, config)
-            await stack.enter_async_context(harness.writer.running())
-            return harness
+            return await stack.enter_async_context(_harness(engine, routes, config))
 
         yield build
 

@@ -36,9 +36,8 @@ from service.store.keys import KeyCheckFailed, check_keys, forget_keys_except, r
 from service.store.rotation import pending, reseal_events, reseal_jobs, reseal_runs
 from service.store.sealing import PLAINTEXT, Sealer, open_dataset
 from service.store.tables import EventRow, JobRow
-from service.store.writer import IngestWriter
-from service.webhooks.verify import signing_keys
-from tests.helpers import SECRET, emptied_engine, event_row, single_engine_database, w3_body
+from tests.helpers import emptied_engine, event_row, single_engine_database, w3_body
+from tests.wiring import bootstrap_for_tests
 
 T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
 OLD = generate_key()
@@ -75,36 +74,23 @@ class Service:
 
 @pytest.fixture
 async def service_for(engine: AsyncEngine) -> AsyncIterator[Any]:
-    """Builds ingest + worker on the test database under some keys; writers stop after."""
+    """Builds the service on the test database under some keys (its start-up key check
+    included); writers stop after."""
     async with contextlib.AsyncExitStack() as stack:
 
         async def build(*keys: str) -> Service:
-            db = database(engine, *keys)
-            await db.write(lambda s: check_keys(s, db.sealer.keyring, now=T0))
-            clock = FakeClock(T0)
-            metrics = Metrics()
-            notifier = Notifier()
-            writer = IngestWriter(db, ROUTES, on_commit=notifier.notify)
-            await stack.enter_async_context(writer.running())
-            ingest = Ingest(
-                writer,
-                keys={"default": signing_keys([SECRET])},
-                allow_unsigned=False,
-                metrics=metrics,
-                clock=clock,
-            )
             recorder = Recorder()
-            worker = Worker(
-                db,
-                routes={route.name: route for route in ROUTES},
-                handlers=dict[str, Handler]({"hook": recorder}),
-                emit=None,
-                metrics=metrics,
-                clock=clock,
-                notifier=notifier,
-                rng=random.Random(7),
+            svc = await stack.enter_async_context(
+                bootstrap_for_tests(
+                    engine,
+                    routes=ROUTES,
+                    handlers=dict[str, Handler]({"hook": recorder}),
+                    clock=FakeClock(T0),
+                    rng=random.Random(7),
+                    encryption_keys=list(keys),
+                )
             )
-            return Service(db, ingest, worker, recorder)
+            return Service(svc.db, svc.ingest, svc.worker, recorder)
 
         yield build
 

@@ -70,8 +70,7 @@ async def test_unreachable_memory_means_retry(sink: HttpSink, tmp_path: Path) ->
             )
             outcome = await bot(sink, deps).handle(delivery("job-x"))
     finally:
-        await db.engine.dispose()
-        await db.read_engine.dispose()
+        await db.aclose()
         await asyncio.to_thread(join_sqlite_threads)
     assert isinstance(outcome, Retry)
     assert "thread memory unavailable" in outcome.error

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.clock import FakeClock
 from service.events import DEFAULT_WORKSPACE, Event, Source
-from service.handlers.base import Delivery, Fail, HandlerDeps, Ok, Outcome, Retry
+from service.handlers.base import Delivery, Fail, HandlerDeps, InferenceDeps, Ok, Outcome, Retry
 from service.handlers.inference import InferenceHandler
 from service.llmtune.client import LLMTuneClient
 from service.ports import EmittedEvent
@@ -142,9 +142,11 @@ def deps(
         http=http,
         clock=FakeClock(NOW),
         public_url="https://receiver.test",
-        llmtune=client_for(http, f"{sink.url}/v1"),
-        runs=runs,
-        emit=emitted,
+        inference=InferenceDeps(
+            client_for(http, f"{sink.url}/v1"),
+            runs,
+            emitted,
+        ),
     )
 
 
@@ -283,9 +285,11 @@ async def test_unreachable_llmtune_retries(
         http=http,
         clock=FakeClock(NOW),
         public_url="https://receiver.test",
-        llmtune=client_for(http, f"http://127.0.0.1:{closed_port()}/v1"),
-        runs=runs,
-        emit=emitted,
+        inference=InferenceDeps(
+            client_for(http, f"http://127.0.0.1:{closed_port()}/v1"),
+            runs,
+            emitted,
+        ),
     )
     event_id = await stored_event(db)
     outcome = await handler(deps).handle(model_event(event_id))
@@ -384,14 +388,15 @@ async def test_unreachable_store_retries_before_any_call(
             http=http,
             clock=FakeClock(NOW),
             public_url="https://receiver.test",
-            llmtune=client_for(http, f"{sink.url}/v1"),
-            runs=StoredRuns(db, FakeClock(NOW)),
-            emit=Emitted(),
+            inference=InferenceDeps(
+                client_for(http, f"{sink.url}/v1"),
+                StoredRuns(db, FakeClock(NOW)),
+                Emitted(),
+            ),
         )
         outcome = await handler(deps).handle(model_event("evt_1"))
     finally:
-        await db.engine.dispose()
-        await db.read_engine.dispose()
+        await db.aclose()
         await asyncio.to_thread(join_sqlite_threads)
     assert isinstance(outcome, Retry)
     assert outcome.error.startswith("inference: run store unavailable")

@@ -160,6 +160,5 @@ async def test_unreachable_store_raises_runs_unavailable(tmp_path: Path) -> None
         with pytest.raises(MemoryUnavailable):
             await runs.record(a_run("evt_1"))
     finally:
-        await db.engine.dispose()
-        await db.read_engine.dispose()
+        await db.aclose()
         await asyncio.to_thread(join_sqlite_threads)

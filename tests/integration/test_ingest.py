@@ -258,8 +258,7 @@ class TestRefused:
             with pytest.raises(StoreUnavailable):
                 await ingest.accept(body, list(w3_headers(body).items()), source="webhook")
         finally:
-            await db.engine.dispose()
-            await db.read_engine.dispose()
+            await db.aclose()
             await asyncio.to_thread(join_sqlite_threads)
         assert sample(
             metrics.registry,

@@ -13,8 +13,8 @@ import pytest
 
 from service.clock import SystemClock
 from service.dispatch.routes_file import parse_routes
-from service.events import INTERNAL_EVENTS, KNOWN_EVENTS, Event
-from service.handlers.base import Delivery, HandlerDeps, OptionsError
+from service.events import DEFAULT_WORKSPACE, INTERNAL_EVENTS, KNOWN_EVENTS, Event, Source
+from service.handlers.base import Delivery, HandlerDeps, InferenceDeps, OptionsError
 from service.handlers.inference import (
     EVENT_OUTPUT_CHARS,
     InferenceHandler,
@@ -25,7 +25,7 @@ from service.handlers.inference import (
 )
 from service.handlers.registry import BUILTIN, RouteError, available, build_handlers
 from service.llmtune.client import LLMTuneClient
-from service.ports import InferenceRun
+from service.ports import EmittedEvent, InferenceRun
 from service.routing import Route
 from service.webhooks.normalize import normalize
 
@@ -40,6 +40,12 @@ class NoRuns:
 
     async def record(self, run: InferenceRun) -> None:
         raise AssertionError("not called")
+
+
+async def never_emitted(
+    body: bytes, *, source: Source = "internal", workspace: str = DEFAULT_WORKSPACE
+) -> EmittedEvent:
+    raise AssertionError("not called")
 
 
 def delivery(
@@ -92,14 +98,13 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def deps_of(http: httpx.AsyncClient, *, llmtune: bool = True, runs: bool = True) -> HandlerDeps:
+def deps_of(http: httpx.AsyncClient, *, llmtune: bool = True) -> HandlerDeps:
     client = LLMTuneClient(http, base_url="https://api.llmtune.test/v1", api_key="k")
     return HandlerDeps(
         http=http,
         clock=SystemClock(),
         public_url="https://receiver.test",
-        llmtune=client if llmtune else None,
-        runs=NoRuns() if runs else None,
+        inference=InferenceDeps(client, NoRuns(), never_emitted) if llmtune else None,
     )
 
 
@@ -154,11 +159,6 @@ class TestDependencies:
         """Without an API key there is no client, and the route cannot be served."""
         with pytest.raises(OptionsError, match="LLMTUNE_API_KEY"):
             InferenceHandler.from_options({"prompts": ["a"]}, deps_of(http, llmtune=False))
-
-    async def test_needs_the_run_store(self, http: httpx.AsyncClient) -> None:
-        """Without the run store a retry could not tell what was answered."""
-        with pytest.raises(OptionsError, match="run store"):
-            InferenceHandler.from_options({"prompts": ["a"]}, deps_of(http, runs=False))
 
     async def test_start_up_names_the_route(self, http: httpx.AsyncClient) -> None:
         """The registry knows the handler, and a route it cannot serve stops start-up."""

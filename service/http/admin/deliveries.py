@@ -11,14 +11,14 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute
 
 from service.delivery_status import DELIVERY_STATUSES, RETRYABLE, UNDER_WAY
+from service.dispatch.replays import UnknownRoute
 from service.http.admin import schemas, shapes
 from service.http.admin.audit import audit_target
 from service.http.admin.endpoint import AdminRoute, page_body, parsed_query, path_id
 from service.http.admin.params import Param, ParsedQuery, QuerySpec, time_range
 from service.http.errors import Conflict, InvalidParameter, NotFound
-from service.routing import routes_for
 from service.services import Services
-from service.store import deliveries, events
+from service.store import deliveries
 from service.store.deliveries import DeliveryFilter
 
 FILTERS = (
@@ -48,10 +48,6 @@ def _filter(query: ParsedQuery, *, default_status: str | None = None) -> Deliver
         since=query.time("since"),
         until=query.time("until"),
     )
-
-
-def _budgets(svc: Services) -> dict[str, int]:
-    return {route.name: route.max_attempts for route in svc.routes}
 
 
 async def list_deliveries(request: Request, svc: Services) -> dict[str, Any]:
@@ -84,10 +80,9 @@ async def retry_delivery(request: Request, svc: Services) -> dict[str, Any]:
     already pending or in flight is answered as it stands (`retried: false`); a succeeded one is
     409 (replay its event to send it again)."""
     delivery_id = path_id(request, "delivery_id", "delivery")
-    now = svc.clock.now()
     audit_target(request, delivery_id=delivery_id)
 
-    async def write(session: AsyncSession) -> dict[str, Any]:
+    async def check(session: AsyncSession) -> None:
         row = await deliveries.get_delivery(session, delivery_id)
         if row is None:
             raise NotFound(f"no delivery {delivery_id!r}")
@@ -96,18 +91,19 @@ async def retry_delivery(request: Request, svc: Services) -> dict[str, Any]:
                 f"delivery is {row.status}; replay its event to deliver it again",
                 details={"status": row.status},
             )
-        # Conditional on the status, so a delivery that moved on meanwhile is left alone.
-        retried = await deliveries.retry(
-            session, where=DeliveryFilter(), ids=[delivery_id], budgets=_budgets(svc), now=now
-        )
-        if retried:
-            row = await deliveries.get_delivery(session, delivery_id, fresh=True) or row
+
+    await svc.db.read(check)
+    # Conditional on the status, so a delivery that moved on meanwhile is left alone.
+    retried = await svc.replays.retry(DeliveryFilter(), ids=[delivery_id])
+
+    async def view(session: AsyncSession) -> dict[str, Any]:
+        row = await deliveries.get_delivery(session, delivery_id)
+        if row is None:  # purged meanwhile
+            raise NotFound(f"no delivery {delivery_id!r}")
         return {**schemas.delivery_view(row), "retried": bool(retried)}
 
-    result = await svc.db.write(write)
+    result = await svc.db.read(view)
     audit_target(request, retried=result["retried"])
-    if result["retried"]:
-        svc.notifier.notify()
     return result
 
 
@@ -115,13 +111,8 @@ async def retry_deliveries(request: Request, svc: Services) -> dict[str, Any]:
     """Bulk retry by the list filters (status defaults to `dead`); how many were queued.
     Idempotent: sent again, it finds nothing left to retry (`{"retried": 0}`)."""
     query = parsed_query(request, RETRY_QUERY)
-    where = _filter(query, default_status="dead")
-    now = svc.clock.now()
-    count = await svc.db.write(
-        lambda s: deliveries.retry(s, where=where, ids=None, budgets=_budgets(svc), now=now)
-    )
+    count = await svc.replays.retry(_filter(query, default_status="dead"))
     audit_target(request, retried=count, filters=query.as_json())
-    svc.notifier.notify()
     return {"retried": count}
 
 
@@ -129,30 +120,15 @@ async def replay_event(request: Request, svc: Services) -> dict[str, Any]:
     """Deliver a stored event again to every route it matches, or to the one `route` named."""
     event_id = path_id(request, "event_id", "event")
     named = await _named_route(request)
-    now = svc.clock.now()
-
-    async def write(session: AsyncSession) -> dict[str, Any]:
-        row = await events.get_event(session, event_id)
-        if row is None:
-            raise NotFound(f"no event {event_id!r}")
-        targets = routes_for(row.type, svc.routes, row.workspace)
-        if named is not None:
-            targets = [route for route in svc.routes if route.name == named and route.enabled]
-            if not targets:
-                raise InvalidParameter(
-                    f"no enabled route named {named!r}", details={"parameter": "route"}
-                )
-        queued = await deliveries.replay(
-            session, event_id=event_id, job_id=row.job_id, routes=targets, now=now
-        )
-        audit_target(request, routes=[route.name for route in targets])
-        return {"eventId": event_id, "queued": queued}
-
     audit_target(request, event_id=event_id)
-    result = await svc.db.write(write)
-    audit_target(request, queued=result["queued"])
-    svc.notifier.notify()
-    return result
+    try:
+        replayed = await svc.replays.replay_event(event_id, route=named)
+    except UnknownRoute as exc:
+        raise InvalidParameter(str(exc), details={"parameter": "route"}) from None
+    if replayed is None:
+        raise NotFound(f"no event {event_id!r}")
+    audit_target(request, routes=list(replayed.routes), queued=replayed.queued)
+    return {"eventId": event_id, "queued": replayed.queued}
 
 
 async def _named_route(request: Request) -> str | None:

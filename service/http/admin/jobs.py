@@ -18,11 +18,11 @@ from service.http.admin.params import Param, QuerySpec, time_range
 from service.http.errors import ApiError, Conflict, InvalidParameter, NotFound
 from service.http.responses import JSONResponse
 from service.jobs.state import STATUSES
+from service.jobs.submit import JobsDisabled, SubmitFailed, callback_url
 from service.llmtune.errors import LLMTuneError
 from service.services import Services
 from service.store import deliveries, events, inference_runs, jobs
 from service.store.jobs import PollDue, StoredJob, Submission
-from service.submissions import JobsDisabled, SubmitFailed, callback_url
 
 # Shown instead of a job's callback token to a read-scoped caller.
 REDACTED_TOKEN = "{token}"  # noqa: S105 - a placeholder, not a secret
