@@ -14,12 +14,12 @@ from starlette.routing import BaseRoute
 from service.http.admin import shapes
 from service.http.admin.endpoint import AdminRoute, page_body, parsed_query
 from service.http.admin.params import Param, QuerySpec, time_range
-from service.http.admin.schemas import rfc3339
 from service.http.refusals import REASONS
 from service.services import Services
 from service.store import rejections
 from service.store.rejections import RejectionFilter
 from service.store.tables import RejectionRow
+from service.timestamps import rfc3339
 
 REJECTIONS_QUERY = QuerySpec(
     scope="rejections",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -12,16 +12,10 @@ from service.store.events import EventContent
 from service.store.inference_runs import JobRun
 from service.store.sealing import Sealer, open_dataset
 from service.store.tables import AttemptRow, DeliveryRow, EventRow, JobRow
+from service.timestamps import rfc3339
 from service.webhooks.verify import SIGNATURE_HEADERS
 
 REDACTED = "[redacted]"
-
-
-def rfc3339(value: datetime | None) -> str | None:
-    """`2025-11-08T14:22:31.000000Z`, or None."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def event_summary(row: EventRow) -> dict[str, Any]:
