@@ -41,7 +41,7 @@ from service.store.inference_runs import StoredRuns
 from service.store.keys import check_keys
 from service.store.memory import StoredMemory
 from service.store.migrate import heads, known_revisions
-from service.store.rejection_log import RejectionLog
+from service.store.rejections_writer import RejectionLog
 from service.store.sealing import Sealer
 from service.store.writer import IngestWriter
 from service.submissions import Submissions

@@ -14,7 +14,7 @@ from service.dispatch.worker import Worker
 from service.ingest import Ingest
 from service.metrics import Metrics
 from service.store.db import Database
-from service.store.rejection_log import RejectionLog
+from service.store.rejections_writer import RejectionLog
 from service.submissions import Submissions
 from service.throttle import Throttle
 
