@@ -46,7 +46,7 @@ from service.store.keys import check_keys
 from service.store.listen import listening
 from service.store.memory import StoredMemory
 from service.store.migrate import heads, known_revisions
-from service.store.rejection_log import RejectionLog
+from service.store.rejections_writer import RejectionLog
 from service.store.sealing import Sealer
 from service.store.writer import IngestWriter
 from service.throttle import Throttle

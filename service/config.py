@@ -15,9 +15,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.admin_tokens import TokenFormatError, parse_admin_tokens
 from service.crypto.sealing import EncryptionKeyError, Keyring, keyring_from
+from service.whsec import WHSEC_PREFIX
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./llmtune-receiver.db"
-WHSEC_PREFIX = "whsec_"
 ACCEPTED_URL_SCHEMES = (
     "postgresql+asyncpg://",
     "postgresql://",

@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from service.whsec import WHSEC_PREFIX
+
 
 def new_webhook_secret() -> str:
     """A `whsec_` secret in the same form LLMTune's dashboard shows."""
-    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
+    return WHSEC_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode("ascii")
 
 
 def new_admin_token() -> str:

@@ -16,7 +16,7 @@ from service.jobs.submit import Submissions
 from service.metrics import Metrics
 from service.routing import Route
 from service.store.db import Database
-from service.store.rejection_log import RejectionLog
+from service.store.rejections_writer import RejectionLog
 from service.throttle import Throttle
 
 

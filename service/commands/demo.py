@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from service.whsec import WHSEC_PREFIX
+
 ROUTES = """\
 [[routes]]
 name = "log"
@@ -98,7 +100,7 @@ def _finished(job: dict[str, Any]) -> bool:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo; exit 0 once the job is deployed and its smoke test answered."""
-    secret = "whsec_" + secrets.token_urlsafe(24)
+    secret = WHSEC_PREFIX + secrets.token_urlsafe(24)
     token = secrets.token_urlsafe(16)
     fake_port, port = _free_port(), _free_port()
     base = f"http://127.0.0.1:{port}"

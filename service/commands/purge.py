@@ -29,6 +29,7 @@ from service.config import Settings
 from service.logs import configure_logging
 from service.store.db import Database, StoreUnavailable, is_sqlite, open_database
 from service.store.purge import purge_batch, purge_tombstones
+from service.timestamps import rfc3339
 
 # Anything older is older than every event; the bound keeps `now - age` a representable time.
 MAX_AGE = timedelta(days=36_500)
@@ -51,11 +52,6 @@ def parse_age(text: str) -> timedelta:
     if count > MAX_AGE // unit:
         raise ValueError(f"at most {MAX_AGE.days}d: {text[:64]!r}")
     return count * unit
-
-
-def rfc3339(at: datetime) -> str:
-    """`at` (aware UTC) to the second, with a Z."""
-    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(slots=True)
@@ -149,7 +145,7 @@ async def _purge_events(
         tally.last = batch.last
         progress.update(
             f"{tally.deleted} events, {tally.deliveries} deliveries, {tally.kept} kept, "
-            f"at {rfc3339(batch.last[0])}"
+            f"at {rfc3339(batch.last[0], digits=0)}"
         )
         await asyncio.sleep(pause)
 
@@ -192,9 +188,9 @@ def summary(tally: Tally, *, cuts: Cutoffs, seconds: float, dry_run: bool) -> st
     did, kept = ("would delete", "would keep") if dry_run else ("deleted", "kept")
     return (
         f"purge: {did} {tally.deleted} events ({tally.deliveries} deliveries) older than "
-        f"{rfc3339(cuts.events)} in {seconds:.1f} s; {kept} {tally.kept} with unfinished "
+        f"{rfc3339(cuts.events, digits=0)} in {seconds:.1f} s; {kept} {tally.kept} with unfinished "
         f"deliveries; {did} {tally.tombstones} dedup keys of events older than "
-        f"{rfc3339(cuts.dedup)}"
+        f"{rfc3339(cuts.dedup, digits=0)}"
     )
 
 

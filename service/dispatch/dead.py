@@ -9,6 +9,7 @@ import orjson
 
 from service.handlers.base import Delivery
 from service.store.outbox import Claimed
+from service.timestamps import rfc3339
 
 DEAD_EVENT = "delivery.dead"  # in service.events.INTERNAL_EVENTS
 
@@ -31,6 +32,6 @@ def dead_event_body(
                 "attempts": item.attempt,
                 "error": error,
             },
-            "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "timestamp": rfc3339(now),
         }
     )

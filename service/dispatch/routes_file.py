@@ -19,8 +19,7 @@ from typing import Any
 
 from service.events import DEFAULT_WORKSPACE
 from service.routing import DEFAULT_MAX_ATTEMPTS, DEFAULT_ROUTES, Route
-
-WHSEC_PREFIX = "whsec_"
+from service.whsec import WHSEC_PREFIX
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 # Event names are dotted words; patterns add fnmatch's `*`, `?` and `[...]`.

@@ -8,8 +8,10 @@ completing. No clock and no I/O here: times come in as arguments, bodies go out 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
+
+from service.timestamps import rfc3339
 
 Stage = Literal["pending", "training", "completed", "deployed", "failed"]
 Status = Literal["pending", "training", "completed", "failed"]
@@ -140,8 +142,7 @@ def event_data(job: Job, event: str) -> dict[str, Any]:
 
 def iso_millis(now: datetime) -> str:
     """JavaScript `toISOString()` form, as W3 stamps `timestamp`: `2025-11-08T14:22:31.000Z`."""
-    utc = now.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S") + f".{utc.microsecond // 1000:03d}Z"
+    return rfc3339(now, digits=3)
 
 
 def w3_body(event: str, data: dict[str, Any], now: datetime) -> dict[str, Any]:

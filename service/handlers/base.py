@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import httpx
@@ -26,6 +26,7 @@ from service.ports import InferenceRun as InferenceRun
 from service.ports import InferenceRuns as InferenceRuns
 from service.ports import MemoryUnavailable as MemoryUnavailable
 from service.retry_after import parse_retry_after
+from service.timestamps import rfc3339
 
 if TYPE_CHECKING:
     from service.llmtune.client import LLMTuneClient
@@ -155,15 +156,9 @@ def event_document(delivery: Delivery) -> dict[str, Any]:
         "deploymentId": event.deployment_id,
         "metrics": event.metrics,
         "error": event.error,
-        "occurredAt": _rfc3339(event.occurred_at),
-        "receivedAt": _rfc3339(delivery.received_at),
+        "occurredAt": rfc3339(event.occurred_at),
+        "receivedAt": rfc3339(delivery.received_at),
         "isTest": event.is_test,
         "source": delivery.source,
         "payload": delivery.payload,
     }
-
-
-def _rfc3339(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

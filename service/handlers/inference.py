@@ -34,6 +34,7 @@ from service.handlers.base import (
 from service.llmtune.client import LLMTuneClient
 from service.llmtune.errors import LLMTuneError
 from service.ports import EmitEvent, InferenceRun, InferenceRuns, MemoryUnavailable
+from service.timestamps import rfc3339
 
 log = structlog.get_logger(__name__)
 
@@ -172,7 +173,7 @@ def completed_event(
         "id": f"inf_{delivery.id}",
         "event": COMPLETED_EVENT,
         "data": data,
-        "timestamp": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "timestamp": rfc3339(now),
     }
 
 

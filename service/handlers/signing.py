@@ -25,7 +25,8 @@ import hmac
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's marker, not a secret
+from service.whsec import WHSEC_PREFIX
+
 PRIVATE_KEY_PREFIX = "whsk_"
 PUBLIC_KEY_PREFIX = "whpk_"
 MIN_KEY_BYTES = 24
@@ -56,7 +57,7 @@ def _content(msg_id: str, timestamp: int, body: bytes) -> bytes:
 
 def decode_secret(secret: str) -> bytes:
     """The HMAC key inside a `whsec_` secret; `ValueError` (without the secret) if malformed."""
-    key = _decode(secret, SECRET_PREFIX)
+    key = _decode(secret, WHSEC_PREFIX)
     if not MIN_KEY_BYTES <= len(key) <= MAX_KEY_BYTES:
         raise ValueError(
             f"must encode {MIN_KEY_BYTES} to {MAX_KEY_BYTES} bytes of key, not {len(key)}"

@@ -10,7 +10,10 @@
     ├── TooManyAttempts        429 TOO_MANY_ATTEMPTS   too many failed admin authentications
     ├── BodyTimeout            408 REQUEST_TIMEOUT     the body did not arrive within the deadline
     ├── PayloadTooLarge        413 PAYLOAD_TOO_LARGE
-    └── HeadersTooLarge        431 HEADERS_TOO_LARGE   request headers over MAX_HEADER_BYTES
+    ├── HeadersTooLarge        431 HEADERS_TOO_LARGE   request headers over MAX_HEADER_BYTES
+    ├── JobsUnavailable        503 JOBS_DISABLED       no LLMTune API key (`http/admin/jobs.py`)
+    └── UpstreamFailed         400 402 404 502 503     LLMTune refused or failed a submission,
+                               with LLMTune's code     (`http/admin/jobs.py`)
 
     Domain errors raised below the HTTP layer, mapped here and nowhere else:
     BodyError          → 400 INVALID_JSON
@@ -18,6 +21,8 @@
     StoreUnavailable   → 503 STORAGE_UNAVAILABLE (with Retry-After) so LLMTune retries
     └── Overloaded     → 503 OVERLOADED (Retry-After: 1) the write queue is full
     SealedDataUnreadable → 503 ENCRYPTION_KEY_UNAVAILABLE  stored data under a key not configured
+    HTTPException      → 404 NOT_FOUND | 405 METHOD_NOT_ALLOWED  Starlette's unknown path or method
+    Exception          → 500 INTERNAL_ERROR  a bug: logged, the traceback never answered
 
 Sender faults are 4xx, our own faults 5xx. Every body has LLMTune's shape:
 `{"error": {"message": ..., "code": ..., "details": ...}}`.

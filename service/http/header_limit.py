@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.http.errors import HeadersTooLarge, error_response
-from service.http.refusals import record_refusal
+from service.http.rejections import record_refusal
 from service.http.route_template import matched_route
 
 WEBHOOK_PREFIX = "/webhooks/"

@@ -18,7 +18,7 @@ from service.events import DEFAULT_WORKSPACE
 from service.http.context import services
 from service.http.errors import BodyTimeout, ClientDisconnected, NotFound, PayloadTooLarge
 from service.http.numbers import parse_count
-from service.http.refusals import keep_body, recording_refusals
+from service.http.rejections import keep_body, recording_refusals
 from service.http.responses import JSONResponse
 from service.services import Services
 from service.store import jobs

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from service.jobs.state import RANK
+from service.timestamps import rfc3339
 
 _EVENT_OF_STATUS = {
     "training": "training.started",
@@ -69,8 +70,7 @@ def poll_body(polled: Polled, event: str, now: datetime) -> bytes:
         data["metrics"] = polled.metrics
     if polled.error is not None:
         data["error"] = polled.error
-    timestamp = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return orjson.dumps({"event": event, "data": data, "timestamp": timestamp})
+    return orjson.dumps({"event": event, "data": data, "timestamp": rfc3339(now)})
 
 
 def next_poll_delay(poll_after: timedelta, quiet_polls: int, *, cap: timedelta) -> timedelta:

@@ -46,7 +46,7 @@ class Vanished:
     no tombstone (it was older than the dedup retention)."""
 
 
-Outcome = Stored | Vanished
+WriteOutcome = Stored | Vanished
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,14 +146,14 @@ async def write_batch(
     batch: Sequence[NewEvent],
     routes: Sequence[Route],
     sealer: Sealer = PLAINTEXT,
-) -> list[Outcome]:
+) -> list[WriteOutcome]:
     """Store `batch` inside the caller's transaction; one outcome per delivery, in order."""
     grouped = plan([new.event.dedup_key for new in batch])
     candidates = [batch[index] for index in grouped.firsts]
     event_rows = [_event_row(new, sealer) for new in candidates]
     inserted = set((await conn.execute(sql.insert_events, event_rows)).scalars())
     purged = await _undo_purged(conn, sql, [new for new in candidates if new.id in inserted])
-    outcomes: list[Outcome | None] = [None] * len(batch)
+    outcomes: list[WriteOutcome | None] = [None] * len(batch)
     repeats: list[dict[str, Any]] = []
     conflicted: dict[str, list[int]] = {}
     for first, later in zip(grouped.firsts, grouped.repeats, strict=True):
@@ -220,7 +220,7 @@ async def _answer_conflicts(
     conn: AsyncConnection,
     sql: BatchStatements,
     conflicted: dict[str, list[int]],
-    outcomes: list[Outcome | None],
+    outcomes: list[WriteOutcome | None],
 ) -> None:
     """Point each conflicting delivery at its key's stored event, or else at its tombstone: a
     purge that removed the original during this write (the count above waited for it) left one."""

@@ -1,7 +1,8 @@
 """Refused webhook requests: insert, prune (by age, count per client address, and count),
 list newest first.
 
-Rows never hold a body or a header value; the HTTP edge decides what goes in (`NewRejection`).
+Rows never hold a body or a header value; the HTTP edge decides what goes in (`NewRejection`,
+recorded by `service.http.rejections` and written in batches by `rejections_writer.py`).
 """
 
 from __future__ import annotations

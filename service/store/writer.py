@@ -24,7 +24,7 @@ import sqlalchemy.exc
 import structlog
 
 from service.routing import Route
-from service.store.batch import BatchStatements, Outcome, Stored, write_batch
+from service.store.batch import BatchStatements, Stored, WriteOutcome, write_batch
 from service.store.db import (
     Database,
     StoreUnavailable,
@@ -177,14 +177,14 @@ class IngestWriter:
                 continue
             self._answer([pending], outcomes)
 
-    async def _commit(self, batch: list[NewEvent]) -> list[Outcome]:
-        async def attempt() -> list[Outcome]:
+    async def _commit(self, batch: list[NewEvent]) -> list[WriteOutcome]:
+        async def attempt() -> list[WriteOutcome]:
             async with self._db.engine.begin() as conn:
                 return await write_batch(conn, self._sql, batch, self._routes, self._db.sealer)
 
         return await retry_dropped(attempt)
 
-    def _answer(self, batch: list[_Pending], outcomes: list[Outcome]) -> None:
+    def _answer(self, batch: list[_Pending], outcomes: list[WriteOutcome]) -> None:
         stored_new = False
         for pending, outcome in zip(batch, outcomes, strict=True):
             if pending.answer.done():

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import orjson
 
+from service.timestamps import rfc3339
 from service.webhooks.verify import sign
 
 Format = Literal["w1", "w2", "w3"]
@@ -27,11 +28,6 @@ class Delivery:
 
     body: bytes
     headers: dict[str, str]
-
-
-def _iso(now: datetime, *, millis: bool) -> str:
-    text = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return text + (f".{now.microsecond // 1000:03d}Z" if millis else "Z")
 
 
 def _data(fmt: Format, event: str, job_id: str) -> dict[str, Any]:
@@ -66,11 +62,11 @@ def sample_body(fmt: Format, event: str, job_id: str, now: datetime) -> dict[str
             "type": event,
             "workspace_id": "ws_test",
             "data": data,
-            "created_at": _iso(now, millis=False),
+            "created_at": rfc3339(now, digits=0),
         }
     if fmt == "w2":
-        return {"event": event, "data": data, "deliveredAt": _iso(now, millis=False)}
-    return {"event": event, "data": data, "timestamp": _iso(now, millis=True)}
+        return {"event": event, "data": data, "deliveredAt": rfc3339(now, digits=0)}
+    return {"event": event, "data": data, "timestamp": rfc3339(now, digits=3)}
 
 
 def signed_delivery(fmt: Format, body: bytes, secret: str, event: str) -> Delivery:

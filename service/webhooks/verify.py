@@ -14,7 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-WHSEC_PREFIX = "whsec_"
+from service.whsec import WHSEC_PREFIX
+
 SIGNATURE_HEADERS = ("x-webhook-signature", "x-llmtune-signature")
 _DIGEST_HEX_LEN = 64
 # A real header is 64 hex digits plus an optional prefix; anything far longer is not worth parsing.

@@ -241,7 +241,7 @@ class TestPages:
         event_id = await stored_event(client)
         await login(client)
         page = (await client.get(f"{CONSOLE}/events/{event_id}")).text
-        assert "  &quot;event&quot;: &quot;training.completed&quot;" in page
+        assert "  &#34;event&#34;: &#34;training.completed&#34;" in page
         assert "[redacted]" in page
         assert re.search(r"x-webhook-signature</td><td>\[redacted\]", page)
         assert "Attempts of log" in page

@@ -19,8 +19,8 @@ from service.clock import FakeClock
 from service.http.admin import shapes
 from service.ids import new_id
 from service.store.db import open_database
-from service.store.rejection_log import RejectionLog
 from service.store.rejections import NewRejection
+from service.store.rejections_writer import RejectionLog
 from tests.api.test_deliveries import eventually
 from tests.helpers import (
     AUTH,

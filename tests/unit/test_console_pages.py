@@ -8,9 +8,10 @@ import re
 from typing import Any
 
 import pytest
+from markupsafe import Markup
 
 from service.http.console import markup, pages
-from service.http.console.markup import Html, Viewer, esc, h, table, url
+from service.http.console.markup import Viewer, attr, h, join, table, text, url
 
 EVIL = '<script>alert("x")</script>'
 WRITER = Viewer("ops", "write", True, "csrf-1", "/admin/console/deliveries")
@@ -60,22 +61,32 @@ class TestMarkup:
     @pytest.mark.parametrize(
         ("value", "shown"),
         [
-            pytest.param(EVIL, "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;", id="script"),
-            pytest.param("a'b&c", "a&#x27;b&amp;c", id="quotes-amp"),
+            pytest.param(EVIL, "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;", id="script"),
+            pytest.param("a'b&c", "a&#39;b&amp;c", id="quotes-amp"),
             pytest.param(None, "", id="none"),
             pytest.param(3, "3", id="int"),
-            pytest.param(Html("<b>ok</b>"), "<b>ok</b>", id="html-kept"),
+            pytest.param(Markup("<b>ok</b>"), "<b>ok</b>", id="markup-kept"),
+            pytest.param("a\u202eb\u200b", "a\\u202eb\\u200b", id="bidi-and-zero-width"),
+            pytest.param("<\u202e>", "&lt;\\u202e&gt;", id="hidden-and-markup"),
         ],
     )
-    def test_esc(self, value: object, shown: str) -> None:
-        """Text is escaped (quotes too, for attributes); `Html` passes unchanged."""
-        assert esc(value) == shown
+    def test_text(self, value: object, shown: str) -> None:
+        """Text is escaped (quotes too, for attributes) with hidden characters written out;
+        `Markup` passes unchanged."""
+        assert text(value) == shown
 
     def test_template_holes_are_escaped(self) -> None:
         """`h` escapes what goes in the holes, not the template."""
-        assert (
-            h('<a title="{}">{}</a>', '"><x', "<y>") == '<a title="&quot;&gt;&lt;x">&lt;y&gt;</a>'
-        )
+        assert h('<a title="{}">{}</a>', '"><x', "<y>") == '<a title="&#34;&gt;&lt;x">&lt;y&gt;</a>'
+
+    def test_holes_and_joins_show_hidden_characters(self) -> None:
+        """A right-to-left override in a hole or a joined part is shown as its escape."""
+        assert h("<td>{}</td>", "a\u202eb") == "<td>a\\u202eb</td>"
+        assert join(["\u202e", Markup("<br>"), None]) == "\\u202e<br>"
+
+    def test_attr_keeps_the_value_exact(self) -> None:
+        """A form value is escaped but not rewritten, so the browser sends back what it got."""
+        assert attr('a"\u202e') == "a&#34;\u202e"
 
     def test_paths_encode_ids(self) -> None:
         """An id from anywhere cannot leave its path segment."""
@@ -184,5 +195,5 @@ class TestPages:
         """The token is a password field, posted with the form's nonce."""
         page = pages.login_page('n"1', "That token is not valid.")
         assert 'type="password" name="token"' in page
-        assert 'name="login_csrf" value="n&quot;1"' in page
+        assert 'name="login_csrf" value="n&#34;1"' in page
         assert 'method="post"' in page

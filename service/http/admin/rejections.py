@@ -1,7 +1,8 @@
 """`GET /admin/rejections`: recently refused webhook requests, newest first (read scope).
 
-Filters: `reason` (repeatable, one of `refusals.REASONS`), `since`, `until`. The rows hold no
-body and no header value; see `service.http.refusals` for what is recorded and why.
+Filters: `reason` (repeatable, one of `service.http.rejections.REASONS`), `since`, `until`. The
+rows hold no body and no header value; see `service.http.rejections` for what is recorded and
+why.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from starlette.routing import BaseRoute
 from service.http.admin import shapes
 from service.http.admin.endpoint import AdminRoute, page_body, parsed_query
 from service.http.admin.params import Param, QuerySpec, time_range
-from service.http.admin.schemas import rfc3339
-from service.http.refusals import REASONS
+from service.http.rejections import REASONS
 from service.services import Services
 from service.store import rejections
 from service.store.rejections import RejectionFilter, StoredRejection
+from service.timestamps import rfc3339
 
 REJECTIONS_QUERY = QuerySpec(
     scope="rejections",

@@ -4,7 +4,7 @@ with `Z`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -13,16 +13,10 @@ from service.store.deliveries import StoredAttempt, StoredDelivery
 from service.store.events import OpenedEvent, StoredEvent
 from service.store.inference_runs import JobRun
 from service.store.jobs import StoredJob
+from service.timestamps import rfc3339
 from service.webhooks.verify import SIGNATURE_HEADERS
 
 REDACTED = "[redacted]"
-
-
-def rfc3339(value: datetime | None) -> str | None:
-    """`2025-11-08T14:22:31.000000Z`, or None."""
-    if value is None:
-        return None
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def event_summary(row: StoredEvent) -> dict[str, Any]:

@@ -1,18 +1,19 @@
-"""The console's tiny templating: `Html` is markup already safe to emit, everything else is
-escaped on the way in (`h`, `join`), so a stored `<script>` shows as text and an invisible or
-bidi-control character as its escape (`\\u202e`, see `service.display`); `attr` keeps a form value
-exact. Also the page frame, its stylesheet and the Content-Security-Policy that admits exactly
-that stylesheet. Pure.
+"""The console's tiny templating over markupsafe: a `Markup` is safe to emit, everything else
+is escaped by markupsafe on the way in (`h`, `join`) after `service.display.visible`, so a stored
+`<script>` shows as text and an invisible or bidi-control character as its escape (`\\u202e`);
+`attr` keeps a form value exact. Also the page frame, its stylesheet and the
+Content-Security-Policy that admits exactly that stylesheet. Pure.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import html
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
+
+from markupsafe import Markup, escape
 
 from service.display import visible
 from service.links import console_path
@@ -39,38 +40,33 @@ CSP = (
 )
 
 
-class Html(str):
-    """Markup that is safe to emit as it is."""
-
-    __slots__ = ()
-
-
-def esc(value: object) -> Html:
-    """`value` as markup: Html unchanged, None empty, anything else escaped visible text."""
-    if isinstance(value, Html):
+def text(value: object) -> Markup:
+    """`value` as markup: markup kept, None empty, anything else escaped as visible text."""
+    if isinstance(value, Markup):
         return value
-    return Html(html.escape(visible("" if value is None else str(value)), quote=True))
+    return escape(visible("" if value is None else str(value)))
 
 
-def attr(value: str) -> Html:
+def attr(value: str) -> Markup:
     """A form field's value exactly as given (HTML-escaped only), so the browser sends it back
     unchanged; never use it for text that is shown."""
-    return Html(html.escape(value, quote=True))
+    return escape(value)
 
 
-def pre(text: str) -> Html:
+def pre(shown: str) -> Markup:
     """Preformatted text: escaped and visible, but its line breaks kept."""
-    return h("<pre>{}</pre>", Html(html.escape(visible(text, keep="\n"), quote=True)))
+    return h("<pre>{}</pre>", escape(visible(shown, keep="\n")))
 
 
-def h(template: str, *args: object) -> Html:
-    """`template` (trusted markup with `{}` holes) filled with escaped `args`."""
-    return Html(template.format(*(esc(arg) for arg in args)))
+def h(template: str, *args: object) -> Markup:
+    """`template` (trusted markup with `{}` holes) filled with `args` as `text`."""
+    # Every hole gets `text` first: markupsafe alone would not write hidden characters out.
+    return Markup(template).format(*map(text, args))  # noqa: S704 - templates are our literals
 
 
-def join(parts: Iterable[object]) -> Html:
-    """The escaped parts, one after another."""
-    return Html("".join(esc(part) for part in parts))
+def join(parts: Iterable[object]) -> Markup:
+    """The parts as `text`, one after another."""
+    return Markup().join(map(text, parts))
 
 
 def url(path: str, **query: str | None) -> str:
@@ -79,18 +75,18 @@ def url(path: str, **query: str | None) -> str:
     return f"{path}?{urlencode(kept)}" if kept else path
 
 
-def link(href: str, text: object) -> Html:
+def link(href: str, text: object) -> Markup:
     """An `<a>`."""
     return h('<a href="{}">{}</a>', href, text)
 
 
-def coloured(value: object) -> Html:
+def coloured(value: object) -> Markup:
     """A status word, coloured by its kind."""
     return h('<span class="s-{}">{}</span>', value, value)
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[object]], empty: str = "None.") -> Html:
-    """A table of escaped cells (Html cells kept), or `empty` when there are no rows."""
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], empty: str = "None.") -> Markup:
+    """A table of escaped cells (markup cells kept), or `empty` when there are no rows."""
     body = join(h("<tr>{}</tr>", join(h("<td>{}</td>", c) for c in row)) for row in rows)
     if not body:
         return h("<p>{}</p>", empty)
@@ -112,7 +108,7 @@ class Viewer:
     notice: str = ""
 
 
-def post_form(action: str, label: str, viewer: Viewer, **hidden: str) -> Html:
+def post_form(action: str, label: str, viewer: Viewer, **hidden: str) -> Markup:
     """A one-button POST form carrying the session's CSRF token and the way back."""
     values = {"csrf": viewer.csrf, "next": viewer.here, **hidden}
     inputs = join(
@@ -126,9 +122,9 @@ def post_form(action: str, label: str, viewer: Viewer, **hidden: str) -> Html:
     )
 
 
-def document(title: str, body: Html, viewer: Viewer | None = None, notice: str = "") -> Html:
+def document(title: str, body: Markup, viewer: Viewer | None = None, notice: str = "") -> Markup:
     """A whole page: the header (navigation, who is signed in, logout) and `body`."""
-    nav = Html("<span>llmtune-receiver</span>")
+    nav = Markup("<span>llmtune-receiver</span>")
     if viewer is not None:
         shown = ("events", "deliveries", "jobs", "routes", *(("sessions",) * viewer.can_write))
         pages = join(link(path(p), p.title()) for p in shown)
@@ -141,7 +137,7 @@ def document(title: str, body: Html, viewer: Viewer | None = None, notice: str =
         '<meta name="viewport" content="width=device-width"><style>{}</style></head>'
         "<body><header>{}</header><main>{}{}</main></body></html>",
         title,
-        Html(CSS),
+        Markup(CSS),  # noqa: S704 - our own constant stylesheet
         nav,
         banner,
         body,

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 import structlog
+from markupsafe import Markup
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -30,7 +31,7 @@ from service.http.admin.route_config import list_routes
 from service.http.admin.routes import get_event, list_events
 from service.http.admin.synthetic import synthetic_payload
 from service.http.console import pages, session, sessions
-from service.http.console.markup import CSP, Html, Viewer, path
+from service.http.console.markup import CSP, Viewer, path
 from service.http.context import services
 from service.http.errors import ApiError
 from service.links import CONSOLE as BASE
@@ -52,7 +53,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 POST = ["POST"]
 
 
-def _html(content: Html, status: int = 200) -> Response:
+def _html(content: Markup, status: int = 200) -> Response:
     return HTMLResponse(content, status_code=status, headers=HEADERS)
 
 
@@ -98,7 +99,7 @@ def _own(request: Request) -> Request:
     return Request(scope, request.receive)
 
 
-def page(fetch: Fetch, draw: Callable[[Any, Viewer], Html]) -> Endpoint:
+def page(fetch: Fetch, draw: Callable[[Any, Viewer], Markup]) -> Endpoint:
     """A GET page: what `fetch` reads drawn for the signed-in viewer, else the login form."""
 
     async def endpoint(request: Request) -> Response:
