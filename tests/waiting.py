@@ -17,7 +17,7 @@ Condition = Callable[[], bool | Awaitable[bool]]
 
 
 async def until(
-    condition: Condition, within: float = 10.0, what: str = "the condition", step: float = 0.05
+    condition: Condition, within: float = 20.0, what: str = "the condition", step: float = 0.05
 ) -> float:
     """Poll `condition` (sync or async) until it holds; the seconds that took. Fails the test,
     naming `what`, after `within` seconds."""
@@ -32,7 +32,7 @@ async def until(
 
 
 def until_sync(
-    condition: Callable[[], bool], within: float = 10.0, what: str = "the condition"
+    condition: Callable[[], bool], within: float = 20.0, what: str = "the condition"
 ) -> float:
     """`until` for tests without an event loop (they drive servers over blocking HTTP)."""
     started = time.monotonic()
