@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.admin_tokens import parse_admin_tokens
-from service.clock import Clock, SystemClock
+from service.clock import Clock, SystemClock, Timer
 from service.config import Settings
 from service.crypto.sealing import Keyring
 from service.dispatch.notify import Notifier
@@ -75,6 +75,8 @@ class Overrides:
     # Ready-made handlers by route name, instead of building them from the route options.
     handlers: Mapping[str, Handler] | None = None
     rng: random.Random | None = None  # the worker's retry jitter
+    notifier: Notifier | None = None  # the worker's wake-up signal
+    timer: Timer | None = None  # the routes' rate limiters' time and sleep
 
 
 def tracing_for(settings: Settings, overrides: Overrides) -> OtelTracing | None:
@@ -213,7 +215,7 @@ async def open_core(
         llmtune=llmtune_client(settings, llmtune_http),
         clock=clock,
         metrics=Metrics(),
-        notifier=Notifier(),
+        notifier=overrides.notifier or Notifier(),
         tracer=tracer,
     )
 
@@ -279,6 +281,7 @@ def build_worker(
         notifier=core.notifier,
         config=overrides.worker or worker_config(core.settings),
         rng=overrides.rng,
+        timer=overrides.timer,
         tracer=core.tracer,
     )
 

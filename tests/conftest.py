@@ -1,4 +1,5 @@
-"""Databases for the tests: one SQLite file and one PostgreSQL database per run, both migrated.
+"""Databases for the tests: one SQLite file and one PostgreSQL database per run, both migrated;
+under pytest-xdist, one of each per worker process, so workers never see each other's rows.
 
 Storage tests take `db_url` (or `engine`), which runs them once per database. PostgreSQL lives at
 TEST_POSTGRES_URL; under CI a missing server fails the run, elsewhere it skips loudly.
@@ -22,8 +23,10 @@ from tests.pgdb import TEST_POSTGRES_URL, create_database, drop_database, tempor
 
 @pytest.fixture(scope="session")
 def postgresql_url() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for this test run, dropped at the end."""
-    name = f"llmtune_test_{os.getpid()}"
+    """A fresh, migrated PostgreSQL database for this test run (this xdist worker's), dropped at
+    the end. The pid keeps runs of different checkouts on the same server apart."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"llmtune_test_{worker}_{os.getpid()}"
     try:
         url = create_database(TEST_POSTGRES_URL, name)
     except (OSError, asyncpg.PostgresError) as exc:

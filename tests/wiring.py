@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.bootstrap import Overrides, built_services
-from service.clock import Clock
+from service.clock import Clock, Timer
+from service.dispatch.notify import Notifier
 from service.dispatch.worker import WorkerConfig
 from service.handlers.base import Handler
 from service.routing import Route
@@ -31,6 +32,8 @@ async def bootstrap_for_tests(
     clock: Clock | None = None,
     worker: WorkerConfig | None = None,
     rng: random.Random | None = None,
+    notifier: Notifier | None = None,
+    timer: Timer | None = None,
     **settings: Any,
 ) -> AsyncIterator[Services]:
     """Every part of the service on `engine` (which the test keeps), with `handlers` by route
@@ -45,6 +48,8 @@ async def bootstrap_for_tests(
         # The worker's own defaults, not the settings' (a short attempt timeout, no polling).
         worker=worker or WorkerConfig(),
         rng=rng,
+        notifier=notifier,
+        timer=timer,
     )
     async with built_services(make_settings(url, **settings), overrides, role="worker") as svc:
         yield svc

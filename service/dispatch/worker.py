@@ -23,7 +23,7 @@ import orjson
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from service.clock import Clock
+from service.clock import Clock, Timer
 from service.dispatch.dead import DEAD_EVENT, dead_event_body
 from service.dispatch.notify import Notifier
 from service.dispatch.policy import Decision, decide
@@ -71,6 +71,7 @@ class Worker:
         config: WorkerConfig | None = None,
         rng: random.Random | None = None,
         tracer: Tracer = NO_TRACING,
+        timer: Timer | None = None,
     ) -> None:
         self._tracer = tracer
         self._db = db
@@ -83,7 +84,7 @@ class Worker:
         self._config = config or WorkerConfig()
         self._rng = rng or random.Random()
         self._limiters = {
-            name: RateLimiter(route.rate_limit)
+            name: RateLimiter(route.rate_limit, timer=timer)
             for name, route in routes.items()
             if route.rate_limit is not None
         }

@@ -1,5 +1,5 @@
 """Named, scoped admin tokens: read tokens read, write tokens write, and every mutating call
-leaves one `admin_action` line naming the token (never its secret). Both databases."""
+leaves one `admin_action` line naming the token (never its secret). On SQLite."""
 
 from __future__ import annotations
 
@@ -27,6 +27,13 @@ MUTATIONS = [
     pytest.param("/admin/jobs/job_0123abcd/refresh", id="refresh"),
 ]
 READS = ["/admin/events", "/admin/deliveries", "/admin/jobs", "/admin/rejections"]
+
+
+@pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: which token may do what is decided before any store is asked
+    (tests/integration runs the storage underneath on both databases)."""
+    return sqlite_url
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ admin API shows, retries and replays deliveries. Both databases."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -16,6 +15,7 @@ from service.dispatch.worker import WorkerConfig
 from service.routing import Route
 from tests.helpers import AUTH, make_settings, post_webhook, running_app, w3_body
 from tests.sinks import HttpSink, Reply, http_sink
+from tests.waiting import until
 
 HOOK_SECRET = "whsec_" + base64.b64encode(b"forward-secret-for-tests-32bytes").decode()
 
@@ -36,12 +36,14 @@ async def eventually(
     client: httpx.AsyncClient, path: str, check: Callable[[Any], bool], within: float = 10.0
 ) -> Any:
     """GET `path` until `check(json)` holds; the last answer's JSON."""
-    async with asyncio.timeout(within):
-        while True:
-            body = (await client.get(path, headers=AUTH)).json()
-            if check(body):
-                return body
-            await asyncio.sleep(0.05)
+    answers: list[Any] = []
+
+    async def holds() -> bool:
+        answers.append((await client.get(path, headers=AUTH)).json())
+        return check(answers[-1])
+
+    await until(holds, within, f"GET {path} answers as expected")
+    return answers[-1]
 
 
 def app_for(engine: AsyncEngine, db_url: str, route: Route) -> Any:

@@ -186,7 +186,17 @@ def test_webhooks_and_probes_are_documented() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["evt_0123abcd", new_id("dlv"), "job_", "EVT_01", "evt_0x", "evt_01\n", ""]
+    "value",
+    # A fixed id for the generated one: xdist workers must collect the same test names.
+    [
+        "evt_0123abcd",
+        pytest.param(new_id("dlv"), id="new-id"),
+        "job_",
+        "EVT_01",
+        "evt_0x",
+        "evt_01\n",
+        "",
+    ],
 )
 def test_id_pattern_is_looks_like_id(value: str) -> None:
     """The documented id pattern accepts exactly what `looks_like_id` does (its `^...$` anchor

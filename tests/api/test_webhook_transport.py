@@ -75,6 +75,13 @@ async def metric(app: ASGIApp, name: str, labels: dict[str, str]) -> float:
 
 
 @pytest.fixture
+def db_url(sqlite_url: str) -> str:
+    """SQLite only: how the endpoint reads a request is the same whatever stores it
+    (tests/integration runs the storage underneath on both databases)."""
+    return sqlite_url
+
+
+@pytest.fixture
 async def app(engine: AsyncEngine, db_url: str) -> AsyncIterator[ASGIApp]:
     settings = make_settings(db_url, max_body_bytes=2048, body_timeout_seconds=0.3)
     async with started_app(settings, engine) as started:

@@ -23,6 +23,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from tests.e2e.server import receiver_env, running_server
 from tests.helpers import ADMIN_TOKEN, AUTH, emptied_engine, w3_body, w3_headers
 from tests.sinks import HttpSink, Reply, http_sink
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -63,14 +64,15 @@ async def browser(chromium: Path) -> AsyncIterator[Browser]:
 
 async def until_delivery(client: httpx.AsyncClient, status: str, within: float = 20.0) -> str:
     """Poll the admin API until a delivery has `status`; its id."""
-    async with asyncio.timeout(within):
-        while True:
-            listed = await client.get("/admin/deliveries", params={"status": status}, headers=AUTH)
-            items = listed.json()["items"]
-            if items:
-                found: str = items[0]["id"]
-                return found
-            await asyncio.sleep(0.1)
+    found: list[str] = []
+
+    async def listed() -> bool:
+        answer = await client.get("/admin/deliveries", params={"status": status}, headers=AUTH)
+        found.extend(item["id"] for item in answer.json()["items"])
+        return bool(found)
+
+    await until(listed, within, f"a delivery is {status}")
+    return found[0]
 
 
 async def reload_until(page: Page, text: str, within: float = 20.0) -> None:

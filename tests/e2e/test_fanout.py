@@ -18,6 +18,7 @@ from tests.e2e.server import receiver_env, run_cli, running_server, service_env
 from tests.helpers import AUTH, SECRET
 from tests.sinks import HttpSink, Received, Reply, http_sink
 from tests.smtp_sink import SmtpSink, smtp_sink
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -58,14 +59,6 @@ options = {{ url = "{http.url}/broken", secret = "{FORWARD_SECRET}", allow_priva
 
 def by_path(sink: HttpSink, path: str) -> list[Received]:
     return [r for r in sink.received if r.path == path]
-
-
-async def until(check: object, within: float = 20.0) -> None:
-    """Poll `check()` every 50 ms until true; fail after `within` seconds."""
-    assert callable(check)
-    async with asyncio.timeout(within):
-        while not check():  # noqa: ASYNC110 - the state lives in other threads and processes
-            await asyncio.sleep(0.05)
 
 
 async def test_lifecycle_reaches_every_sink_once_in_order(

@@ -10,8 +10,7 @@ import contextlib
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.e2e.server import HOST, free_port, receiver_env, run_cli, running_server, service_env
 from tests.helpers import ADMIN_TOKEN, AUTH, SECRET
+from tests.waiting import until_sync
 
 pytestmark = pytest.mark.e2e
 
@@ -79,14 +79,6 @@ class Loop:
         return sum(1 for a in attempts if a["status"] is not None)
 
 
-def until(check: Callable[[], bool], within: float = WAIT) -> None:
-    """Poll `check()` every 100 ms until true; fail after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 @contextlib.contextmanager
 def fake_llmtune(tmp_path: Path) -> Iterator[str]:
     """`llmtune-receiver fake-llmtune` stepping only when told; its base URL."""
@@ -98,7 +90,7 @@ def fake_llmtune(tmp_path: Path) -> Iterator[str]:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://{HOST}:{port}"
     try:
-        until(lambda: _answers(f"{base}/_fake/switches"))
+        until_sync(lambda: _answers(f"{base}/_fake/switches"))
         yield base
     finally:
         process.terminate()
@@ -144,12 +136,12 @@ def test_submitted_job_reaches_deployed_with_its_smoke_test(loop: Loop) -> None:
     assert sent["body"]["webhookUrl"] == job["webhookUrl"]
     assert sent["headers"]["idempotency-key"] == job["idempotencyKey"] == job["id"]
     loop.advance(3)
-    until(lambda: len(loop.job(job["id"])["inferenceRuns"]) == 2)
+    until_sync(lambda: len(loop.job(job["id"])["inferenceRuns"]) == 2)
     done = loop.job(job["llmtuneJobId"])  # found by LLMTune's id too
     assert done["status"] == "deployed"
     assert done["artifact"] == f"ft:{REQUEST['baseModel']}:{job['llmtuneJobId']}"
     assert [r["output"] for r in done["inferenceRuns"]] == ["echo: Who are you?", "echo: Say ok."]
-    until(lambda: "inference.completed" in [e["type"] for e in loop.job(job["id"])["events"]])
+    until_sync(lambda: "inference.completed" in [e["type"] for e in loop.job(job["id"])["events"]])
     final = loop.job(job["id"])
     kinds = [entry["kind"] for entry in final["timeline"]]
     assert kinds[0] == "submitted"
@@ -164,7 +156,7 @@ def test_submitted_job_reaches_deployed_with_its_smoke_test(loop: Loop) -> None:
         ("model.deployed", "job-callback"),
         ("inference.completed", "internal"),
     ]
-    until(
+    until_sync(
         lambda: (
             all(d["status"] == "succeeded" for d in loop.job(job["id"])["deliveries"])
             and len(loop.job(job["id"])["deliveries"]) == 5
@@ -190,12 +182,12 @@ def test_unsigned_callbacks_cannot_forge_a_job(loop: Loop) -> None:
         answer = httpx.post(job["webhookUrl"], json=body)
         assert answer.status_code == 202, answer.text
         assert answer.json()["stored"] is False
-    until(lambda: len(loop.fake_requests(f"/v1/fine-tune/{llmtune_id}")) >= 1)
+    until_sync(lambda: len(loop.fake_requests(f"/v1/fine-tune/{llmtune_id}")) >= 1)
     held = loop.job(job["id"])
     assert (held["status"], held["artifact"], held["events"]) == ("pending", None, [])
 
     loop.advance(3)
-    until(lambda: len(loop.job(job["id"])["inferenceRuns"]) == 2)
+    until_sync(lambda: len(loop.job(job["id"])["inferenceRuns"]) == 2)
     done = loop.job(job["id"])
     assert done["status"] == "deployed"
     assert done["artifact"] == f"ft:{REQUEST['baseModel']}:{llmtune_id}"
@@ -212,7 +204,7 @@ def test_reconciler_finds_a_dropped_completion(loop: Loop) -> None:
     loop.switch(drop=["training.completed"])
     job = loop.submit().json()
     loop.advance(2)
-    until(lambda: loop.job(job["id"])["status"] == "completed")
+    until_sync(lambda: loop.job(job["id"])["status"] == "completed")
     sources = {e["type"]: e["source"] for e in loop.job(job["id"])["events"]}
     assert sources == {"training.started": "job-callback", "training.completed": "poll"}
     assert loop.job(job["id"])["lastPolledAt"] is not None
@@ -223,13 +215,13 @@ def test_reordered_and_repeated_webhooks_end_where_in_order_ones_do(loop: Loop) 
     events and deliveries as the in-order job."""
     plain = loop.submit(idempotencyKey="plain").json()
     loop.advance(3)
-    until(lambda: len(loop.job(plain["id"])["deliveries"]) == 5)
+    until_sync(lambda: len(loop.job(plain["id"])["deliveries"]) == 5)
     sent_before = loop.webhooks_answered()
     loop.switch(duplicates=True, reorder=True)
     odd = loop.submit(idempotencyKey="odd").json()
     loop.advance(3)
-    until(lambda: loop.webhooks_answered() >= sent_before + 6)
-    until(lambda: len(loop.job(odd["id"])["deliveries"]) == 5)
+    until_sync(lambda: loop.webhooks_answered() >= sent_before + 6)
+    until_sync(lambda: len(loop.job(odd["id"])["deliveries"]) == 5)
     a, b = loop.job(plain["id"]), loop.job(odd["id"])
     assert (b["status"], b["startedAt"] is not None) == (a["status"], True)
     assert len(b["events"]) == len(a["events"])

@@ -6,7 +6,6 @@ job callback URL's token never appears in the request log either."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.e2e.server import WEBHOOK_PATH, running_server, service_env
 from tests.helpers import hex_signature, w3_body
 from tests.sinks import HttpSink, Received, http_sink
 from tests.smtp_sink import SmtpSink, smtp_sink
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -71,22 +71,14 @@ def on_path(sink: HttpSink, prefix: str) -> list[Received]:
     return [r for r in sink.received if r.path.startswith(prefix)]
 
 
-async def until(check: object, within: float = 20.0) -> None:
-    """Poll `check()` every 50 ms until true; fail after `within` seconds."""
-    assert callable(check)
-    async with asyncio.timeout(within):
-        while not check():  # noqa: ASYNC110 - the state lives in other threads and processes
-            await asyncio.sleep(0.05)
-
-
 async def delivered(admin: httpx.AsyncClient, count: int) -> None:
     """Wait until `count` deliveries have succeeded (their log lines are written by then)."""
-    async with asyncio.timeout(20):
-        while True:
-            page = (await admin.get("/admin/deliveries?status=succeeded")).json()
-            if len(page["items"]) >= count:
-                return
-            await asyncio.sleep(0.05)
+
+    async def enough() -> bool:
+        page = (await admin.get("/admin/deliveries?status=succeeded")).json()
+        return len(page["items"]) >= count
+
+    await until(enough, 20, f"{count} deliveries succeed")
 
 
 async def test_no_secret_reaches_the_log(engine: AsyncEngine, db_url: str, tmp_path: Path) -> None:
@@ -122,7 +114,7 @@ async def test_no_secret_reaches_the_log(engine: AsyncEngine, db_url: str, tmp_p
                 callback = await client.post(f"{WEBHOOK_PATH}/jobs/{CALLBACK_TOKEN}", content=b"{}")
                 assert callback.status_code == 404
 
-                await until(lambda: on_path(http, "/services/") and on_path(http, "/forward"))
+                await until(lambda: bool(on_path(http, "/services/") and on_path(http, "/forward")))
                 await until(lambda: len(smtp.received) >= 1)
                 await delivered(client, 3)
         log = server.log_text() + (tmp_path / "server.stdout.log").read_text(errors="replace")

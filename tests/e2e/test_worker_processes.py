@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import inspect
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ from tests.helpers import (
     w3_headers,
 )
 from tests.sinks import HttpSink, Reply, http_sink
+from tests.waiting import until
 
 pytestmark = pytest.mark.e2e
 
@@ -54,19 +53,6 @@ LEASE_SECONDS = 2  # WORKER_LEASE_SECONDS of the killed worker (its attempts tim
 # reach it in time; no longer, because the sink's shutdown waits for this sleeping reply.
 NEVER_ANSWERED = LEASE_SECONDS / 2 + 0.5
 SLOW_ANSWER = 1.0  # well inside the grace period
-
-
-async def until(condition: Callable[[], bool | Awaitable[bool]], within: float, what: str) -> None:
-    """Poll `condition` (sync or async) every 50 ms; fail naming `what` after `within` s."""
-    deadline = time.monotonic() + within
-    while True:
-        outcome = condition()
-        done = await outcome if inspect.isawaitable(outcome) else outcome
-        if done:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {within:g} s: {what}", pytrace=False)
-        await asyncio.sleep(0.05)
 
 
 async def exit_code(process: subprocess.Popen[bytes], within: float = EXIT_WITHIN) -> int:

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from tests.e2e.server import HOST, WEBHOOK_PATH, free_port
+from tests.waiting import until
 
 SCALE = max(1, int(os.environ.get("FAULT_SCALE", "1")))
 # Set by coverage in `make test` so that child processes measure themselves (a1_coverage.pth).
@@ -45,21 +46,6 @@ def report(record_property: RecordProperty, name: str, line: str) -> None:
 def scaled(count: int) -> int:
     """`count` times FAULT_SCALE."""
     return count * SCALE
-
-
-async def until(
-    condition: Callable[[], bool | Awaitable[bool]], within: float, what: str, step: float = 0.05
-) -> float:
-    """Poll `condition` until true (seconds it took); fail naming `what` after `within` s."""
-    started = time.monotonic()
-    while True:
-        outcome = condition()
-        done = await outcome if isinstance(outcome, Awaitable) else outcome
-        if done:
-            return time.monotonic() - started
-        if time.monotonic() - started > within:
-            pytest.fail(f"not within {within:g} s: {what}", pytrace=False)
-        await asyncio.sleep(step)
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,8 +18,9 @@ from sqlalchemy.engine import make_url
 from tests.e2e.server import receiver_env
 from tests.fault.ledger import check, delivery_states, stored_events, unacknowledged
 from tests.fault.load import Load, Record, outcomes, send_all, single_events
-from tests.fault.processes import Processes, RecordProperty, report, scaled, until
+from tests.fault.processes import Processes, RecordProperty, report, scaled
 from tests.fault.tcp_proxy import TcpProxy
+from tests.waiting import until
 
 pytestmark = [pytest.mark.fault, pytest.mark.postgresql, pytest.mark.e2e]
 

@@ -31,9 +31,10 @@ from sqlalchemy.pool import NullPool
 from tests.e2e.server import receiver_env
 from tests.fault.ledger import delivery_states
 from tests.fault.load import LIFECYCLE, Load, lifecycles, outcomes
-from tests.fault.processes import Processes, RecordProperty, report, scaled, until
+from tests.fault.processes import Processes, RecordProperty, report, scaled
 from tests.helpers import AUTH
 from tests.sinks import HttpSink, Received, Reply, http_sink
+from tests.waiting import until
 
 pytestmark = [pytest.mark.fault, pytest.mark.postgresql, pytest.mark.e2e]
 

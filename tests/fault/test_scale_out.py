@@ -39,9 +39,9 @@ from tests.fault.processes import (
     error_lines,
     report,
     scaled,
-    until,
 )
 from tests.sinks import HttpSink, Received, Reply, http_sink
+from tests.waiting import until
 
 pytestmark = [pytest.mark.fault, pytest.mark.postgresql, pytest.mark.e2e]
 

@@ -16,7 +16,8 @@ import pytest
 from tests.e2e.server import receiver_env
 from tests.fault.ledger import check, stored_events, unacknowledged
 from tests.fault.load import Load, outcomes, send_all, single_events
-from tests.fault.processes import Processes, RecordProperty, error_lines, report, scaled, until
+from tests.fault.processes import Processes, RecordProperty, error_lines, report, scaled
+from tests.waiting import until
 
 pytestmark = [pytest.mark.fault, pytest.mark.postgresql, pytest.mark.e2e]
 

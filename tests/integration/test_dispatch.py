@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -20,7 +19,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.clock import FakeClock
+from service.clock import FakeClock, FakeTimer
+from service.dispatch.notify import Notifier
 from service.dispatch.worker import Worker, WorkerConfig
 from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
 from service.ingest import Ingest
@@ -29,6 +29,7 @@ from service.store import outbox
 from service.store.db import Database
 from service.store.tables import AttemptRow, DeliveryRow, EventRow
 from tests.helpers import w3_body
+from tests.waiting import until
 from tests.wiring import bootstrap_for_tests
 
 T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
@@ -60,6 +61,8 @@ class Harness:
     ingest: Ingest
     worker: Worker
     handlers: dict[str, Scripted]
+    notifier: WatchedNotifier
+    timer: FakeTimer
 
     async def post(self, event: str = "training.started", job: str = "job-1") -> str:
         accepted = await self.ingest.accept(w3_body(event, job), [], source="test", trusted=True)
@@ -80,11 +83,16 @@ class Harness:
             return list((await session.scalars(sa.select(EventRow))).all())
 
 
-async def until(condition: Callable[[], bool], within: float = 5.0) -> None:
-    """Wait until `condition()` holds (checked every 10 ms), failing after `within` seconds."""
-    async with asyncio.timeout(within):
-        while not condition():  # noqa: ASYNC110 - the condition is another task's state
-            await asyncio.sleep(0.01)
+class WatchedNotifier(Notifier):
+    """The worker's wake-up signal, telling the test when the worker has gone idle on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = asyncio.Event()
+
+    async def wait(self) -> None:
+        self.waiting.set()
+        await super().wait()
 
 
 @asynccontextmanager
@@ -92,8 +100,10 @@ async def _harness(
     engine: AsyncEngine,
     routes: Sequence[Route],
     config: WorkerConfig | None,
+    timer: FakeTimer,
 ) -> AsyncIterator[Harness]:
     clock = FakeClock(T0)
+    notifier = WatchedNotifier()
     handlers = {route.name: Scripted() for route in routes}
     async with bootstrap_for_tests(
         engine,
@@ -102,8 +112,10 @@ async def _harness(
         clock=clock,
         worker=config,
         rng=random.Random(7),
+        notifier=notifier,
+        timer=timer,
     ) as svc:
-        yield Harness(svc.db, clock, svc.ingest, svc.worker, handlers)
+        yield Harness(svc.db, clock, svc.ingest, svc.worker, handlers, notifier, timer)
 
 
 HarnessFactory = Callable[..., Awaitable[Harness]]
@@ -119,7 +131,7 @@ async def make_harness() -> AsyncIterator[HarnessFactory]:
             routes: Sequence[Route] = DEFAULT_TEST_ROUTES,
             config: WorkerConfig | None = None,
         ) -> Harness:
-            return await stack.enter_async_context(_harness(engine, routes, config))
+            return await stack.enter_async_context(_harness(engine, routes, config, FakeTimer()))
 
         yield build
 
@@ -331,33 +343,30 @@ async def test_wakes_at_once_on_new_work(engine: AsyncEngine, make_harness: Harn
     h = await make_harness(engine, config=WorkerConfig(poll_seconds=30))
     stop = asyncio.Event()
     running = asyncio.create_task(h.worker.run(stop))
-    await asyncio.sleep(0.05)  # let it go idle
+    # Post only once the worker found nothing and waits for a signal: from here only the
+    # wake-up (not the 30 s poll, nor the first claim) can bring the delivery out in time.
+    await until(h.notifier.waiting.is_set, within=5, what="the worker goes idle")
     await h.post()
-    await until(lambda: bool(h.handlers["hook"].seen))
+    await until(lambda: bool(h.handlers["hook"].seen), within=5, what="the wake-up delivers")
     stop.set()
     await running
     assert [r.status for r in await h.rows()] == ["succeeded"]
 
 
-@pytest.mark.parametrize("rate", [5.0])
-async def test_rate_limit_spaces_calls(
-    engine: AsyncEngine, make_harness: HarnessFactory, rate: float
-) -> None:
-    """A route with `rate_limit` starts its calls at most that many per second."""
-    route = Route("slow", "scripted", ("*",), rate_limit=rate)
+async def test_rate_limit_spaces_calls(engine: AsyncEngine, make_harness: HarnessFactory) -> None:
+    """A route with `rate_limit` starts its calls at most that many per second (on the worker's
+    timer, a fake one here: the calls are spaced by its sleeps, not by real time)."""
+    route = Route("slow", "scripted", ("*",), rate_limit=5.0)
     h = await make_harness(engine, [route])
     for index in range(4):
         await h.post("training.started", f"job-{index}")
-    loop = asyncio.get_running_loop()
     started: list[float] = []
     original = h.handlers["slow"].handle
 
     async def timed(delivery: Delivery) -> Outcome:
-        started.append(loop.time())
+        started.append(h.timer.monotonic())
         return await original(delivery)
 
     h.handlers["slow"].handle = timed  # type: ignore[method-assign]
     await h.worker.run_until_idle()
-    gaps = [later - earlier for earlier, later in itertools.pairwise(started)]
-    assert len(started) == 4
-    assert min(gaps) >= 1 / rate * 0.9
+    assert started == pytest.approx([0.0, 0.2, 0.4, 0.6])

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from service.clock import SystemClock
-from service.events import Event
 from service.handlers.base import Delivery, Fail, HandlerDeps, Ok, Retry
 from service.handlers.email import EmailHandler
+from tests.deliveries import a_delivery
 from tests.smtp_sink import SmtpSink, smtp_sink
 
 SENDER = "LLMTune <alerts@receiver.example>"
@@ -34,22 +34,17 @@ def delivery(delivery_id: str = "dlv-1", attempt: int = 1, **fields: Any) -> Del
         "dedup_key": "sem:training.failed:job-é1",
         "external_id": None,
         "job_id": "job-é1",
-        "model": "meta-llama/Llama-3.3-70B-Instruct",
-        "artifact": None,
-        "deployment_id": None,
         "metrics": {"loss": 2.5},
         "error": "échec ✗",
         "occurred_at": datetime(2025, 11, 8, 14, 20, tzinfo=UTC),
-        "is_test": False,
     }
-    return Delivery(
+    return a_delivery(
         id=delivery_id,
         attempt=attempt,
         route="ops-mail",
         event_id="evt-1",
-        event=Event(**(values | fields)),
-        payload={},
         received_at=datetime(2025, 11, 8, 14, 22, 31, tzinfo=UTC),
+        **(values | fields),
     )
 
 

@@ -25,7 +25,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from service.clock import FakeClock, SystemClock
-from service.events import Event
 from service.handlers.base import (
     Delivery,
     Fail,
@@ -37,6 +36,7 @@ from service.handlers.base import (
 )
 from service.handlers.http import HttpForwardHandler
 from service.handlers.signing import sign
+from tests.deliveries import a_delivery
 from tests.helpers import SECRET
 from tests.sinks import HttpSink, Reply, http_sink
 from tests.v1a_verifier import v1a_entries, verify_v1a
@@ -64,27 +64,18 @@ def make_delivery(
     *, attempt: int = 1, model: str = "meta-llama/Llama-3.3-70B-Instruct", **payload: Any
 ) -> Delivery:
     """A delivery of one `training.completed` event to the route `forward`."""
-    event = Event(
-        type="training.completed",
-        dedup_key="id:evt-1",
-        external_id="evt-1",
-        job_id="job-1",
-        model=model,
-        artifact="s3://models/job-1",
-        deployment_id=None,
-        metrics={"loss": 0.125},
-        error=None,
-        occurred_at=datetime(2025, 11, 8, 14, 22, 31, tzinfo=UTC),
-        is_test=False,
-    )
-    return Delivery(
+    return a_delivery(
         id=DELIVERY_ID,
         attempt=attempt,
         route="forward",
         event_id="evt_019a63f1c2e4aabbccddeeff",
-        event=event,
         payload={"event": "training.completed", **payload},
-        received_at=datetime(2025, 11, 8, 14, 22, 32, tzinfo=UTC),
+        # The event's own ids differ from the stored event's: the forward must send both right.
+        dedup_key="id:evt-1",
+        external_id="evt-1",
+        model=model,
+        artifact="s3://models/job-1",
+        metrics={"loss": 0.125},
     )
 
 

@@ -17,13 +17,14 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.clock import FakeClock
-from service.events import DEFAULT_WORKSPACE, Event, Source
+from service.events import DEFAULT_WORKSPACE, Source
 from service.handlers.base import Delivery, Fail, HandlerDeps, InferenceDeps, Ok, Outcome, Retry
 from service.handlers.inference import InferenceHandler
 from service.llmtune.client import LLMTuneClient
 from service.ports import EmittedEvent
 from service.store.db import Database, open_database
 from service.store.inference_runs import StoredRuns
+from tests.deliveries import a_delivery
 from tests.helpers import join_sqlite_threads, single_engine_database
 from tests.integration.test_inference_runs import stored_event
 from tests.integration.test_slack_handler import closed_port
@@ -78,27 +79,15 @@ def model_event(
     attempt: int = 1,
 ) -> Delivery:
     """Delivery `dlv_1` to route `smoke` of stored event `event_id`."""
-    event = Event(
-        type=event_type,
-        dedup_key=f"id:{event_id}",
-        external_id=event_id,
-        job_id="job-1",
-        model="meta-llama/Llama-3.3-70B-Instruct",
-        artifact=artifact,
-        deployment_id=None,
-        metrics=None,
-        error=None,
-        occurred_at=NOW,
-        is_test=False,
-    )
-    return Delivery(
-        id="dlv_1",
-        attempt=attempt,
-        route="smoke",
+    return a_delivery(
         event_id=event_id,
-        event=event,
+        route="smoke",
+        attempt=attempt,
         payload={"event": event_type, "data": data or {"jobId": "job-1"}},
         received_at=NOW,
+        type=event_type,
+        artifact=artifact,
+        occurred_at=NOW,
     )
 
 

@@ -6,16 +6,15 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from service.clock import SystemClock
-from service.events import Event
 from service.handlers.base import Delivery, Fail, HandlerDeps, Ok, Outcome, Retry
 from service.handlers.slack import SlackHandler
+from tests.deliveries import a_delivery
 from tests.sinks import HttpSink, Reply, http_sink
 
 TOKEN = "xoxb-test-SECRETTOKEN"
@@ -24,27 +23,9 @@ HOOK_PATH = "/services/T000/B000/SECRETHOOK"
 
 def delivery(job_id: str | None = "job-1", *, number: int = 1, **values: Any) -> Delivery:
     """Delivery `number` of an event of `job_id`; `values` override the event's fields."""
-    fields: dict[str, Any] = {
-        "type": "training.started",
-        "dedup_key": f"id:evt_{number}",
-        "external_id": f"evt_{number}",
-        "job_id": job_id,
-        "model": "meta-llama/Llama-3.3-70B-Instruct",
-        "artifact": None,
-        "deployment_id": None,
-        "metrics": None,
-        "error": None,
-        "occurred_at": datetime(2025, 11, 8, 14, 22, 31, tzinfo=UTC),
-        "is_test": False,
-    }
-    return Delivery(
-        id=f"dlv_{number}",
-        attempt=1,
-        route="slack-lifecycle",
-        event_id=f"evt_{number}",
-        event=Event(**(fields | values)),
-        payload={},
-        received_at=datetime(2025, 11, 8, 14, 22, 32, tzinfo=UTC),
+    fields = {"type": "training.started", "job_id": job_id} | values
+    return a_delivery(
+        id=f"dlv_{number}", event_id=f"evt_{number}", route="slack-lifecycle", **fields
     )
 
 

@@ -31,10 +31,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.clock import SystemClock
-from service.events import KNOWN_EVENTS, Event
+from service.events import KNOWN_EVENTS
 from service.handlers.base import Delivery, Fail, HandlerDeps, OptionsError, Retry
 from service.handlers.email import EmailHandler, outcome_for_error
 from service.handlers.email_format import compose, subject
+from tests.deliveries import a_delivery
 
 RECEIVED = datetime(2025, 11, 8, 14, 22, 31, tzinfo=UTC)
 PUBLIC_URL = "https://receiver.example"
@@ -48,26 +49,18 @@ def delivery(
 ) -> Delivery:
     """A delivery of a `training.completed` event, with `fields` overriding the event's."""
     values: dict[str, Any] = {
-        "type": "training.completed",
         "dedup_key": "id:evt-ext-1",
         "external_id": "evt-ext-1",
         "job_id": "job-123",
-        "model": "meta-llama/Llama-3.3-70B-Instruct",
-        "artifact": None,
-        "deployment_id": None,
-        "metrics": None,
-        "error": None,
         "occurred_at": None,
-        "is_test": False,
     }
-    return Delivery(
+    return a_delivery(
         id=delivery_id,
         attempt=attempt,
         route="ops-mail",
         event_id=event_id,
-        event=Event(**(values | fields)),
-        payload={},
         received_at=RECEIVED,
+        **(values | fields),
     )
 
 

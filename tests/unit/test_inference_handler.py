@@ -13,7 +13,7 @@ import pytest
 
 from service.clock import SystemClock
 from service.dispatch.routes_file import parse_routes
-from service.events import DEFAULT_WORKSPACE, INTERNAL_EVENTS, KNOWN_EVENTS, Event, Source
+from service.events import DEFAULT_WORKSPACE, INTERNAL_EVENTS, KNOWN_EVENTS, Source
 from service.handlers.base import Delivery, HandlerDeps, InferenceDeps, OptionsError
 from service.handlers.inference import (
     EVENT_OUTPUT_CHARS,
@@ -28,6 +28,7 @@ from service.llmtune.client import LLMTuneClient
 from service.ports import EmittedEvent, InferenceRun
 from service.routing import Route
 from service.webhooks.normalize import normalize
+from tests.deliveries import a_delivery
 
 NOW = datetime(2025, 11, 8, 15, 0, tzinfo=UTC)
 
@@ -52,27 +53,18 @@ def delivery(
     *, artifact: str | None = None, data: dict[str, Any] | None = None, is_test: bool = False
 ) -> Delivery:
     """A `training.completed` delivery of job-1 with the given artifact and body data."""
-    event = Event(
-        type="training.completed",
-        dedup_key="id:evt_src",
-        external_id="evt_src",
-        job_id="job-1",
-        model="meta-llama/Llama-3.3-70B-Instruct",
-        artifact=artifact,
-        deployment_id=None,
-        metrics=None,
-        error=None,
-        occurred_at=None,
-        is_test=is_test,
-    )
-    return Delivery(
+    return a_delivery(
         id="dlv_9",
-        attempt=1,
         route="smoke",
         event_id="evt_9",
-        event=event,
         payload={"event": "training.completed", "data": data or {}},
         received_at=NOW,
+        # The stored event's id and the webhook's own differ, as after a normalization.
+        dedup_key="id:evt_src",
+        external_id="evt_src",
+        artifact=artifact,
+        occurred_at=None,
+        is_test=is_test,
     )
 
 

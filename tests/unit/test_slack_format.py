@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from slack_sdk.models.blocks import Block
 
 from service.clock import SystemClock
-from service.events import Event
 from service.handlers.base import Delivery, HandlerDeps, OptionsError
 from service.handlers.slack import SlackHandler
 from service.handlers.slack_format import (
@@ -28,6 +27,7 @@ from service.handlers.slack_format import (
     escape,
     message,
 )
+from tests.deliveries import a_delivery
 
 PUBLIC_URL = "https://receiver.example"
 CONSOLE = f"{PUBLIC_URL}/admin/console"
@@ -39,27 +39,18 @@ def delivery(**values: Any) -> Delivery:
     """A delivery of one event; `values` override the event's fields (and `event_id`)."""
     event_id = values.pop("event_id", "evt_01")
     fields: dict[str, Any] = {
-        "type": "training.completed",
         "dedup_key": "id:evt_01",
         "external_id": "evt_01",
-        "job_id": "job-1",
-        "model": "meta-llama/Llama-3.3-70B-Instruct",
         "artifact": "s3://bucket/job-1/adapter",
-        "deployment_id": None,
         "metrics": {"loss": 0.123456789, "epochs": 3},
-        "error": None,
         "occurred_at": OCCURRED,
-        "is_test": False,
     }
-    event = Event(**(fields | values))
-    return Delivery(
+    return a_delivery(
         id="dlv_01",
-        attempt=1,
         route="slack-lifecycle",
         event_id=event_id,
-        event=event,
-        payload={},
         received_at=OCCURRED,
+        **(fields | values),
     )
 
 
