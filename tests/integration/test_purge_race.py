@@ -68,6 +68,9 @@ async def until_waiting_or_done(engine: AsyncEngine, write: asyncio.Task[WriteRe
     """Return once the write waits on a lock held by the open purge, or has finished."""
     async with engine.connect() as connection:
         while not write.done() and not await connection.scalar(WAITING):
+            # pg_stat_activity is a snapshot kept until the transaction ends: end it, or every
+            # later look would see the first one's (taken before the write had started waiting).
+            await connection.rollback()
             # Not a deadline: only how often to look again while the write is still running.
             await asyncio.wait([write], timeout=0.01)
 
