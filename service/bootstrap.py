@@ -38,7 +38,7 @@ from service.jobs.reconcile import Reconciler
 from service.jobs.submit import Submissions
 from service.llmtune.client import LLMTuneClient
 from service.metrics import Metrics
-from service.routing import Route
+from service.routing import Subscription
 from service.services import Services
 from service.store.db import Database, StoreUnavailable, open_database
 from service.store.inference_runs import StoredRuns
@@ -68,7 +68,7 @@ class Overrides:
     engine: AsyncEngine | None = None
     clock: Clock | None = None
     writer: IngestWriter | None = None
-    routes: tuple[Route, ...] | None = None
+    routes: tuple[Subscription, ...] | None = None
     handler_types: Mapping[str, HandlerType] | None = None
     worker: WorkerConfig | None = None
     tracing: OtelTracing | None = None
@@ -249,7 +249,7 @@ async def build_ingest(
 
 
 def route_handlers(
-    core: Core, routes: tuple[Route, ...], ingest: Ingest, overrides: Overrides
+    core: Core, routes: tuple[Subscription, ...], ingest: Ingest, overrides: Overrides
 ) -> dict[str, Handler]:
     """A handler per enabled route, each given what it asks for; `RouteError` if one is unusable."""
     if overrides.handlers is not None:
@@ -268,7 +268,7 @@ def route_handlers(
 
 
 def build_worker(
-    core: Core, routes: tuple[Route, ...], ingest: Ingest, overrides: Overrides
+    core: Core, routes: tuple[Subscription, ...], ingest: Ingest, overrides: Overrides
 ) -> Worker:
     """The dispatch worker over the configured routes."""
     return Worker(

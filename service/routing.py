@@ -19,7 +19,7 @@ DEFAULT_MAX_ATTEMPTS = 9
 
 
 @dataclass(frozen=True, slots=True)
-class Route:
+class Subscription:
     """A named subscription of one handler to some event names."""
 
     name: str
@@ -33,17 +33,17 @@ class Route:
     workspaces: tuple[str, ...] | None = None
 
 
-DEFAULT_ROUTES: tuple[Route, ...] = (Route(name="log", handler="log", events=("*",)),)
+DEFAULT_ROUTES: tuple[Subscription, ...] = (Subscription(name="log", handler="log", events=("*",)),)
 
 
-def matches(route: Route, event_type: str) -> bool:
+def matches(route: Subscription, event_type: str) -> bool:
     """True when one of the route's patterns matches the event name (case-sensitive glob)."""
     return any(fnmatchcase(event_type, pattern) for pattern in route.events)
 
 
 def routes_for(
-    event_type: str, routes: Sequence[Route], workspace: str = DEFAULT_WORKSPACE
-) -> list[Route]:
+    event_type: str, routes: Sequence[Subscription], workspace: str = DEFAULT_WORKSPACE
+) -> list[Subscription]:
     """The enabled routes that subscribe to `event_type` from `workspace`, in file order."""
     return [
         route

@@ -14,7 +14,7 @@ from service.ingest import Ingest
 from service.jobs.reconcile import Reconciler
 from service.jobs.submit import Submissions
 from service.metrics import Metrics
-from service.routing import Route
+from service.routing import Subscription
 from service.store.db import Database
 from service.store.rejections_writer import RejectionLog
 from service.throttle import Throttle
@@ -29,7 +29,7 @@ class Services:
     ingest: Ingest
     worker: Worker
     notifier: Notifier
-    routes: tuple[Route, ...]
+    routes: tuple[Subscription, ...]
     admin_tokens: tuple[AdminToken, ...]
     metrics: Metrics
     clock: Clock

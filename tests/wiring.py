@@ -18,7 +18,7 @@ from service.clock import Clock, Timer
 from service.dispatch.notify import Notifier
 from service.dispatch.worker import WorkerConfig
 from service.handlers.base import Handler
-from service.routing import Route
+from service.routing import Subscription
 from service.services import Services
 from tests.helpers import make_settings
 
@@ -27,7 +27,7 @@ from tests.helpers import make_settings
 async def bootstrap_for_tests(
     engine: AsyncEngine,
     *,
-    routes: Sequence[Route],
+    routes: Sequence[Subscription],
     handlers: Mapping[str, Handler] | None = None,
     clock: Clock | None = None,
     worker: WorkerConfig | None = None,

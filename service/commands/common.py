@@ -17,7 +17,7 @@ from service.events import DEFAULT_WORKSPACE, Source
 from service.handlers.base import HandlerDeps, InferenceDeps
 from service.handlers.registry import RouteError, available, build_handlers
 from service.ports import EmittedEvent
-from service.routing import Route
+from service.routing import Subscription
 from service.store import migrate
 from service.store.db import (
     STORAGE_ERRORS,
@@ -93,7 +93,7 @@ async def _check_keys_once(settings: Settings) -> None:
         await db.aclose()
 
 
-async def _build_handlers_once(settings: Settings, routes: tuple[Route, ...]) -> None:
+async def _build_handlers_once(settings: Settings, routes: tuple[Subscription, ...]) -> None:
     # The same dependencies the service gives handlers; the database is opened but, as no
     # handler is called here, never connected to.
     db = open_database(settings.database_url)

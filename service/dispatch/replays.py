@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.clock import Clock
-from service.routing import Route, routes_for
+from service.routing import Subscription, routes_for
 from service.store import deliveries, events
 from service.store.db import Database
 from service.store.deliveries import NOTIFY_CHANNEL, DeliveryFilter
@@ -27,7 +27,7 @@ REPLAY_BATCH = 200
 COUNT_PAGE = 1000
 
 # Which routes an event is replayed to.
-Targets = Callable[[EventRef], list[Route]]
+Targets = Callable[[EventRef], list[Subscription]]
 
 
 class UnknownRoute(ValueError):
@@ -61,7 +61,7 @@ class Replays:
     def __init__(
         self,
         db: Database,
-        routes: Sequence[Route],
+        routes: Sequence[Subscription],
         *,
         clock: Clock,
         on_queued: Callable[[], None] | None = None,

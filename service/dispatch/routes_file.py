@@ -1,4 +1,4 @@
-"""The routes file (`ROUTES_FILE`, TOML): `[[routes]]` tables turned into `Route`s, and
+"""The routes file (`ROUTES_FILE`, TOML): `[[routes]]` tables turned into `Subscription`s, and
 `[[workspaces]]` (more LLMTune workspaces, each with its own secrets and webhook path).
 
 `${VAR}` in any string expands from the environment given; a missing variable is an error,
@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from service.events import DEFAULT_WORKSPACE
-from service.routing import DEFAULT_MAX_ATTEMPTS, DEFAULT_ROUTES, Route
+from service.routing import DEFAULT_MAX_ATTEMPTS, DEFAULT_ROUTES, Subscription
 from service.whsec import WHSEC_PREFIX
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -50,7 +50,7 @@ class Workspace:
 class RoutesConfig:
     """What a routes file configures."""
 
-    routes: tuple[Route, ...]
+    routes: tuple[Subscription, ...]
     workspaces: tuple[Workspace, ...] = ()
 
 
@@ -75,7 +75,7 @@ def parse_config(text: str, env: Mapping[str, str]) -> RoutesConfig:
     return RoutesConfig(routes=routes, workspaces=workspaces)
 
 
-def parse_routes(text: str, env: Mapping[str, str]) -> tuple[Route, ...]:
+def parse_routes(text: str, env: Mapping[str, str]) -> tuple[Subscription, ...]:
     """Just the routes of a routes file (see `parse_config`)."""
     return parse_config(text, env).routes
 
@@ -113,7 +113,9 @@ def _workspace(index: int, table: dict[str, Any], env: Mapping[str, str]) -> Wor
     return Workspace(name=name, secrets=tuple(secret.strip() for secret in secrets))
 
 
-def _route(index: int, table: dict[str, Any], env: Mapping[str, str], known: set[str]) -> Route:
+def _route(
+    index: int, table: dict[str, Any], env: Mapping[str, str], known: set[str]
+) -> Subscription:
     name = table.get("name")
     label = f"route {name!r}" if isinstance(name, str) else f"route #{index + 1}"
     if not isinstance(name, str) or not _NAME.fullmatch(name):
@@ -127,7 +129,7 @@ def _route(index: int, table: dict[str, Any], env: Mapping[str, str], known: set
     options = table.get("options", {})
     if not isinstance(options, dict):
         raise RoutesError(f"{label}: options must be a table")
-    return Route(
+    return Subscription(
         name=name,
         handler=handler,
         events=_events(label, table.get("events")),

@@ -31,7 +31,7 @@ from service.dispatch.ratelimit import RateLimiter
 from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
 from service.metrics import Metrics
 from service.ports import EmitEvent
-from service.routing import Route
+from service.routing import Subscription
 from service.store import outbox
 from service.store.db import Database, StoreUnavailable
 from service.store.errors import SealedDataUnreadable
@@ -62,7 +62,7 @@ class Worker:
         self,
         db: Database,
         *,
-        routes: Mapping[str, Route],
+        routes: Mapping[str, Subscription],
         handlers: Mapping[str, Handler],
         emit: EmitEvent | None,
         metrics: Metrics,

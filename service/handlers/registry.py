@@ -19,7 +19,7 @@ from service.handlers.http import HttpForwardHandler
 from service.handlers.inference import InferenceHandler
 from service.handlers.log import LogHandler
 from service.handlers.slack import SlackHandler
-from service.routing import Route
+from service.routing import Subscription
 
 log = structlog.get_logger(__name__)
 
@@ -46,7 +46,7 @@ def available() -> dict[str, HandlerType]:
 
 
 def build_handlers(
-    routes: Sequence[Route], deps: HandlerDeps, types: Mapping[str, HandlerType]
+    routes: Sequence[Subscription], deps: HandlerDeps, types: Mapping[str, HandlerType]
 ) -> dict[str, Handler]:
     """A handler per enabled route, by route name; `RouteError` on the first unusable route."""
     built: dict[str, Handler] = {}

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.ids import new_id
 from service.jobs.state import RANK, transition_for
-from service.routing import Route, routes_for
+from service.routing import Subscription, routes_for
 from service.store.deliveries import NOTIFY_CHANNEL, new_delivery
 from service.store.events import NewEvent
 from service.store.sealing import PLAINTEXT, Sealer, seal_event
@@ -144,7 +144,7 @@ async def write_batch(
     conn: AsyncConnection,
     sql: BatchStatements,
     batch: Sequence[NewEvent],
-    routes: Sequence[Route],
+    routes: Sequence[Subscription],
     sealer: Sealer = PLAINTEXT,
 ) -> list[WriteOutcome]:
     """Store `batch` inside the caller's transaction; one outcome per delivery, in order."""
@@ -359,7 +359,7 @@ async def _enqueue(
     conn: AsyncConnection,
     sql: BatchStatements,
     fresh: Sequence[NewEvent],
-    routes: Sequence[Route],
+    routes: Sequence[Subscription],
 ) -> None:
     """One `pending` delivery per new event and route, due now, in arrival then route order."""
     rows: list[dict[str, Any]] = []

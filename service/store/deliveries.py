@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.delivery_status import RETRYABLE, DeliveryStatus
 from service.ids import new_id
-from service.routing import DEFAULT_MAX_ATTEMPTS, Route
+from service.routing import DEFAULT_MAX_ATTEMPTS, Subscription
 from service.store.paging import Page, fetch_page
 from service.store.tables import DELIVERIES, EVENTS, AttemptRow, DeliveryRow
 
@@ -33,7 +33,12 @@ def _next_seq(session: AsyncSession) -> sa.ColumnElement[int] | None:
 
 
 def new_delivery(
-    *, event_id: str, job_id: str | None, route: Route, at: datetime, trace_parent: str | None
+    *,
+    event_id: str,
+    job_id: str | None,
+    route: Subscription,
+    at: datetime,
+    trace_parent: str | None,
 ) -> dict[str, Any]:
     """The row of a new `pending` delivery of one event to one route, due `at` (without `seq`,
     which depends on the dialect). The one place a delivery row is made."""
@@ -59,7 +64,7 @@ async def enqueue(
     *,
     event_id: str,
     job_id: str | None,
-    routes: Sequence[Route],
+    routes: Sequence[Subscription],
     at: datetime,
 ) -> None:
     """One `pending` delivery per route, due now, in route order (a replay: no request traced
@@ -257,7 +262,7 @@ async def replay(
     *,
     event_id: str,
     job_id: str | None,
-    routes: Sequence[Route],
+    routes: Sequence[Subscription],
     now: datetime,
 ) -> int:
     """Deliver an event again to `routes`: a finished delivery is made due again (same id, so

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import sqlalchemy.exc
 import structlog
 
-from service.routing import Route
+from service.routing import Subscription
 from service.store.batch import BatchStatements, Stored, WriteOutcome, write_batch
 from service.store.db import (
     Database,
@@ -77,7 +77,7 @@ class IngestWriter:
     def __init__(
         self,
         db: Database,
-        routes: Sequence[Route],
+        routes: Sequence[Subscription],
         *,
         on_commit: Callable[[], None] | None = None,
         on_batch: Callable[[int], None] | None = None,

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.dispatch.worker import WorkerConfig
-from service.routing import Route
+from service.routing import Subscription
 from tests.helpers import AUTH, make_settings, post_webhook, running_app, w3_body
 from tests.sinks import HttpSink, Reply, http_sink
 from tests.waiting import until
@@ -20,10 +20,10 @@ from tests.waiting import until
 HOOK_SECRET = "whsec_" + base64.b64encode(b"forward-secret-for-tests-32bytes").decode()
 
 
-def forward_route(sink: HttpSink, **extra: Any) -> Route:
+def forward_route(sink: HttpSink, **extra: Any) -> Subscription:
     """An `http` route to the sink (on 127.0.0.1, so private targets are allowed)."""
     options = {"url": f"{sink.url}/hook", "secret": HOOK_SECRET, "allow_private": True}
-    return Route("forward", "http", ("training.*",), options=options, **extra)
+    return Subscription("forward", "http", ("training.*",), options=options, **extra)
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ async def eventually(
     return answers[-1]
 
 
-def app_for(engine: AsyncEngine, db_url: str, route: Route) -> Any:
+def app_for(engine: AsyncEngine, db_url: str, route: Subscription) -> Any:
     settings = make_settings(db_url, run_worker=True)
     config = WorkerConfig(poll_seconds=0.05)
     return running_app(settings, engine, routes=(route,), worker=config)

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from service.http.admin import shapes
-from service.routing import Route
+from service.routing import Subscription
 from tests.api.test_console import CONSOLE, login
 from tests.helpers import ADMIN_TOKEN, AUTH, SECRET, make_settings, running_app
 
@@ -29,7 +29,7 @@ PUBLIC_KEYS = tuple(
 )
 URL_SECRETS = ("T0KEN-IN-PATH", "QUERY-TOKEN", "user-info-pw")
 ROUTES = (
-    Route(
+    Subscription(
         "forward-v1a",
         "http",
         ("*",),
@@ -39,7 +39,7 @@ ROUTES = (
             "private_key": PRIVATE_KEYS[0],
         },
     ),
-    Route(
+    Subscription(
         "forward-both",
         "http",
         ("training.*", "model.deployed"),
@@ -53,12 +53,12 @@ ROUTES = (
         rate_limit=2.5,
         workspaces=("default", "staging"),
     ),
-    Route(
+    Subscription(
         "forward-v1", "http", ("*",), options={"url": "https://v1.example.com/", "secret": SECRET}
     ),
-    Route("audit", "log", ("*",)),
+    Subscription("audit", "log", ("*",)),
     # Disabled: never checked at start-up, so its options may be anything.
-    Route(
+    Subscription(
         "off",
         "http",
         ("*",),

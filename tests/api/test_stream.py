@@ -31,7 +31,7 @@ from service.http.admin.stream import (
     encode_position,
     server_stopping,
 )
-from service.routing import Route
+from service.routing import Subscription
 from service.services import Services
 from service.store import feed
 from service.store.db import StoreUnavailable
@@ -222,7 +222,7 @@ async def test_delivery_changes_are_sent_until_the_outcome(
 ) -> None:
     """A delivery is sent as it changes (never `in_flight`), ending with `succeeded`."""
     settings = make_settings(db_url, run_worker=True)
-    route = Route("log", "log", ("*",))
+    route = Subscription("log", "log", ("*",))
     worker = WorkerConfig(poll_seconds=0.05)
     async with (
         started_app(settings, engine, routes=(route,), worker=worker) as app,

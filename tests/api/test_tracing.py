@@ -13,7 +13,7 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.dispatch.worker import WorkerConfig
-from service.routing import Route
+from service.routing import Subscription
 from service.tracing import tracing_to
 from tests.helpers import AUTH, make_settings, post_webhook, running_app, w3_body
 
@@ -33,7 +33,7 @@ async def test_one_trace_from_request_to_handler(engine: AsyncEngine, db_url: st
         settings,
         engine,
         tracing=tracing,
-        routes=(Route("log", "log", ("*",)),),
+        routes=(Subscription("log", "log", ("*",)),),
         worker=WorkerConfig(poll_seconds=0.05),
     ) as client:
         answer = await post_webhook(client, w3_body("training.started", job_id="job-traced"))

@@ -13,14 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.bootstrap import Overrides, Role, built_services
 from service.handlers.registry import RouteError
 from service.ids import new_id
-from service.routing import Route
+from service.routing import Subscription
 from service.store.db import open_database
 from service.store.rejections import NewRejection
 from service.tracing import OtelTracing, tracing_to
 from tests.helpers import make_settings
 
 T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
-LOG_ROUTE = (Route("log", "log", ("*",)),)
+LOG_ROUTE = (Subscription("log", "log", ("*",)),)
 
 
 def refusal() -> NewRejection:
@@ -98,7 +98,7 @@ class TestClosing:
         are up; they are closed on the way out (tracing too) and the test's engine still works."""
         exporter = InMemorySpanExporter()
         tracing = tracing_into(exporter)
-        broken = (Route("bad", "no-such-handler", ("*",)),)
+        broken = (Subscription("bad", "no-such-handler", ("*",)),)
         overrides = Overrides(engine=engine, routes=broken)
         with pytest.raises(RouteError, match="no-such-handler"):
             async with built_services(make_settings(db_url), overrides, tracing=tracing):

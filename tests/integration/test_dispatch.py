@@ -24,7 +24,7 @@ from service.dispatch.notify import Notifier
 from service.dispatch.worker import Worker, WorkerConfig
 from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
 from service.ingest import Ingest
-from service.routing import Route
+from service.routing import Subscription
 from service.store import outbox
 from service.store.db import Database
 from service.store.tables import AttemptRow, DeliveryRow, EventRow
@@ -51,7 +51,7 @@ class Scripted:
         return self.script.pop(0) if self.script else Ok("fine")
 
 
-DEFAULT_TEST_ROUTES = (Route("hook", "scripted", ("training.*",), max_attempts=3),)
+DEFAULT_TEST_ROUTES = (Subscription("hook", "scripted", ("training.*",), max_attempts=3),)
 
 
 @dataclass
@@ -98,7 +98,7 @@ class WatchedNotifier(Notifier):
 @asynccontextmanager
 async def _harness(
     engine: AsyncEngine,
-    routes: Sequence[Route],
+    routes: Sequence[Subscription],
     config: WorkerConfig | None,
     timer: FakeTimer,
 ) -> AsyncIterator[Harness]:
@@ -128,7 +128,7 @@ async def make_harness() -> AsyncIterator[HarnessFactory]:
 
         async def build(
             engine: AsyncEngine,
-            routes: Sequence[Route] = DEFAULT_TEST_ROUTES,
+            routes: Sequence[Subscription] = DEFAULT_TEST_ROUTES,
             config: WorkerConfig | None = None,
         ) -> Harness:
             return await stack.enter_async_context(_harness(engine, routes, config, FakeTimer()))
@@ -206,7 +206,7 @@ class TestOutcomes:
         self, engine: AsyncEngine, make_harness: HarnessFactory
     ) -> None:
         """A route that also takes `delivery.dead` and fails it does not loop."""
-        route = Route("all", "scripted", ("*",), max_attempts=1)
+        route = Subscription("all", "scripted", ("*",), max_attempts=1)
         h = await make_harness(engine, [route])
         h.handlers["all"].script = [Fail("no"), Fail("no again")]
         await h.post()
@@ -356,7 +356,7 @@ async def test_wakes_at_once_on_new_work(engine: AsyncEngine, make_harness: Harn
 async def test_rate_limit_spaces_calls(engine: AsyncEngine, make_harness: HarnessFactory) -> None:
     """A route with `rate_limit` starts its calls at most that many per second (on the worker's
     timer, a fake one here: the calls are spaced by its sleeps, not by real time)."""
-    route = Route("slow", "scripted", ("*",), rate_limit=5.0)
+    route = Subscription("slow", "scripted", ("*",), rate_limit=5.0)
     h = await make_harness(engine, [route])
     for index in range(4):
         await h.post("training.started", f"job-{index}")

@@ -25,7 +25,7 @@ from service.handlers.base import Delivery, Handler, Ok, Outcome
 from service.ingest import Ingest
 from service.metrics import Metrics
 from service.ports import InferenceRun
-from service.routing import Route
+from service.routing import Subscription
 from service.store import events as event_store
 from service.store import jobs, rotation
 from service.store.db import Database
@@ -43,7 +43,7 @@ T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
 OLD = generate_key()
 NEW = generate_key()
 MARKER = "s3://private-bucket/dataset.jsonl?X-Amz-Signature=deadbeef"
-ROUTES = (Route("hook", "recorder", ("*",), max_attempts=3),)
+ROUTES = (Subscription("hook", "recorder", ("*",), max_attempts=3),)
 
 
 @dataclass

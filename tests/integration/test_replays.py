@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from service.clock import FakeClock
 from service.dispatch.replays import Replays, UnknownRoute
 from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome
-from service.routing import Route
+from service.routing import Subscription
 from service.services import Services
 from service.store.deliveries import DeliveryFilter
 from service.store.events import EventRef
@@ -27,9 +27,9 @@ from tests.wiring import bootstrap_for_tests
 
 T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
 ROUTES = (
-    Route("hook", "answering", ("training.*",), max_attempts=3),
-    Route("deploys", "answering", ("model.*",), max_attempts=3),
-    Route("off", "answering", ("*",), enabled=False),
+    Subscription("hook", "answering", ("training.*",), max_attempts=3),
+    Subscription("deploys", "answering", ("model.*",), max_attempts=3),
+    Subscription("off", "answering", ("*",), enabled=False),
 )
 
 

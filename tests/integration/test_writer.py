@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.routing import DEFAULT_ROUTES, Route
+from service.routing import DEFAULT_ROUTES, Subscription
 from service.store.db import make_sessionmaker
 from service.store.tables import DeliveryRow, EventRow, JobRow
 from service.store.writer import IngestWriter
@@ -74,7 +74,10 @@ class TestDedup:
 
     async def test_routes_decide_deliveries(self, engine: AsyncEngine) -> None:
         """Only subscribed routes get a delivery; an unsubscribed event gets none."""
-        routes = [Route("slack", "slack", ("training.*",)), Route("deploys", "log", ("model.*",))]
+        routes = [
+            Subscription("slack", "slack", ("training.*",)),
+            Subscription("deploys", "log", ("model.*",)),
+        ]
         writer = IngestWriter(single_engine_database(engine), routes)
         async with writer.running():
             await writer.write(new_event(lifecycle("training.failed")))

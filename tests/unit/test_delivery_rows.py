@@ -7,12 +7,12 @@ from datetime import UTC, datetime
 import pytest
 
 from service.delivery_status import DELIVERY_STATUSES, RETRYABLE, UNDER_WAY, UNFINISHED
-from service.routing import Route
+from service.routing import Subscription
 from service.store.deliveries import new_delivery
 from service.store.paging import Page
 
 AT = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
-ROUTE = Route(name="ops", handler="slack", events=("*",), max_attempts=4)
+ROUTE = Subscription(name="ops", handler="slack", events=("*",), max_attempts=4)
 
 
 @pytest.mark.parametrize(

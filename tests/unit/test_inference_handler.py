@@ -26,7 +26,7 @@ from service.handlers.inference import (
 from service.handlers.registry import BUILTIN, RouteError, available, build_handlers
 from service.llmtune.client import LLMTuneClient
 from service.ports import EmittedEvent, InferenceRun
-from service.routing import Route
+from service.routing import Subscription
 from service.webhooks.normalize import normalize
 from tests.deliveries import a_delivery
 
@@ -155,7 +155,9 @@ class TestDependencies:
     async def test_start_up_names_the_route(self, http: httpx.AsyncClient) -> None:
         """The registry knows the handler, and a route it cannot serve stops start-up."""
         assert BUILTIN["inference"] is InferenceHandler
-        route = Route("smoke", "inference", ("training.completed",), options={"prompts": ["a"]})
+        route = Subscription(
+            "smoke", "inference", ("training.completed",), options={"prompts": ["a"]}
+        )
         with pytest.raises(RouteError, match=r"^route 'smoke': .*LLMTUNE_API_KEY"):
             build_handlers([route], deps_of(http, llmtune=False), available())
         built = build_handlers([route], deps_of(http), available())

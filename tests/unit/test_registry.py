@@ -19,7 +19,7 @@ from service.handlers.registry import (
     available,
     build_handlers,
 )
-from service.routing import Route
+from service.routing import Subscription
 
 PLUGIN = """
 from typing import Any, ClassVar
@@ -80,7 +80,7 @@ def test_plugins_come_from_the_entry_point_group() -> None:
 @pytest.mark.usefixtures("installed_plugin")
 async def test_a_plugin_route_is_built(deps: HandlerDeps) -> None:
     """A route naming the plugin gets the plugin's handler, built from its options."""
-    route = Route("echoes", "echo", ("*",), options={"prefix": "> "})
+    route = Subscription("echoes", "echo", ("*",), options={"prefix": "> "})
     built = build_handlers([route], deps, available())
     assert getattr(built["echoes"], "prefix", None) == "> "
 
@@ -88,17 +88,19 @@ async def test_a_plugin_route_is_built(deps: HandlerDeps) -> None:
 @pytest.mark.parametrize(
     ("route", "message"),
     [
-        pytest.param(Route("r", "pager", ("*",)), "route 'r': unknown handler 'pager'", id="name"),
         pytest.param(
-            Route("r", "slack", ("*",), options={}), "route 'r': webhook_url", id="options"
+            Subscription("r", "pager", ("*",)), "route 'r': unknown handler 'pager'", id="name"
         ),
         pytest.param(
-            Route("r", "log", ("*",), options={"level": "x"}), "route 'r': level", id="extra"
+            Subscription("r", "slack", ("*",), options={}), "route 'r': webhook_url", id="options"
+        ),
+        pytest.param(
+            Subscription("r", "log", ("*",), options={"level": "x"}), "route 'r': level", id="extra"
         ),
     ],
 )
 async def test_unusable_routes_name_the_route(
-    deps: HandlerDeps, route: Route, message: str
+    deps: HandlerDeps, route: Subscription, message: str
 ) -> None:
     """An unknown handler or options its handler refuses stop start-up naming the route."""
     with pytest.raises(RouteError) as caught:
@@ -108,5 +110,5 @@ async def test_unusable_routes_name_the_route(
 
 async def test_disabled_routes_are_not_built(deps: HandlerDeps) -> None:
     """A disabled route is neither checked nor served."""
-    route = Route("off", "pager", ("*",), enabled=False)
+    route = Subscription("off", "pager", ("*",), enabled=False)
     assert build_handlers([route], deps, available()) == {}

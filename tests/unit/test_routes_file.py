@@ -12,7 +12,7 @@ from service.clock import SystemClock
 from service.dispatch.routes_file import RoutesError, parse_config, parse_routes
 from service.handlers.base import HandlerDeps
 from service.handlers.registry import available, build_handlers
-from service.routing import DEFAULT_MAX_ATTEMPTS, Route
+from service.routing import DEFAULT_MAX_ATTEMPTS, Subscription
 
 ENV = {"SLACK_URL": "https://hooks.example/T1", "TOKEN": "s3cret"}
 
@@ -37,7 +37,7 @@ options = { url = "https://ops.example/in", headers = ["x-${TOKEN}"] }
 def test_full_file() -> None:
     """Every key is read; `${VAR}` expands inside strings, lists and tables."""
     slack, forward = parse_routes(FULL, ENV)
-    assert slack == Route(
+    assert slack == Subscription(
         name="slack-lifecycle",
         handler="slack",
         events=("training.*", "model.deployed"),

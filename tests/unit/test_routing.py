@@ -1,12 +1,12 @@
-"""Route matching by event-name patterns."""
+"""Subscription matching by event-name patterns."""
 
 from __future__ import annotations
 
 import pytest
 
-from service.routing import DEFAULT_ROUTES, Route, matches, routes_for
+from service.routing import DEFAULT_ROUTES, Subscription, matches, routes_for
 
-SLACK = Route(name="slack", handler="slack", events=("training.*", "model.deployed"))
+SLACK = Subscription(name="slack", handler="slack", events=("training.*", "model.deployed"))
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from service.handlers.http import SIGNINGS, HttpForwardHandler, Signing
 from service.handlers.signing import public_key_for
 from service.http.admin import shapes
 from service.http.admin.endpoint import AdminRoute
-from service.routing import Route
+from service.routing import Subscription
 from service.services import Services
 
 ROUTES_PATH = "/admin/routes"
@@ -50,7 +50,7 @@ def _host(options: Mapping[str, Any]) -> str | None:
     return None
 
 
-def route_view(route: Route) -> shapes.RouteView:
+def route_view(route: Subscription) -> shapes.RouteView:
     """A configured route as listed: never an option's value beyond the allow-list above."""
     forward = route.handler == HttpForwardHandler.name
     signing = _signing(route.options) if forward else None
