@@ -23,7 +23,7 @@ from service.http.console.routes import ROUTES as CONSOLE_ROUTES
 from service.http.errors import EXCEPTION_HANDLERS
 from service.http.header_limit import HeaderLimitMiddleware
 from service.http.requestlog import RequestLogMiddleware
-from service.http.routenames import route_of
+from service.http.route_template import route_name
 from service.logs import configure_logging
 
 __all__ = ["Overrides", "create_app"]
@@ -64,5 +64,5 @@ def create_app(
     # A redirect to the slash-less path would be an empty 307 that a sender counts as failure.
     app.router.redirect_slashes = False
     if tracing is not None:
-        tracing.instrument_app(app, route_of)
+        tracing.instrument_app(app, route_name)
     return app

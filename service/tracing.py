@@ -14,7 +14,7 @@ When tracing is off, `NO_TRACING` stands in and nothing of OpenTelemetry is impo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -135,13 +135,15 @@ class OtelTracing:
         span_context = trace.get_current_span(context).get_span_context()
         return span_context if span_context.is_valid else None
 
-    def instrument_app(self, app: Any, route_of: Callable[[Mapping[str, Any]], str | None]) -> None:
+    def instrument_app(
+        self, app: Any, route_of: Callable[[MutableMapping[str, Any]], str | None]
+    ) -> None:
         """Server spans for every request of `app` (a Starlette app; not imported here, which
         stays below the HTTP layer), named `<method> <route template>` by `route_of`."""
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
         from opentelemetry.util.http import get_excluded_urls
 
-        def span_details(scope: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        def span_details(scope: MutableMapping[str, Any]) -> tuple[str, dict[str, Any]]:
             route = route_of(scope)
             method = str(scope.get("method", ""))
             name = " ".join(part for part in (method, route) if part)
