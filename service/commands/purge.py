@@ -95,36 +95,6 @@ async def purge(
 ) -> None:
     """Purge (or count) every old event, then every expired tombstone, one transaction per
     batch, into `tally`."""
-    await _purge_events(
-        db,
-        cuts=cuts,
-        batch_size=batch_size,
-        dry_run=dry_run,
-        tally=tally,
-        progress=progress,
-        pause=pause,
-    )
-    run = db.read if dry_run else db.write
-    while True:
-        forget = partial(purge_tombstones, cutoff=cuts.dedup, limit=batch_size, dry_run=dry_run)
-        forgotten = await run(forget)
-        tally.tombstones += forgotten
-        # A dry run counts them all at once.
-        if dry_run or forgotten < batch_size:
-            return
-        await asyncio.sleep(pause)
-
-
-async def _purge_events(
-    db: Database,
-    *,
-    cuts: Cutoffs,
-    batch_size: int,
-    dry_run: bool,
-    tally: Tally,
-    progress: Progress,
-    pause: float,
-) -> None:
     run = db.read if dry_run else db.write
     while True:
         work = partial(
@@ -141,12 +111,20 @@ async def _purge_events(
         tally.deliveries += batch.deliveries
         tally.kept += batch.kept
         if batch.last is None or batch.scanned < batch_size:
-            return
+            break
         tally.last = batch.last
         progress.update(
             f"{tally.deleted} events, {tally.deliveries} deliveries, {tally.kept} kept, "
             f"at {rfc3339(batch.last[0], digits=0)}"
         )
+        await asyncio.sleep(pause)
+    forget = partial(purge_tombstones, cutoff=cuts.dedup, limit=batch_size, dry_run=dry_run)
+    while True:
+        forgotten = await run(forget)
+        tally.tombstones += forgotten
+        # A dry run counts them all at once.
+        if dry_run or forgotten < batch_size:
+            return
         await asyncio.sleep(pause)
 
 
