@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import get_args
+from typing import Literal, get_args
 
 import structlog
 from starlette.requests import Request
@@ -34,16 +34,15 @@ from service.webhooks.verify import Reason, VerificationError
 
 log = structlog.get_logger(__name__)
 
-BODY_REASONS = ("invalid_json", "not_an_object", "too_deep")
-EDGE_REASONS = (
-    "too_large",
-    "headers_too_large",
-    "body_timeout",
-    "client_disconnected",
-    "not_found",
-)
+BodyReason = Literal["invalid_json", "not_an_object", "too_deep"]
+EdgeReason = Literal[
+    "too_large", "headers_too_large", "body_timeout", "client_disconnected", "not_found"
+]
 # Every `reason` a rejection can have (the admin list's `reason` filter takes these).
-REASONS: tuple[str, ...] = (*get_args(Reason), *BODY_REASONS, *EDGE_REASONS)
+RejectionReason = Literal[Reason, BodyReason, EdgeReason]
+BODY_REASONS: tuple[str, ...] = get_args(BodyReason)
+EDGE_REASONS: tuple[str, ...] = get_args(EdgeReason)
+REASONS: tuple[str, ...] = get_args(RejectionReason)
 MAX_HEADER_NAMES = 40
 BODY_STATE = "webhook_body"
 

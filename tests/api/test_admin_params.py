@@ -244,7 +244,7 @@ class TestDeclarations:
     def test_list_routes(self) -> None:
         """The paged lists and their declared filters."""
         lists = {
-            op.path: sorted(p.name for p in op.query.params)
+            op.path: sorted(set(op.query.model_fields) - {"limit", "cursor"})
             for op in operations()
             if op.query.paged
         }

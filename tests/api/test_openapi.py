@@ -15,7 +15,7 @@ from openapi_spec_validator import validate
 from starlette.routing import Route
 
 from service.app import create_app
-from service.http.admin import openapi
+from service.http.admin import openapi, params
 from service.http.admin.openapi import build_document
 from service.http.admin.params import MAX_LIMIT, MAX_VALUES
 from service.http.admin.routes import operations
@@ -201,5 +201,5 @@ def test_webhooks_and_probes_are_documented() -> None:
 def test_id_pattern_is_looks_like_id(value: str) -> None:
     """The documented id pattern accepts exactly what `looks_like_id` does (its `^...$` anchor
     the whole value in JSON Schema's regex dialect, so the body must match all of it)."""
-    body = openapi.ID_PATTERN.removeprefix("^").removesuffix("$")
+    body = params.ID_PATTERN.removeprefix("^").removesuffix("$")
     assert (re.fullmatch(body, value) is not None) == looks_like_id(value)

@@ -3,60 +3,71 @@ replay an event to its routes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
-from service.delivery_status import DELIVERY_STATUSES, RETRYABLE, UNDER_WAY
+from service.delivery_status import RETRYABLE, UNDER_WAY, DeliveryStatus
 from service.dispatch.replays import UnknownRoute
 from service.http.admin import schemas, shapes
 from service.http.admin.audit import audit_target
 from service.http.admin.endpoint import AdminRoute, page_body, parsed_query, path_id
-from service.http.admin.params import Param, ParsedQuery, QuerySpec, time_range
+from service.http.admin.params import Id, Paged, Query, Text, Time
 from service.http.errors import Conflict, InvalidParameter, NotFound
 from service.services import Services
 from service.store import deliveries
 from service.store.deliveries import DeliveryFilter
 
-FILTERS = (
-    Param("status", "enum", "the delivery's state", choices=DELIVERY_STATUSES),
-    Param("route", "string", "the route's name"),
-    Param("eventId", "id", "the event delivered"),
-    Param("jobId", "string", "LLMTune's job id"),
-    Param("workspace", "string", "the workspace of the event"),
-    *time_range("created"),
-)
-DELIVERIES_QUERY = QuerySpec(scope="deliveries", params=FILTERS, paged=True)
-# Bulk retry takes the list's filters (status defaults to dead), but is not paged.
-RETRY_QUERY = QuerySpec(scope="deliveries.retry", params=FILTERS)
-REPLAY_QUERY = QuerySpec(
-    scope="events.replay",
-    params=(Param("route", "string", 'only this route (or send {"route": ...})'),),
-)
+
+class RetryQuery(Query):
+    """`POST /admin/deliveries/retry`: the list's filters (status defaults to dead), no paging."""
+
+    scope: ClassVar[str] = "deliveries.retry"
+    status: DeliveryStatus | None = Field(None, description="the delivery's state")
+    route: Text | None = Field(None, description="the route's name")
+    eventId: Id | None = Field(None, description="the event delivered")
+    jobId: Text | None = Field(None, description="LLMTune's job id")
+    workspace: Text | None = Field(None, description="the workspace of the event")
+    since: Time | None = Field(None, description="only rows created at or after this time")
+    until: Time | None = Field(None, description="only rows created before this time")
 
 
-def _filter(query: ParsedQuery, *, default_status: str | None = None) -> DeliveryFilter:
+class DeliveriesQuery(Paged, RetryQuery):
+    """`GET /admin/deliveries`."""
+
+    scope: ClassVar[str] = "deliveries"
+
+
+class ReplayQuery(Query):
+    """`POST /admin/events/{event_id}/replay`."""
+
+    scope: ClassVar[str] = "events.replay"
+    route: Text | None = Field(None, description='only this route (or send {"route": ...})')
+
+
+def _filter(query: RetryQuery, *, default_status: str | None = None) -> DeliveryFilter:
     return DeliveryFilter(
-        status=query.text("status") or default_status,
-        route=query.text("route"),
-        event_id=query.text("eventId"),
-        job_id=query.text("jobId"),
-        workspace=query.text("workspace"),
-        since=query.time("since"),
-        until=query.time("until"),
+        status=query.status or default_status,
+        route=query.route,
+        event_id=query.eventId,
+        job_id=query.jobId,
+        workspace=query.workspace,
+        since=query.since,
+        until=query.until,
     )
 
 
 async def list_deliveries(request: Request, svc: Services) -> dict[str, Any]:
     """Deliveries, newest first, filtered by status, route, eventId, jobId, workspace, since,
     until."""
-    query = parsed_query(request, DELIVERIES_QUERY)
+    query = parsed_query(request, DeliveriesQuery)
     where = _filter(query)
     page = await svc.db.read(
-        lambda s: deliveries.list_deliveries(s, where=where, limit=query.limit, cursor=query.cursor)
+        lambda s: deliveries.list_deliveries(s, where=where, limit=query.limit, cursor=query.after)
     )
     return page_body(page, schemas.delivery_view, query)
 
@@ -110,9 +121,9 @@ async def retry_delivery(request: Request, svc: Services) -> dict[str, Any]:
 async def retry_deliveries(request: Request, svc: Services) -> dict[str, Any]:
     """Bulk retry by the list filters (status defaults to `dead`); how many were queued.
     Idempotent: sent again, it finds nothing left to retry (`{"retried": 0}`)."""
-    query = parsed_query(request, RETRY_QUERY)
+    query = parsed_query(request, RetryQuery)
     count = await svc.replays.retry(_filter(query, default_status="dead"))
-    audit_target(request, retried=count, filters=query.as_json())
+    audit_target(request, retried=count, filters=query.filters())
     return {"retried": count}
 
 
@@ -134,7 +145,7 @@ async def replay_event(request: Request, svc: Services) -> dict[str, Any]:
 async def _named_route(request: Request) -> str | None:
     raw = await request.body()
     if not raw:
-        return parsed_query(request, REPLAY_QUERY).text("route")
+        return parsed_query(request, ReplayQuery).route
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -149,14 +160,14 @@ ROUTES: list[BaseRoute] = [
     AdminRoute(
         "/admin/deliveries",
         list_deliveries,
-        query=DELIVERIES_QUERY,
+        query=DeliveriesQuery,
         response=shapes.DeliveryView,
     ),
     AdminRoute(
         "/admin/deliveries/retry",
         retry_deliveries,
         method="POST",
-        query=RETRY_QUERY,
+        query=RetryQuery,
         response=shapes.RetriedCount,
         action="deliveries.retry",
     ),
@@ -172,7 +183,7 @@ ROUTES: list[BaseRoute] = [
         "/admin/events/{event_id}/replay",
         replay_event,
         method="POST",
-        query=REPLAY_QUERY,
+        query=ReplayQuery,
         response=shapes.Replayed,
         action="event.replay",
     ),

@@ -3,7 +3,7 @@ check (read or write scope by HTTP method), strict query parsing, the audit line
 calls, JSON rendering, ids in paths, pages.
 
 `AdminRoute` is a Starlette `Route` that also carries an `Operation`: method, path, scope, the
-audit action, the declared query (`params.QuerySpec`), the request body model and the response
+audit action, the query model (`params.Query`), the request body model and the response
 shape (a TypedDict of `shapes`). `routes.operations()` lists them all, for an OpenAPI document.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,7 +20,7 @@ from starlette.routing import Route
 from service.admin_tokens import Scope
 from service.http.admin.audit import write_audit_line
 from service.http.admin.auth import require_admin, require_write
-from service.http.admin.params import ParsedQuery, QuerySpec
+from service.http.admin.params import Paged, Query
 from service.http.context import services
 from service.http.errors import ApiError, NotFound
 from service.http.responses import JSONResponse
@@ -32,8 +32,8 @@ from service.store.paging import Page
 Endpoint = Callable[[Request, Services], Awaitable[Any]]
 # Methods that change nothing; every other one needs a write-scope token and is audited.
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-NO_QUERY = QuerySpec(scope="none")
 _QUERY = "admin_query"
+Q = TypeVar("Q", bound=Query)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class Operation:
     summary: str
     scope: Scope  # `read` for GET, `write` for every other method
     action: str | None  # the audit line's `action` (mutating endpoints only)
-    query: QuerySpec  # its query parameters; `query.paged` lists answer a page of `response`
+    query: type[Query]  # its query parameters; `query.paged` lists answer a page of `response`
     body: type | None  # the request body model (pydantic), if it takes one
     response: type | None  # a TypedDict from `shapes`: the answer, or one item of a page
     status: int  # the success status
@@ -60,7 +60,7 @@ class AdminRoute(Route):
         endpoint: Endpoint,
         *,
         method: str = "GET",
-        query: QuerySpec = NO_QUERY,
+        query: type[Query] = Query,
         response: type | None = None,
         body: type | None = None,
         action: str | None = None,
@@ -82,12 +82,12 @@ class AdminRoute(Route):
         super().__init__(path, admin(endpoint, operation=self.operation), methods=[method])
 
 
-def parsed_query(request: Request, spec: QuerySpec) -> ParsedQuery:
-    """The query of this request parsed against `spec`: as `AdminRoute` already parsed it, or
+def parsed_query(request: Request, model: type[Q]) -> Q:
+    """The query of this request parsed with `model`: as `AdminRoute` already parsed it, or
     parsed now when the endpoint function is called directly (the console does)."""
-    found: ParsedQuery | None = getattr(request.state, _QUERY, None)
-    if found is None or found.spec is not spec:
-        found = spec.parse(request.query_params)
+    found = getattr(request.state, _QUERY, None)
+    if not isinstance(found, model) or type(found) is not model:
+        found = model.parse(request.query_params)
         setattr(request.state, _QUERY, found)
     return found
 
@@ -98,7 +98,7 @@ def admin(
     """Wrap an endpoint with the token check, strict query parsing (no parameter is accepted
     unless `operation` declares it), the audit line of mutating methods, and JSON rendering."""
     name = operation.action if operation and operation.action else endpoint.__name__
-    query = operation.query if operation else NO_QUERY
+    query = operation.query if operation else Query
 
     async def wrapped(request: Request) -> Response:
         svc = services(request)
@@ -143,7 +143,7 @@ def path_id(request: Request, name: str, kind: str) -> str:
     return value
 
 
-def page_body(page: Page[Any], render: Callable[[Any], Any], query: ParsedQuery) -> dict[str, Any]:
+def page_body(page: Page[Any], render: Callable[[Any], Any], query: Paged) -> dict[str, Any]:
     """`{"items": [...], "nextCursor": ...}` for one page of rows; the cursor is bound to the
     filters of `query`."""
     return {

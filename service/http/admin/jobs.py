@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -14,10 +14,10 @@ from starlette.routing import BaseRoute
 from service.http.admin import schemas, shapes
 from service.http.admin.audit import audit_target
 from service.http.admin.endpoint import AdminRoute, page_body, parsed_query
-from service.http.admin.params import Param, QuerySpec, time_range
+from service.http.admin.params import Paged, Time
 from service.http.errors import ApiError, Conflict, InvalidParameter, NotFound
 from service.http.responses import JSONResponse
-from service.jobs.state import STATUSES
+from service.jobs.state import Status
 from service.jobs.submit import JobsDisabled, SubmitFailed, callback_url
 from service.llmtune.errors import LLMTuneError
 from service.services import Services
@@ -28,14 +28,15 @@ from service.store.jobs import PollDue, StoredJob, Submission
 REDACTED_TOKEN = "{token}"  # noqa: S105 - a placeholder, not a secret
 
 MAX_JOB_KEY = 200
-JOBS_QUERY = QuerySpec(
-    scope="jobs",
-    paged=True,
-    params=(
-        Param("status", "enum", "the job's state", choices=STATUSES),
-        *time_range("created"),
-    ),
-)
+
+
+class JobsQuery(Paged):
+    """`GET /admin/jobs`."""
+
+    scope: ClassVar[str] = "jobs"
+    status: Status | None = Field(None, description="the job's state")
+    since: Time | None = Field(None, description="only rows created at or after this time")
+    until: Time | None = Field(None, description="only rows created before this time")
 
 
 # PostgreSQL refuses NUL in text: a 400 naming the field, not a 503 from the store.
@@ -150,16 +151,16 @@ def _job_view(svc: Services, row: StoredJob, *, reveal: bool) -> dict[str, Any]:
 
 async def list_jobs(request: Request, svc: Services) -> dict[str, Any]:
     """Jobs, newest first, filtered by status, since, until (when created)."""
-    query = parsed_query(request, JOBS_QUERY)
+    query = parsed_query(request, JobsQuery)
     page = await svc.db.read(
         lambda session: jobs.list_jobs(
             session,
             sealer=svc.db.sealer,
-            status=query.text("status"),
-            since=query.time("since"),
-            until=query.time("until"),
+            status=query.status,
+            since=query.since,
+            until=query.until,
             limit=query.limit,
-            cursor=query.cursor,
+            cursor=query.after,
         )
     )
     return page_body(page, schemas.job_summary, query)
@@ -219,7 +220,7 @@ async def refresh_job(request: Request, svc: Services) -> dict[str, Any]:
 
 
 ROUTES: list[BaseRoute] = [
-    AdminRoute("/admin/jobs", list_jobs, query=JOBS_QUERY, response=shapes.JobSummary),
+    AdminRoute("/admin/jobs", list_jobs, query=JobsQuery, response=shapes.JobSummary),
     AdminRoute(
         "/admin/jobs",
         create_job,

@@ -1,7 +1,7 @@
 """`GET /admin/openapi.json`: this service's HTTP API as an OpenAPI 3.1 document, generated.
 
 Admin operations come from the app's `AdminRoute`s (`routes.operations()`): path, method,
-summary, scope, query parameters (`params.QuerySpec`), the request body's pydantic model and the
+summary, scope, query parameters (`params.Query` models), the request body's pydantic model and the
 response's TypedDict, both turned into JSON Schema by pydantic. Each admin operation answers 400
 (a parameter it does not declare, or a bad value), 401 (no or an unknown token), 429 (too many
 wrong tokens from one address), 403 when it writes, 404 when its path names something, and 503
@@ -37,13 +37,11 @@ from service.http.admin.openapi_public import (
     error_response,
     public_paths,
 )
-from service.http.admin.params import DEFAULT_LIMIT, MAX_LIMIT, MAX_VALUES, Param, QuerySpec
+from service.http.admin.params import PAGING, Query
 from service.services import Services
 
 OPENAPI_PATH = "/admin/openapi.json"
 REF = "#/components/schemas/{model}"
-# `service.ids.looks_like_id`, as a JSON Schema pattern.
-ID_PATTERN = "^[a-z]{1,8}_[0-9a-f]{1,32}$"
 _PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]*)?}")
 _SENTENCE_END = re.compile(r"(?<=\.)\s+")
 
@@ -115,41 +113,19 @@ class _Components:
         return {"$ref": REF.format(model=name)}
 
 
-def _value_schema(param: Param) -> dict[str, Any]:
-    if param.kind == "enum":
-        return {"type": "string", "enum": list(param.choices)}
-    if param.kind == "boolean":
-        return {"type": "boolean"}
-    if param.kind == "datetime":
-        return {"type": "string", "format": "date-time"}
-    if param.kind == "id":
-        return {"type": "string", "pattern": ID_PATTERN}
-    # Empty values are refused; so is a comma in one value of a repeatable one.
-    return {"type": "string", "minLength": 1} | ({"pattern": "^[^,]*$"} if param.repeatable else {})
-
-
-def query_parameters(spec: QuerySpec) -> list[dict[str, Any]]:
-    """A `QuerySpec` as OpenAPI parameters (repeatable ones as exploded arrays)."""
+def query_parameters(model: type[Query]) -> list[dict[str, Any]]:
+    """A query model's fields as OpenAPI parameters (repeatable ones as exploded arrays)."""
     out = []
-    for param in spec.params:
-        schema = _value_schema(param)
-        if param.repeatable:
-            schema = {"type": "array", "items": schema, "minItems": 1, "maxItems": MAX_VALUES}
-        description = param.description + (" (also 1 or 0)" if param.kind == "boolean" else "")
-        out.append(
-            {"name": param.name, "in": "query", "description": description, "schema": schema}
-        )
-    if spec.paged:
-        limit = {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT}
-        out += [
-            {"name": "limit", "in": "query", "description": "rows per page", "schema": limit},
-            {
-                "name": "cursor",
-                "in": "query",
-                "description": "`nextCursor` of the previous page, sent with the same filters",
-                "schema": {"type": "string", "minLength": 1},
-            },
-        ]
+    fields = model.model_json_schema().get("properties", {}).items()
+    # Filters first, then paging.
+    for name, schema in sorted(fields, key=lambda field: field[0] in PAGING):
+        # Absent means "any": the `null` of an optional field is not a value one can send.
+        options = [one for one in schema.get("anyOf", ()) if one != {"type": "null"}]
+        value = {k: v for k, v in schema.items() if k not in ("anyOf", "title", "description")}
+        if value.get("default") in (None, []):
+            value.pop("default", None)
+        param = {"name": name, "in": "query", "description": schema.get("description", "")}
+        out.append(param | {"schema": (options[0] if len(options) == 1 else {}) | value})
     return out
 
 

@@ -1,31 +1,42 @@
-"""Query parameters of the admin API: declared per endpoint as data, parsed strictly, like Stripe.
+"""Query parameters of the admin API: one pydantic model per endpoint, parsed strictly, like Stripe.
 
-Every admin route declares a `QuerySpec` (its filters as `Param` rows, and whether it pages with
-`limit` and `cursor`); `endpoint.admin` parses the query against it before the endpoint runs.
-Each of these is a 400 `INVALID_PARAMETER` naming the parameter in `details.parameter`:
+Every admin route declares a `Query` model (its filters as fields; `Paged` adds `limit` and
+`cursor`); `endpoint.admin` parses the query with it before the endpoint runs. Each of these is a
+400 `INVALID_PARAMETER` naming the parameter in `details.parameter`:
 
-- a parameter the route does not declare (names are case-sensitive: `jobid` is not `jobId`);
-- an empty value, a repeated parameter that takes one value, a value of the wrong kind, or an
-  `enum` value outside its choices;
+- a parameter the model does not declare (names are case-sensitive: `jobid` is not `jobId`);
+- an empty value, a repeated parameter that takes one value, a value of the wrong kind, or a
+  value outside its choices (a `Literal`);
 - a `cursor` not issued by this list, or issued for other filters: a cursor carries a hash of the
   filters of the page it came from, so paging on with changed filters cannot skip or repeat rows.
 
-A `repeatable` parameter takes several values by repetition (`type=a&type=b`); a comma inside a
-value is refused rather than split, so `type=a,b` cannot silently match nothing. The specs are
-plain data, reachable from the route objects (`AdminRoute.operation.query`), so an OpenAPI
-document can be generated from them.
+A repeatable parameter (a `tuple` field) takes several values by repetition (`type=a&type=b`); a
+comma inside a value is refused rather than split, so `type=a,b` cannot silently match nothing.
+The OpenAPI document's parameters are the models' JSON Schemas.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, ClassVar, Self, TypeVar, get_origin
 
 import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 from starlette.datastructures import QueryParams
 
 from service.events import key_part, parse_time
@@ -37,24 +48,10 @@ from service.store.paging import SortKey
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 MAX_VALUES = 20  # of one repeatable parameter
+PAGING = frozenset({"limit", "cursor"})
+# `service.ids.looks_like_id`, as a JSON Schema pattern.
+ID_PATTERN = "^[a-z]{1,8}_[0-9a-f]{1,32}$"
 _BOOLS = {"true": True, "1": True, "false": False, "0": False}
-PAGING = ("limit", "cursor")
-
-# string: free text matched exactly · enum: one of `choices` · boolean: true/false/1/0 ·
-# datetime: RFC 3339 · id: one of our ids (`evt_…`).
-ParamKind = Literal["string", "enum", "boolean", "datetime", "id"]
-Value = str | bool | datetime | tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Param:
-    """One query parameter an endpoint accepts."""
-
-    name: str
-    kind: ParamKind
-    description: str
-    choices: tuple[str, ...] = ()
-    repeatable: bool = False
 
 
 def bad(name: str, expected: str) -> InvalidParameter:
@@ -62,86 +59,131 @@ def bad(name: str, expected: str) -> InvalidParameter:
     return InvalidParameter(f"{name} {expected}", details={"parameter": name})
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedQuery:
-    """The parsed filters of one request, plus `limit` and the cursor's sort key when paged."""
+def check(parse: Callable[[str], Any], expected: str) -> Callable[[Any], Any]:
+    """A validator: `parse(value)`, or an error whose message is `expected` when it gives None."""
 
-    spec: QuerySpec
-    values: Mapping[str, Value]
-    limit: int = DEFAULT_LIMIT
-    cursor: SortKey | None = None
+    def validate(value: Any) -> Any:
+        parsed = parse(value) if isinstance(value, str) else None
+        if parsed is None:
+            raise PydanticCustomError("query_value", expected)
+        return parsed
 
-    def text(self, name: str) -> str | None:
-        """A `string`, `enum` or `id` filter, or None when absent."""
-        value = self._get(name)
-        return value if isinstance(value, str) else None
+    return validate
 
-    def texts(self, name: str) -> tuple[str, ...]:
-        """A repeatable filter's values (empty when absent)."""
-        value = self._get(name)
-        return value if isinstance(value, tuple) else ()
 
-    def flag(self, name: str) -> bool | None:
-        """A `boolean` filter, or None when absent."""
-        value = self._get(name)
-        return value if isinstance(value, bool) else None
+def _id(value: str) -> str | None:
+    return value if looks_like_id(value) else None
 
-    def time(self, name: str) -> datetime | None:
-        """A `datetime` filter, or None when absent."""
-        value = self._get(name)
-        return value if isinstance(value, datetime) else None
 
-    def as_json(self) -> dict[str, object]:
-        """The filters as JSON-ready values (for log lines), by name."""
-        return {name: _canonical(value) for name, value in sorted(self.values.items())}
+def _limit(value: str) -> int | None:
+    count = parse_count(value)
+    return count if count is not None and 1 <= count <= MAX_LIMIT else None
+
+
+T = TypeVar("T")
+# Free text matched exactly: stored values were cleaned (no NUL) and long ones hashed alike.
+Text = Annotated[str, Field(min_length=1), AfterValidator(key_part)]
+# A repeatable parameter: its values in order, each once (a comma in one is refused by `parse`).
+Many = Annotated[
+    tuple[T, ...],
+    Field(min_length=1, max_length=MAX_VALUES),
+    AfterValidator(lambda values: tuple(dict.fromkeys(values))),
+]
+Id = Annotated[
+    str,
+    BeforeValidator(check(_id, "must be an id issued by this service")),
+    WithJsonSchema({"type": "string", "pattern": ID_PATTERN}),
+]
+Flag = Annotated[
+    bool, BeforeValidator(check(lambda v: _BOOLS.get(v.lower()), "must be true or false"))
+]
+Time = Annotated[
+    datetime,
+    BeforeValidator(check(parse_time, "must be an RFC 3339 time such as 2025-11-08T14:22:31Z")),
+]
+Limit = Annotated[
+    int,
+    Field(ge=1, le=MAX_LIMIT),
+    BeforeValidator(check(_limit, f"must be an integer from 1 to {MAX_LIMIT}")),
+]
+
+
+class Query(BaseModel):
+    """An endpoint's query string; `scope` names the list its cursors belong to."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    scope: ClassVar[str] = "none"
+    paged: ClassVar[bool] = False
+
+    @classmethod
+    def parse(cls, query: QueryParams) -> Self:
+        """The request's query, parsed; raises `InvalidParameter` naming the first bad one."""
+        fields = cls.model_fields
+        values: dict[str, str | list[str]] = {}
+        for name in query:
+            if name not in fields:
+                raise _unknown(name, frozenset(fields))
+            raw = query.getlist(name)
+            values[name] = _raw(name, raw, repeatable=get_origin(fields[name].annotation) is tuple)
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise _invalid(cls, exc) from None
+
+    @model_validator(mode="after")
+    def _check_range(self) -> Self:
+        since, until = getattr(self, "since", None), getattr(self, "until", None)
+        if isinstance(since, datetime) and isinstance(until, datetime) and until <= since:
+            raise bad("until", "must be later than since")
+        return self
+
+    def filters(self) -> dict[str, object]:
+        """The filters given, as JSON-ready values (for log lines and cursors), by name."""
+        given = sorted(self.model_fields_set - PAGING)
+        return {name: _canonical(getattr(self, name)) for name in given}
+
+
+class Paged(Query):
+    """A list's query: its filters, plus `limit` and the `cursor` of the previous page."""
+
+    paged: ClassVar[bool] = True
+    limit: Limit = Field(DEFAULT_LIMIT, description="rows per page")
+    cursor: str | None = Field(
+        None,
+        min_length=1,
+        description="`nextCursor` of the previous page, sent with the same filters",
+    )
+    _after: SortKey | None = PrivateAttr(None)
+
+    @property
+    def after(self) -> SortKey | None:
+        """The sort key the cursor continues after (None: the first page)."""
+        return self._after
+
+    def fingerprint(self) -> str:
+        """A short hash of this list and its filters (order of repeated values aside)."""
+        digest = hashlib.sha256(orjson.dumps([self.scope, sorted(self.filters().items())]))
+        return digest.hexdigest()[:16]
 
     def next_cursor(self, key: SortKey | None) -> str | None:
         """The `nextCursor` to answer with for the last row's sort key (None on the last page)."""
-        return None if key is None else encode_cursor(key, self.spec.fingerprint(self.values))
+        return None if key is None else encode_cursor(key, self.fingerprint())
 
-    def _get(self, name: str) -> Value | None:
-        # A name the spec does not declare is a bug in the endpoint, not the caller's mistake.
-        if name not in self.spec.names:
-            raise KeyError(f"{name!r} is not declared by the {self.spec.scope} query")
-        return self.values.get(name)
+    @model_validator(mode="after")
+    def _decode_cursor(self) -> Self:
+        if self.cursor is not None:
+            self._after = _cursor(self.cursor, self.fingerprint())
+        return self
 
 
-@dataclass(frozen=True, slots=True)
-class QuerySpec:
-    """What an endpoint accepts in its query string: `params`, plus `limit`/`cursor` if paged.
-    `scope` names the list its cursors belong to."""
-
-    scope: str
-    params: tuple[Param, ...] = ()
-    paged: bool = False
-
-    @property
-    def names(self) -> frozenset[str]:
-        """The declared filter names (without `limit` and `cursor`)."""
-        return frozenset(param.name for param in self.params)
-
-    def parse(self, query: QueryParams) -> ParsedQuery:
-        """The request's query, parsed; raises `InvalidParameter` naming the first bad one."""
-        allowed = self.names | (frozenset(PAGING) if self.paged else frozenset())
-        for name in query:
-            if name not in allowed:
-                raise _unknown(name, allowed)
-        values: dict[str, Value] = {}
-        for param in self.params:
-            raw = query.getlist(param.name)
-            if raw:
-                values[param.name] = _parse(param, raw)
-        _check_range(values)
-        if not self.paged:
-            return ParsedQuery(self, values)
-        cursor = _cursor(_single("cursor", query.getlist("cursor")), self.fingerprint(values))
-        return ParsedQuery(self, values, limit=_limit(query.getlist("limit")), cursor=cursor)
-
-    def fingerprint(self, values: Mapping[str, Value]) -> str:
-        """A short hash of this list and its filters (order of repeated values aside)."""
-        canonical = sorted((name, _canonical(value)) for name, value in values.items())
-        digest = hashlib.sha256(orjson.dumps([self.scope, canonical])).hexdigest()
-        return digest[:16]
+def _raw(name: str, raw: list[str], *, repeatable: bool) -> str | list[str]:
+    if not repeatable and len(raw) > 1:
+        raise bad(name, "may be given only once")
+    if not all(raw):
+        raise bad(name, "must not be empty (leave the parameter out to match any value)")
+    if repeatable and any("," in one for one in raw):
+        raise bad(name, f"takes one value each time: repeat it ({name}=a&...=b)")
+    return raw if repeatable else raw[0]
 
 
 def _unknown(name: str, allowed: frozenset[str]) -> InvalidParameter:
@@ -153,65 +195,29 @@ def _unknown(name: str, allowed: frozenset[str]) -> InvalidParameter:
     )
 
 
-def _single(name: str, raw: list[str]) -> str | None:
-    if len(raw) > 1:
-        raise bad(name, "may be given only once")
-    return raw[0] if raw else None
+def _invalid(model: type[Query], exc: ValidationError) -> InvalidParameter:
+    # Built from the error's location and type only: never the value sent.
+    error = exc.errors(include_url=False, include_input=False)[0]
+    name = str(error["loc"][0]) if error["loc"] else "query"
+    if error["type"] == "query_value":
+        return bad(name, error["msg"])
+    if error["type"] == "too_long":
+        return bad(name, f"takes at most {MAX_VALUES} values")
+    if error["type"] == "literal_error":
+        return bad(name, f"must be one of {', '.join(_choices(model, name))}")
+    return bad(name, "is not valid")
 
 
-def _parse(param: Param, raw: list[str]) -> Value:
-    if not param.repeatable:
-        one = _single(param.name, raw)
-        assert one is not None  # noqa: S101 - raw is not empty here
-        return _one(param, one)
-    if len(raw) > MAX_VALUES:
-        raise bad(param.name, f"takes at most {MAX_VALUES} values")
-    for one in raw:
-        if "," in one:
-            raise bad(param.name, f"takes one value each time: repeat it ({param.name}=a&...=b)")
-    return tuple(dict.fromkeys(str(_one(param, one)) for one in raw))
+@functools.cache
+def _choices(model: type[Query], name: str) -> tuple[str, ...]:
+    schema = model.model_json_schema()["properties"][name]
+    for option in [schema, schema.get("items", {}), *schema.get("anyOf", ())]:
+        if "enum" in option:
+            return tuple(option["enum"])
+    return ()
 
 
-def _one(param: Param, raw: str) -> str | bool | datetime:
-    name = param.name
-    if not raw:
-        raise bad(name, "must not be empty (leave the parameter out to match any value)")
-    if param.kind == "boolean":
-        if raw.lower() not in _BOOLS:
-            raise bad(name, "must be true or false")
-        return _BOOLS[raw.lower()]
-    if param.kind == "datetime":
-        parsed = parse_time(raw)
-        if parsed is None:
-            raise bad(name, "must be an RFC 3339 time such as 2025-11-08T14:22:31Z")
-        return parsed
-    if param.kind == "enum":
-        if raw not in param.choices:
-            raise bad(name, f"must be one of {', '.join(param.choices)}")
-        return raw
-    if param.kind == "id" and not looks_like_id(raw):
-        raise bad(name, "must be an id issued by this service")
-    # Stored values were cleaned (no NUL) and long ones hashed the same way.
-    return key_part(raw)
-
-
-def _check_range(values: Mapping[str, Value]) -> None:
-    since, until = values.get("since"), values.get("until")
-    if isinstance(since, datetime) and isinstance(until, datetime) and until <= since:
-        raise bad("until", "must be later than since")
-
-
-def _limit(raw: list[str]) -> int:
-    one = _single("limit", raw)
-    if one is None:
-        return DEFAULT_LIMIT
-    limit = parse_count(one)
-    if limit is None or not 1 <= limit <= MAX_LIMIT:
-        raise bad("limit", f"must be an integer from 1 to {MAX_LIMIT}")
-    return limit
-
-
-def _canonical(value: Value) -> object:
+def _canonical(value: object) -> object:
     if isinstance(value, tuple):
         return sorted(value)
     if isinstance(value, datetime):
@@ -225,9 +231,7 @@ def encode_cursor(key: SortKey, fingerprint: str) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def _cursor(raw: str | None, fingerprint: str) -> SortKey | None:
-    if raw is None:
-        return None
+def _cursor(raw: str, fingerprint: str) -> SortKey:
     try:
         value = orjson.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
     except (ValueError, orjson.JSONDecodeError):
@@ -244,11 +248,3 @@ def _cursor(raw: str | None, fingerprint: str) -> SortKey | None:
             "or start again without a cursor",
         )
     return (at, value[1])
-
-
-def time_range(what: str) -> tuple[Param, Param]:
-    """`since` (inclusive) and `until` (exclusive) over the time a list sorts by."""
-    return (
-        Param("since", "datetime", f"only rows {what} at or after this time"),
-        Param("until", "datetime", f"only rows {what} before this time"),
-    )

@@ -7,34 +7,31 @@ why.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import Field
 from starlette.requests import Request
 from starlette.routing import BaseRoute
 
 from service.http.admin import shapes
 from service.http.admin.endpoint import AdminRoute, page_body, parsed_query
-from service.http.admin.params import Param, QuerySpec, time_range
-from service.http.rejections import REASONS
+from service.http.admin.params import Many, Paged, Time
+from service.http.rejections import RejectionReason
 from service.services import Services
 from service.store import rejections
 from service.store.rejections import RejectionFilter, StoredRejection
 from service.timestamps import rfc3339
 
-REJECTIONS_QUERY = QuerySpec(
-    scope="rejections",
-    paged=True,
-    params=(
-        Param(
-            "reason",
-            "enum",
-            "why it was refused; repeat for any of several",
-            choices=REASONS,
-            repeatable=True,
-        ),
-        *time_range("received"),
-    ),
-)
+
+class RejectionsQuery(Paged):
+    """`GET /admin/rejections`."""
+
+    scope: ClassVar[str] = "rejections"
+    reason: Many[RejectionReason] = Field(
+        (), description="why it was refused; repeat for any of several"
+    )
+    since: Time | None = Field(None, description="only rows received at or after this time")
+    until: Time | None = Field(None, description="only rows received before this time")
 
 
 def rejection_view(row: StoredRejection) -> shapes.Rejection:
@@ -55,13 +52,11 @@ def rejection_view(row: StoredRejection) -> shapes.Rejection:
 
 async def list_rejections(request: Request, svc: Services) -> dict[str, Any]:
     """Refused webhook requests, newest first, filtered by reason, since, until."""
-    query = parsed_query(request, REJECTIONS_QUERY)
-    where = RejectionFilter(
-        reasons=query.texts("reason"), since=query.time("since"), until=query.time("until")
-    )
+    query = parsed_query(request, RejectionsQuery)
+    where = RejectionFilter(reasons=query.reason, since=query.since, until=query.until)
     page = await svc.db.read(
         lambda session: rejections.list_rejections(
-            session, where=where, limit=query.limit, cursor=query.cursor
+            session, where=where, limit=query.limit, cursor=query.after
         )
     )
     return page_body(page, rejection_view, query)
@@ -69,6 +64,6 @@ async def list_rejections(request: Request, svc: Services) -> dict[str, Any]:
 
 ROUTES: list[BaseRoute] = [
     AdminRoute(
-        "/admin/rejections", list_rejections, query=REJECTIONS_QUERY, response=shapes.Rejection
+        "/admin/rejections", list_rejections, query=RejectionsQuery, response=shapes.Rejection
     ),
 ]

@@ -4,8 +4,9 @@ own), behind Bearer tokens, in camelCase JSON. `ROUTES` is the registry of every
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.routing import BaseRoute
@@ -17,41 +18,45 @@ from service.http.admin import rejections as rejection_routes
 from service.http.admin import stream as stream_routes
 from service.http.admin import synthetic as synthetic_routes
 from service.http.admin.endpoint import AdminRoute, Operation, page_body, parsed_query, path_id
-from service.http.admin.params import Param, QuerySpec, time_range
+from service.http.admin.params import Flag, Many, Paged, Text, Time
 from service.http.errors import NotFound
 from service.services import Services
 from service.store import deliveries, events
 from service.store.events import EventFilter
 
-EVENTS_QUERY = QuerySpec(
-    scope="events",
-    paged=True,
-    params=(
-        Param("type", "string", "event type; repeat for any of several", repeatable=True),
-        Param("jobId", "string", "LLMTune's job id"),
-        Param("workspace", "string", "the LLMTune workspace it arrived for"),
-        Param("duplicate", "boolean", "true: received more than once (duplicateCount > 0)"),
-        Param("test", "boolean", "true: test events only; false: real ones only"),
-        *time_range("received"),
-    ),
-)
+
+class EventsQuery(Paged):
+    """`GET /admin/events`."""
+
+    scope: ClassVar[str] = "events"
+    type: Many[Text] = Field((), description="event type; repeat for any of several")
+    jobId: Text | None = Field(None, description="LLMTune's job id")
+    workspace: Text | None = Field(None, description="the LLMTune workspace it arrived for")
+    duplicate: Flag | None = Field(
+        None, description="true: received more than once (duplicateCount > 0) (also 1 or 0)"
+    )
+    test: Flag | None = Field(
+        None, description="true: test events only; false: real ones only (also 1 or 0)"
+    )
+    since: Time | None = Field(None, description="only rows received at or after this time")
+    until: Time | None = Field(None, description="only rows received before this time")
 
 
 async def list_events(request: Request, svc: Services) -> dict[str, Any]:
     """Events, newest first, filtered by type, jobId, workspace, duplicate, test, since, until."""
-    query = parsed_query(request, EVENTS_QUERY)
+    query = parsed_query(request, EventsQuery)
     where = EventFilter(
-        types=query.texts("type"),
-        job_id=query.text("jobId"),
-        workspace=query.text("workspace"),
-        duplicate=query.flag("duplicate"),
-        test=query.flag("test"),
-        since=query.time("since"),
-        until=query.time("until"),
+        types=query.type,
+        job_id=query.jobId,
+        workspace=query.workspace,
+        duplicate=query.duplicate,
+        test=query.test,
+        since=query.since,
+        until=query.until,
     )
     page = await svc.db.read(
         lambda session: events.list_events(
-            session, where=where, limit=query.limit, cursor=query.cursor
+            session, where=where, limit=query.limit, cursor=query.after
         )
     )
     return page_body(page, schemas.event_summary, query)
@@ -71,7 +76,7 @@ async def get_event(request: Request, svc: Services) -> dict[str, Any]:
 
 
 ROUTES: list[BaseRoute] = [
-    AdminRoute("/admin/events", list_events, query=EVENTS_QUERY, response=shapes.EventSummary),
+    AdminRoute("/admin/events", list_events, query=EventsQuery, response=shapes.EventSummary),
     AdminRoute("/admin/events/{event_id}", get_event, response=shapes.EventDetail),
     *job_routes.ROUTES,
     *delivery_routes.ROUTES,

@@ -30,9 +30,10 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import orjson
+from pydantic import BeforeValidator, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -41,7 +42,7 @@ from starlette.types import Receive, Scope, Send
 from service.events import parse_time
 from service.http.admin import schemas
 from service.http.admin.endpoint import AdminRoute, parsed_query
-from service.http.admin.params import Param, ParsedQuery, QuerySpec, bad
+from service.http.admin.params import Query, Time, check
 from service.http.errors import InvalidParameter, error_body
 from service.http.numbers import parse_decimal
 from service.ids import looks_like_id
@@ -55,7 +56,7 @@ from service.store.paging import SortKey
 
 POLL_SECONDS = 0.5
 HEARTBEAT_SECONDS = 15.0
-HEARTBEAT_RANGE = (0.05, 300.0)
+LOW, HIGH = 0.05, 300.0  # the heartbeat's range, in seconds
 # Tells EventSource clients how long to wait before reconnecting (milliseconds).
 RETRY_MS = 2000
 NOT_SENT = frozenset({"in_flight"})
@@ -102,18 +103,26 @@ def _sort_key(item: object) -> SortKey | None:
     return at, item[1]
 
 
-def _heartbeat(query: ParsedQuery) -> float:
-    raw = query.text("heartbeat")
-    if raw is None:
-        return HEARTBEAT_SECONDS
-    low, high = HEARTBEAT_RANGE
+def _seconds(raw: str) -> float | None:
     seconds = parse_decimal(raw)
-    if seconds is None or not low <= seconds <= high:
-        raise bad("heartbeat", f"must be a number of seconds from {low} to {high:.0f}")
-    return seconds
+    return seconds if seconds is not None and LOW <= seconds <= HIGH else None
 
 
-def _start(request: Request, query: ParsedQuery) -> tuple[SortKey, SortKey] | None:
+class StreamQuery(Query):
+    """`GET /admin/stream`."""
+
+    scope: ClassVar[str] = "stream"
+    since: Time | None = Field(
+        None, description="first send what was stored or changed at or after this time"
+    )
+    heartbeat: Annotated[
+        float,
+        Field(ge=LOW, le=HIGH),
+        BeforeValidator(check(_seconds, f"must be a number of seconds from {LOW} to {HIGH:.0f}")),
+    ] = Field(HEARTBEAT_SECONDS, description="seconds between keep-alive comments")
+
+
+def _start(request: Request, query: StreamQuery) -> tuple[SortKey, SortKey] | None:
     """Where the stream starts: after `Last-Event-ID`, at `since`, or None (after the newest)."""
     last_id = request.headers.get("last-event-id")
     if last_id:
@@ -124,7 +133,7 @@ def _start(request: Request, query: ParsedQuery) -> tuple[SortKey, SortKey] | No
                 details={"parameter": "Last-Event-ID"},
             )
         return resumed
-    since = query.time("since")
+    since = query.since
     # An empty id sorts before every id, so rows stored exactly at `since` are included.
     return None if since is None else ((since, ""), (since, ""))
 
@@ -210,20 +219,6 @@ async def open_stream(
     return LiveStream(svc, events, deliveries)
 
 
-STREAM_QUERY = QuerySpec(
-    scope="stream",
-    params=(
-        Param("since", "datetime", "first send what was stored or changed at or after this time"),
-        Param(
-            "heartbeat",
-            "string",
-            f"seconds between keep-alive comments, {HEARTBEAT_RANGE[0]} to "
-            f"{HEARTBEAT_RANGE[1]:.0f} (default {HEARTBEAT_SECONDS:.0f})",
-        ),
-    ),
-)
-
-
 class EventStreamResponse(StreamingResponse):
     """Starlette's `StreamingResponse` for a `LiveStream`, except that a client going away ends
     the body at its next pause instead of cancelling it. A cancel can land inside a database
@@ -257,8 +252,8 @@ class EventStreamResponse(StreamingResponse):
 
 async def stream(request: Request, svc: Services) -> Response:
     """New events and delivery changes as server-sent events (`text/event-stream`)."""
-    query = parsed_query(request, STREAM_QUERY)
-    heartbeat = _heartbeat(query)
+    query = parsed_query(request, StreamQuery)
+    heartbeat = query.heartbeat
     start = _start(request, query)
     # Placed before the response starts, so a store that is down answers 503 like any read.
     live = await svc.db.read(lambda session: open_stream(session, svc, start))
@@ -267,4 +262,4 @@ async def stream(request: Request, svc: Services) -> Response:
 
 
 # GET: read scope, like every admin read (`endpoint.AdminRoute`).
-ROUTES = [AdminRoute("/admin/stream", stream, query=STREAM_QUERY)]
+ROUTES = [AdminRoute("/admin/stream", stream, query=StreamQuery)]
