@@ -15,23 +15,27 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Annotated, Any, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from service.events import DEFAULT_WORKSPACE
 from service.routing import DEFAULT_MAX_ATTEMPTS, DEFAULT_ROUTES, Subscription
 from service.whsec import WHSEC_PREFIX
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 # Event names are dotted words; patterns add fnmatch's `*`, `?` and `[...]`.
 _PATTERN = re.compile(r"[A-Za-z0-9_.\-*?\[\]!]{1,200}")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_KEYS = frozenset(
-    {"name", "events", "handler", "options", "max_attempts", "rate_limit", "enabled", "workspaces"}
-)
 # A workspace name is a path segment: /webhooks/llmtune/{name}.
-_WORKSPACE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
+_WORKSPACE = r"^[a-z0-9][a-z0-9-]{0,39}$"
 # `default` is the plain path's workspace; `jobs` is the per-job callback path's prefix.
 RESERVED_WORKSPACES = frozenset({DEFAULT_WORKSPACE, "jobs"})
+M = TypeVar("M", bound=BaseModel)
+# TOML gives exact types: no coercion (`enabled = "yes"` or `max_attempts = true` is refused),
+# and never an option's value in a message (options hold secrets).
+_STRICT = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
 
 
 class RoutesError(ValueError):
@@ -54,23 +58,84 @@ class RoutesConfig:
     workspaces: tuple[Workspace, ...] = ()
 
 
+def _pattern(value: str) -> str:
+    if not _PATTERN.fullmatch(value):
+        raise PydanticCustomError("routes", f"{value!r} is not an event name or pattern")
+    if value.count("[") != value.count("]"):
+        raise PydanticCustomError("routes", f"{value!r} has an unclosed '['")
+    return value
+
+
+class _File(BaseModel):
+    model_config = _STRICT
+    routes: list[dict[str, Any]] = []
+    workspaces: list[dict[str, Any]] = []
+
+
+class _Route(BaseModel):
+    model_config = _STRICT
+    name: str = Field(pattern=_NAME)
+    handler: str = Field(min_length=1)
+    options: dict[str, Any] = {}
+    events: list[Annotated[str, AfterValidator(_pattern)]] = Field(min_length=1)
+    max_attempts: int = Field(DEFAULT_MAX_ATTEMPTS, ge=1, le=100)
+    rate_limit: float | None = Field(None, gt=0, le=10_000)
+    enabled: bool = True
+    workspaces: list[str] | None = Field(None, min_length=1)
+
+
+class _Workspace(BaseModel):
+    model_config = _STRICT
+    name: str = Field(pattern=_WORKSPACE)
+    secrets: list[str] = Field(min_length=1)
+
+
+# What each key must be, said once per key (pydantic's own wording names types, not the file).
+_MUST = {
+    "routes": "`routes` must be an array of tables ([[routes]])",
+    "workspaces": "`workspaces` must be an array of tables ([[workspaces]])",
+    "route.name": "name must be 1-100 letters, digits, '.', '_' or '-'",
+    "route.handler": "handler must be a handler name such as 'slack'",
+    "route.options": "options must be a table",
+    "route.events": "events must be a non-empty list such as ['training.*']",
+    "route.max_attempts": "max_attempts must be a whole number from 1 to 100",
+    "route.rate_limit": "rate_limit must be deliveries per second, above 0",
+    "route.enabled": "enabled must be true or false",
+    "route.workspaces": "workspaces must be a non-empty list of workspace names",
+    "workspace.name": "name must be 1-40 lower-case letters, digits or '-'",
+    "workspace.secrets": "secrets must be a non-empty list of non-empty secrets",
+}
+
+
+def _validated(model: type[M], table: dict[str, Any], label: str, kind: str) -> M:
+    """`table` as `model`, or the `RoutesError` of its first problem (from key and kind only)."""
+    try:
+        return model.model_validate(table)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+    prefix = f"{label}: " if label else ""
+    unknown = sorted(str(error["loc"][0]) for error in errors if error["type"] == "extra_forbidden")
+    if unknown:
+        what = "top-level key(s)" if not label else "key(s)"
+        raise RoutesError(f"{prefix}unknown {what} {', '.join(unknown)}")
+    first = errors[0]
+    if first["type"] == "routes":
+        raise RoutesError(f"{prefix}{first['msg']}")
+    raise RoutesError(prefix + _MUST[f"{kind}{first['loc'][0]}"])
+
+
 def parse_config(text: str, env: Mapping[str, str]) -> RoutesConfig:
     """Every `[[routes]]` and `[[workspaces]]` table, validated, with `${VAR}` expanded."""
     try:
-        document = tomllib.loads(text)
+        document = _validated(_File, tomllib.loads(text), "", "")
     except tomllib.TOMLDecodeError as exc:
         raise RoutesError(f"not valid TOML: {exc}") from None
-    unknown = sorted(set(document) - {"routes", "workspaces"})
-    if unknown:
-        raise RoutesError(f"unknown top-level key(s) {', '.join(unknown)}")
     workspaces = tuple(
-        _workspace(index, table, env) for index, table in enumerate(_tables(document, "workspaces"))
+        _workspace(index, table, env) for index, table in enumerate(document.workspaces)
     )
     _unique("workspace", [w.name for w in workspaces])
     known = {DEFAULT_WORKSPACE} | {w.name for w in workspaces}
-    routes = tuple(
-        _route(index, table, env, known) for index, table in enumerate(_tables(document, "routes"))
-    )
+    routes = tuple(_route(index, table, env, known) for index, table in enumerate(document.routes))
     _unique("route", [route.name for route in routes])
     return RoutesConfig(routes=routes, workspaces=workspaces)
 
@@ -80,107 +145,46 @@ def parse_routes(text: str, env: Mapping[str, str]) -> tuple[Subscription, ...]:
     return parse_config(text, env).routes
 
 
-def _tables(document: dict[str, Any], key: str) -> list[dict[str, Any]]:
-    tables = document.get(key, [])
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        raise RoutesError(f"`{key}` must be an array of tables ([[{key}]])")
-    return tables
-
-
 def _unique(kind: str, names: list[str]) -> None:
     for name in names:
         if names.count(name) > 1:
             raise RoutesError(f"{kind} {name!r}: the name is used twice")
 
 
-def _workspace(index: int, table: dict[str, Any], env: Mapping[str, str]) -> Workspace:
+def _label(kind: str, index: int, table: dict[str, Any]) -> str:
     name = table.get("name")
-    label = f"workspace {name!r}" if isinstance(name, str) else f"workspace #{index + 1}"
-    if not isinstance(name, str) or not _WORKSPACE.fullmatch(name):
-        raise RoutesError(f"{label}: name must be 1-40 lower-case letters, digits or '-'")
-    if name in RESERVED_WORKSPACES:
+    return f"{kind} {name!r}" if isinstance(name, str) else f"{kind} #{index + 1}"
+
+
+def _workspace(index: int, table: dict[str, Any], env: Mapping[str, str]) -> Workspace:
+    label = _label("workspace", index, table)
+    found = _validated(_Workspace, table, label, "workspace.")
+    if found.name in RESERVED_WORKSPACES:
         raise RoutesError(f"{label}: the name is reserved")
-    unknown = sorted(set(table) - {"name", "secrets"})
-    if unknown:
-        raise RoutesError(f"{label}: unknown key(s) {', '.join(unknown)}")
-    secrets = _expand(label, table.get("secrets"), env)
-    if (
-        not isinstance(secrets, list)
-        or not secrets
-        or not all(isinstance(x, str) and x.strip() and x != WHSEC_PREFIX for x in secrets)
-    ):
-        raise RoutesError(f"{label}: secrets must be a non-empty list of non-empty secrets")
-    return Workspace(name=name, secrets=tuple(secret.strip() for secret in secrets))
+    secrets = [secret.strip() for secret in _expand(label, found.secrets, env)]
+    if not all(secret and secret != WHSEC_PREFIX for secret in secrets):
+        raise RoutesError(label + ": " + _MUST["workspace.secrets"])
+    return Workspace(name=found.name, secrets=tuple(secrets))
 
 
 def _route(
     index: int, table: dict[str, Any], env: Mapping[str, str], known: set[str]
 ) -> Subscription:
-    name = table.get("name")
-    label = f"route {name!r}" if isinstance(name, str) else f"route #{index + 1}"
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise RoutesError(f"{label}: name must be 1-100 letters, digits, '.', '_' or '-'")
-    unknown = sorted(set(table) - _KEYS)
-    if unknown:
-        raise RoutesError(f"{label}: unknown key(s) {', '.join(unknown)}")
-    handler = table.get("handler")
-    if not isinstance(handler, str) or not handler:
-        raise RoutesError(f"{label}: handler must be a handler name such as 'slack'")
-    options = table.get("options", {})
-    if not isinstance(options, dict):
-        raise RoutesError(f"{label}: options must be a table")
-    return Subscription(
-        name=name,
-        handler=handler,
-        events=_events(label, table.get("events")),
-        options=MappingProxyType(_expand(label, options, env)),
-        max_attempts=_max_attempts(label, table.get("max_attempts", DEFAULT_MAX_ATTEMPTS)),
-        rate_limit=_rate_limit(label, table.get("rate_limit")),
-        enabled=_enabled(label, table.get("enabled", True)),
-        workspaces=_route_workspaces(label, table.get("workspaces"), known),
-    )
-
-
-def _route_workspaces(label: str, value: object, known: set[str]) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not value or not all(isinstance(x, str) for x in value):
-        raise RoutesError(f"{label}: workspaces must be a non-empty list of workspace names")
-    for name in value:
+    label = _label("route", index, table)
+    found = _validated(_Route, table, label, "route.")
+    for name in found.workspaces or ():
         if name not in known:
             raise RoutesError(f"{label}: no workspace named {name!r}")
-    return tuple(value)
-
-
-def _events(label: str, value: object) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise RoutesError(f"{label}: events must be a non-empty list such as ['training.*']")
-    for pattern in value:
-        if not isinstance(pattern, str) or not _PATTERN.fullmatch(pattern):
-            raise RoutesError(f"{label}: {pattern!r} is not an event name or pattern")
-        if pattern.count("[") != pattern.count("]"):
-            raise RoutesError(f"{label}: {pattern!r} has an unclosed '['")
-    return tuple(value)
-
-
-def _max_attempts(label: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
-        raise RoutesError(f"{label}: max_attempts must be a whole number from 1 to 100")
-    return value
-
-
-def _rate_limit(label: str, value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 10_000:
-        raise RoutesError(f"{label}: rate_limit must be deliveries per second, above 0")
-    return float(value)
-
-
-def _enabled(label: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise RoutesError(f"{label}: enabled must be true or false")
-    return value
+    return Subscription(
+        name=found.name,
+        handler=found.handler,
+        events=tuple(found.events),
+        options=MappingProxyType(_expand(label, found.options, env)),
+        max_attempts=found.max_attempts,
+        rate_limit=found.rate_limit,
+        enabled=found.enabled,
+        workspaces=None if found.workspaces is None else tuple(found.workspaces),
+    )
 
 
 def _expand(label: str, value: Any, env: Mapping[str, str]) -> Any:
