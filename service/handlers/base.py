@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
 import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from service.clock import Clock
 from service.events import Event
@@ -74,6 +75,42 @@ Outcome = Ok | Retry | Fail
 
 class OptionsError(ValueError):
     """A route's options do not suit its handler; the message says which option and why."""
+
+
+class Options(BaseModel):
+    """A handler's options: no key beyond its fields, no coercion (TOML gives exact types).
+    `must` says what each option must be (`"name"`, or `"name.range"` for a value out of its
+    bounds); a validator's `PydanticCustomError("option", ...)` message is used as it is."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, hide_input_in_errors=True)
+    must: ClassVar[Mapping[str, str]] = {}
+
+
+_RANGE = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+_LENGTH = frozenset({"too_short", "too_long"})
+O = TypeVar("O", bound=Options)
+
+
+def validated(model: type[O], options: Mapping[str, Any]) -> O:
+    """`options` as `model`, else the `OptionsError` of the first problem. The message is built
+    from the option's name and the kind of error only, never from a value: options hold secrets."""
+    try:
+        return model.model_validate(dict(options))
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    unknown = sorted(str(error["loc"][0]) for error in errors if error["type"] == "extra_forbidden")
+    if unknown:
+        known = ", ".join(sorted(model.model_fields))
+        raise OptionsError(f"{unknown[0]}: unknown option (known: {known})")
+    error = errors[0]
+    name = str(error["loc"][0])
+    if error["type"] == "option":
+        raise OptionsError(f"{name}: {error['msg']}")
+    if error["type"] == "missing":
+        raise OptionsError(f"{name}: {model.must.get(f'{name}.missing', 'required')}")
+    kind = "range" if error["type"] in _RANGE else "length" if error["type"] in _LENGTH else ""
+    must = model.must.get(f"{name}.{kind}") or model.must.get(name, "is not valid")
+    raise OptionsError(f"{name}: {must}")
 
 
 @dataclass(frozen=True, slots=True)

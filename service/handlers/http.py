@@ -25,6 +25,7 @@ from typing import Any, ClassVar, Literal, get_args
 
 import httpx
 import orjson
+from pydantic import Field
 
 from service.handlers.addresses import IPAddress, first_refused, resolve
 from service.handlers.base import (
@@ -32,11 +33,13 @@ from service.handlers.base import (
     Delivery,
     Fail,
     HandlerDeps,
+    Options,
     OptionsError,
     Outcome,
     Retry,
     event_document,
     outcome_for_status,
+    validated,
 )
 from service.handlers.signing import (
     decode_private_key,
@@ -48,10 +51,29 @@ from service.handlers.signing import (
 
 DEFAULT_TIMEOUT = 10.0
 MAX_TIMEOUT = 120.0
-KNOWN_OPTIONS = ("allow_private", "private_key", "secret", "signing", "timeout", "url")
 PREVIEW_BYTES = 2048  # of an error answer; a hostile endpoint may send gigabytes
 Signing = Literal["v1", "v1a", "both"]
 SIGNINGS: tuple[Signing, ...] = get_args(Signing)
+
+
+class HttpOptions(Options):
+    """The `http` handler's options (`url` and the keys are checked further by `from_options`)."""
+
+    must: ClassVar[Mapping[str, str]] = {
+        "url": "must be a string",
+        "allow_private": "must be true or false",
+        "signing": 'must be "v1", "v1a" or "both"',
+        "secret": "must be a string",
+        "private_key": "must be a string",
+        "timeout": "must be a number of seconds",
+        "timeout.range": f"must be more than 0 and at most {MAX_TIMEOUT:g} seconds",
+    }
+    url: str
+    allow_private: bool = False
+    signing: Signing = "v1"
+    secret: str | None = None
+    private_key: str | None = None
+    timeout: float = Field(DEFAULT_TIMEOUT, gt=0, le=MAX_TIMEOUT)
 
 
 def _user_agent() -> str:
@@ -81,22 +103,15 @@ class HttpForwardHandler:
     @classmethod
     def from_options(cls, options: Mapping[str, Any], deps: HandlerDeps) -> HttpForwardHandler:
         """Validate the route's options (`OptionsError` names the option) and build the handler."""
-        unknown = sorted(set(options) - set(KNOWN_OPTIONS))
-        if unknown:
-            raise OptionsError(f"{unknown[0]}: unknown option (known: {', '.join(KNOWN_OPTIONS)})")
-        allow_private = options.get("allow_private", False)
-        if not isinstance(allow_private, bool):
-            raise OptionsError("allow_private: must be true or false")
-        url = _parse_url(options.get("url"), allow_private=allow_private)
-        scheme = _check_signing(options.get("signing", "v1"))
+        found = validated(HttpOptions, options)
         return cls(
-            url=url,
+            url=_parse_url(found.url, allow_private=found.allow_private),
             deps=deps,
-            secret=_check_key(options, "secret", decode_secret, scheme, uses="v1"),
-            private_key=_check_key(options, "private_key", decode_private_key, scheme, uses="v1a"),
-            signing=scheme,
-            allow_private=allow_private,
-            timeout=_check_timeout(options.get("timeout", DEFAULT_TIMEOUT)),
+            secret=_check_key(found, "secret", decode_secret, uses="v1"),
+            private_key=_check_key(found, "private_key", decode_private_key, uses="v1a"),
+            signing=found.signing,
+            allow_private=found.allow_private,
+            timeout=found.timeout,
         )
 
     async def handle(self, delivery: Delivery) -> Outcome:
@@ -194,11 +209,7 @@ class HttpForwardHandler:
         )
 
 
-def _parse_url(value: object, *, allow_private: bool) -> httpx.URL:
-    if value is None:
-        raise OptionsError("url: required")
-    if not isinstance(value, str):
-        raise OptionsError("url: must be a string")
+def _parse_url(value: str, *, allow_private: bool) -> httpx.URL:
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL as exc:
@@ -216,24 +227,13 @@ def _parse_url(value: object, *, allow_private: bool) -> httpx.URL:
     return url
 
 
-def _check_signing(value: object) -> Signing:
-    for known in SIGNINGS:
-        if value == known:
-            return known
-    raise OptionsError('signing: must be "v1", "v1a" or "both"')
-
-
 def _check_key(
-    options: Mapping[str, Any],
-    name: str,
-    decode: Callable[[str], object],
-    signing: Signing,
-    *,
-    uses: Signing,
+    options: HttpOptions, name: str, decode: Callable[[str], object], *, uses: Signing
 ) -> str | None:
     """`secret` or `private_key`: required when `signing` is `uses` or "both", and refused (a
     mistake: nothing would be signed with it) otherwise."""
-    value = options.get(name)
+    value: str | None = getattr(options, name)
+    signing = options.signing
     if signing not in (uses, "both"):
         if value is not None:
             hint = f'remove it, or set signing = "{uses}" or "both"'
@@ -241,21 +241,11 @@ def _check_key(
         return None
     if value is None:
         raise OptionsError(f'{name}: required with signing = "{signing}"')
-    if not isinstance(value, str):
-        raise OptionsError(f"{name}: must be a string")
     try:
         decode(value)
     except ValueError as exc:
         raise OptionsError(f"{name}: {exc}") from None
     return value
-
-
-def _check_timeout(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise OptionsError("timeout: must be a number of seconds")
-    if not 0 < value <= MAX_TIMEOUT:
-        raise OptionsError(f"timeout: must be more than 0 and at most {MAX_TIMEOUT:g} seconds")
-    return float(value)
 
 
 def _default_port(url: httpx.URL) -> int:
