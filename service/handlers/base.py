@@ -88,10 +88,10 @@ class Options(BaseModel):
 
 _RANGE = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
 _LENGTH = frozenset({"too_short", "too_long"})
-O = TypeVar("O", bound=Options)
+OptionsT = TypeVar("OptionsT", bound=Options)
 
 
-def validated(model: type[O], options: Mapping[str, Any]) -> O:
+def validated(model: type[OptionsT], options: Mapping[str, Any]) -> OptionsT:
     """`options` as `model`, else the `OptionsError` of the first problem. The message is built
     from the option's name and the kind of error only, never from a value: options hold secrets."""
     try:

@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import orjson
 import structlog
+from pydantic import BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 from service.clock import Clock
 from service.handlers.base import (
@@ -27,9 +29,11 @@ from service.handlers.base import (
     Fail,
     HandlerDeps,
     Ok,
+    Options,
     OptionsError,
     Outcome,
     Retry,
+    validated,
 )
 from service.llmtune.client import LLMTuneClient
 from service.llmtune.errors import LLMTuneError
@@ -54,74 +58,52 @@ EVENT_PROMPT_CHARS = 1000
 EVENT_OUTPUT_CHARS = 4000
 LOG_PREVIEW_CHARS = 80
 
-_OPTIONS = ("max_tokens", "model", "prompts", "temperature")
+
+def _prompts(value: object) -> tuple[str, ...]:
+    # A bare string would otherwise be read as a list of one-character prompts.
+    if not isinstance(value, list | tuple) or not value:
+        raise _option(f"must be a non-empty list of strings (1 to {MAX_PROMPTS})")
+    if len(value) > MAX_PROMPTS:
+        raise _option(f"at most {MAX_PROMPTS} prompts, not {len(value)}")
+    for number, prompt in enumerate(value, 1):
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise _option(f"prompt {number} must be a non-empty string")
+        if "\x00" in prompt:
+            # The store could not keep it as written, so a retry would never match it.
+            raise _option(f"prompt {number} contains a NUL character")
+        if len(prompt) > MAX_PROMPT_CHARS:
+            raise _option(f"prompt {number} is over {MAX_PROMPT_CHARS} characters")
+    return tuple(value)
 
 
-@dataclass(frozen=True, slots=True)
-class InferenceOptions:
+def _model_option(value: object) -> str:
+    model = _model_id(value)
+    if model is None:
+        raise _option(f"must be a model id (a string of 1 to {MAX_MODEL_ID} chars)")
+    return model
+
+
+def _option(message: str) -> PydanticCustomError:
+    return PydanticCustomError("option", message)
+
+
+class InferenceOptions(Options):
     """A route's validated options."""
 
-    prompts: tuple[str, ...]
-    temperature: float | None = None
-    max_tokens: int | None = None
-    model: str | None = None
+    must: ClassVar[Mapping[str, str]] = {
+        "prompts.missing": f"required (a list of 1 to {MAX_PROMPTS} prompts)",
+        "temperature": f"must be a number from 0 to {MAX_TEMPERATURE:g}",
+        "max_tokens": f"must be a whole number from 1 to {MAX_TOKENS}",
+    }
+    prompts: Annotated[tuple[str, ...], BeforeValidator(_prompts)]
+    temperature: float | None = Field(None, ge=0.0, le=MAX_TEMPERATURE)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS)
+    model: Annotated[str, BeforeValidator(_model_option)] | None = None
 
 
 def parse_options(options: Mapping[str, Any]) -> InferenceOptions:
     """Validate the route's options; `OptionsError("<option>: <what is wrong>")` otherwise."""
-    unknown = sorted(str(key) for key in options if key not in _OPTIONS)
-    if unknown:
-        raise OptionsError(f"{unknown[0]}: unknown option (known: {', '.join(_OPTIONS)})")
-    return InferenceOptions(
-        prompts=_prompts(options.get("prompts")),
-        temperature=_number("temperature", options.get("temperature"), 0.0, MAX_TEMPERATURE),
-        max_tokens=_count("max_tokens", options.get("max_tokens"), 1, MAX_TOKENS),
-        model=_model_option(options.get("model")),
-    )
-
-
-def _prompts(value: object) -> tuple[str, ...]:
-    if value is None:
-        raise OptionsError("prompts: required (a list of 1 to 20 prompts)")
-    # A bare string would otherwise be read as a list of one-character prompts.
-    if not isinstance(value, list | tuple) or not value:
-        raise OptionsError(f"prompts: must be a non-empty list of strings (1 to {MAX_PROMPTS})")
-    if len(value) > MAX_PROMPTS:
-        raise OptionsError(f"prompts: at most {MAX_PROMPTS} prompts, not {len(value)}")
-    for number, prompt in enumerate(value, 1):
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise OptionsError(f"prompts: prompt {number} must be a non-empty string")
-        if "\x00" in prompt:
-            # The store could not keep it as written, so a retry would never match it.
-            raise OptionsError(f"prompts: prompt {number} contains a NUL character")
-        if len(prompt) > MAX_PROMPT_CHARS:
-            raise OptionsError(f"prompts: prompt {number} is over {MAX_PROMPT_CHARS} characters")
-    return tuple(value)
-
-
-def _number(key: str, value: object, low: float, high: float) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-        raise OptionsError(f"{key}: must be a number from {low:g} to {high:g}")
-    return float(value)
-
-
-def _count(key: str, value: object, low: int, high: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise OptionsError(f"{key}: must be a whole number from {low} to {high}")
-    return value
-
-
-def _model_option(value: object) -> str | None:
-    if value is None:
-        return None
-    model = _model_id(value)
-    if model is None:
-        raise OptionsError(f"model: must be a model id (a string of 1 to {MAX_MODEL_ID} chars)")
-    return model
+    return validated(InferenceOptions, options)
 
 
 def _model_id(value: object) -> str | None:
