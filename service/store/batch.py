@@ -21,15 +21,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from service.ids import new_id
-from service.jobs.state import RANK, transition_for
-from service.routing import Subscription, routes_for
+from service.job_status import JOB_FIELDS, JOB_TIMES, RANK, JobMove
 from service.store.deliveries import NOTIFY_CHANNEL, new_delivery
 from service.store.events import NewEvent
 from service.store.sealing import PLAINTEXT, Sealer, seal_event
 from service.store.tables import DEDUP_TOMBSTONES, DELIVERIES, EVENTS, JOBS
-
-_JOB_FIELDS = ("base_model", "artifact", "deployment_id", "metrics", "error")
-_JOB_TIMES = ("started_at", "finished_at", "deployed_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +117,7 @@ class BatchStatements:
             .values(
                 status=sa.bindparam("p_status"),
                 updated_at=_param("updated_at"),
-                **{name: sa.func.coalesce(_param(name), JOBS.c[name]) for name in _JOB_FIELDS},
+                **{name: sa.func.coalesce(_param(name), JOBS.c[name]) for name in JOB_FIELDS},
             )
         )
         # Any event, late ones included, fills what is still empty and nothing else.
@@ -131,7 +127,7 @@ class BatchStatements:
             .values(
                 {
                     name: sa.func.coalesce(JOBS.c[name], _param(name))
-                    for name in (*_JOB_FIELDS, *_JOB_TIMES)
+                    for name in (*JOB_FIELDS, *JOB_TIMES)
                 }
             )
         )
@@ -144,10 +140,10 @@ async def write_batch(
     conn: AsyncConnection,
     sql: BatchStatements,
     batch: Sequence[NewEvent],
-    routes: Sequence[Subscription],
     sealer: Sealer = PLAINTEXT,
 ) -> list[WriteOutcome]:
-    """Store `batch` inside the caller's transaction; one outcome per delivery, in order."""
+    """Store `batch` inside the caller's transaction, applying the job moves and fan-out that
+    ingest decided to the events that are new; one outcome per delivery, in order."""
     grouped = plan([new.event.dedup_key for new in batch])
     candidates = [batch[index] for index in grouped.firsts]
     event_rows = [_event_row(new, sealer) for new in candidates]
@@ -180,7 +176,7 @@ async def write_batch(
         await _answer_conflicts(conn, sql, conflicted, outcomes)
     fresh = [new for new in candidates if new.id in inserted and new.event.dedup_key not in purged]
     await _advance_jobs(conn, sql, fresh)
-    await _enqueue(conn, sql, fresh, routes)
+    await _enqueue(conn, sql, fresh)
     return [outcome if outcome is not None else Vanished() for outcome in outcomes]
 
 
@@ -256,78 +252,27 @@ def _event_row(new: NewEvent, sealer: Sealer) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class _JobMove:
-    job_id: str
-    status: str
-    rank: int
-    at: datetime
-    fields: dict[str, Any]
-    times: dict[str, datetime | None]
-
-
-def _job_moves(fresh: Sequence[NewEvent]) -> list[_JobMove]:
-    moves = []
-    for new in fresh:
-        event = new.event
-        transition = transition_for(event.type)
-        if transition is None or event.job_id is None or event.is_test:
-            continue
-        when = event.occurred_at or new.received_at
-        moves.append(
-            _JobMove(
-                job_id=event.job_id,
-                status=transition.status,
-                rank=RANK[transition.status],
-                at=new.received_at,
-                fields={
-                    "base_model": event.model,
-                    "artifact": event.artifact,
-                    "deployment_id": event.deployment_id,
-                    "metrics": event.metrics,
-                    "error": event.error,
-                },
-                times={
-                    name: when if name == transition.timestamp_field else None
-                    for name in _JOB_TIMES
-                },
-            )
-        )
-    return moves
-
-
 async def _advance_jobs(
     conn: AsyncConnection, sql: BatchStatements, fresh: Sequence[NewEvent]
 ) -> None:
     """Create each event's job or move it forward, in arrival order (see store/jobs.py)."""
-    moves = _job_moves(fresh)
+    moves = [(new.received_at, move) for new in fresh if (move := new.decision.job) is not None]
     if not moves:
         return
     # Only the first event of a job in this batch may create it; the rest update it.
     creators: dict[str, tuple[int, str]] = {}
-    for index, move in enumerate(moves):
+    for index, (_, move) in enumerate(moves):
         creators.setdefault(move.job_id, (index, new_id("job")))
     created = set(
         (
             await conn.execute(
                 sql.insert_jobs,
-                [
-                    {
-                        "id": row_id,
-                        "llmtune_job_id": moves[index].job_id,
-                        "status": moves[index].status,
-                        "created_at": moves[index].at,
-                        "updated_at": moves[index].at,
-                        **moves[index].fields,
-                        **moves[index].times,
-                    }
-                    for index, row_id in creators.values()
-                ],
+                [_job_row(row_id, *moves[index]) for index, row_id in creators.values()],
             )
         ).scalars()
     )
     made_by = {index for index, row_id in creators.values() if row_id in created}
-    updates = [move for index, move in enumerate(moves) if index not in made_by]
+    updates = [moved for index, moved in enumerate(moves) if index not in made_by]
     if not updates:
         return
     await conn.execute(
@@ -337,10 +282,10 @@ async def _advance_jobs(
                 "p_job": move.job_id,
                 "p_rank": move.rank,
                 "p_status": move.status,
-                "p_updated_at": move.at,
+                "p_updated_at": at,
                 **{f"p_{name}": value for name, value in move.fields.items()},
             }
-            for move in updates
+            for at, move in updates
         ],
     )
     await conn.execute(
@@ -348,23 +293,36 @@ async def _advance_jobs(
         [
             {
                 "p_job": move.job_id,
-                **{f"p_{name}": value for name, value in (move.fields | move.times).items()},
+                **{f"p_{name}": value for name, value in move.fields.items()},
+                **{f"p_{name}": value for name, value in move.times.items()},
             }
-            for move in updates
+            for _, move in updates
         ],
     )
+
+
+def _job_row(row_id: str, at: datetime, move: JobMove) -> dict[str, Any]:
+    return {
+        "id": row_id,
+        "llmtune_job_id": move.job_id,
+        "status": move.status,
+        "created_at": at,
+        "updated_at": at,
+        **move.fields,
+        **move.times,
+    }
 
 
 async def _enqueue(
     conn: AsyncConnection,
     sql: BatchStatements,
     fresh: Sequence[NewEvent],
-    routes: Sequence[Subscription],
 ) -> None:
-    """One `pending` delivery per new event and route, due now, in arrival then route order."""
+    """One `pending` delivery per new event and target route, due now, in arrival then route
+    order."""
     rows: list[dict[str, Any]] = []
     for new in fresh:
-        for route in routes_for(new.event.type, routes, new.workspace):
+        for route in new.decision.targets:
             rows.append(
                 new_delivery(
                     event_id=new.id,

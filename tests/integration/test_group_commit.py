@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.routing import DEFAULT_ROUTES
 from service.store.db import StoreUnavailable
 from service.store.events import NewEvent
 from service.store.tables import DeliveryRow, EventRow, JobRow
@@ -60,7 +59,6 @@ def writer_for(
 ) -> IngestWriter:
     return IngestWriter(
         single_engine_database(engine),
-        DEFAULT_ROUTES,
         queue_limit=queue_limit,
         batch_limit=batch_limit,
     )

@@ -17,7 +17,7 @@ from service.http.admin.endpoint import AdminRoute, page_body, parsed_query
 from service.http.admin.params import Param, QuerySpec, time_range
 from service.http.errors import ApiError, Conflict, InvalidParameter, NotFound
 from service.http.responses import JSONResponse
-from service.jobs.state import STATUSES
+from service.job_status import JOB_STATUSES
 from service.jobs.submit import JobsDisabled, SubmitFailed, callback_url
 from service.llmtune.errors import LLMTuneError
 from service.services import Services
@@ -32,7 +32,7 @@ JOBS_QUERY = QuerySpec(
     scope="jobs",
     paged=True,
     params=(
-        Param("status", "enum", "the job's state", choices=STATUSES),
+        Param("status", "enum", "the job's state", choices=JOB_STATUSES),
         *time_range("created"),
     ),
 )
