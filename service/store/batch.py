@@ -4,7 +4,9 @@ The group-commit writer hands a batch of concurrent deliveries here. Each statem
 (`BatchStatements`) and run once over the list of its rows (an executemany, which both drivers
 send as multi-row statements or a pipeline), so a batch of 200 events costs about the same round
 trips as a single one: INSERT events, SELECT their tombstones (see `_undo_purged`), UPDATE
-duplicates, INSERT jobs, UPDATE jobs twice, INSERT deliveries. Which rows are repeats of each
+duplicates, INSERT jobs, UPDATE jobs twice (`store/job_moves.py`), INSERT deliveries. The job
+moves and the deliveries' routes come decided with each event (`NewEvent.decision`); this module
+only writes them, for the events that are new. Which rows are repeats of each
 other is decided in memory first (`plan`), so no statement ever conflicts with a row of its own
 batch.
 """
@@ -13,19 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.ids import new_id
-from service.job_status import JOB_FIELDS, JOB_TIMES, RANK, JobMove
 from service.store.deliveries import NOTIFY_CHANNEL, new_delivery
 from service.store.events import NewEvent
+from service.store.job_moves import JobMoveStatements, advance_jobs
 from service.store.sealing import PLAINTEXT, Sealer, seal_event
-from service.store.tables import DEDUP_TOMBSTONES, DELIVERIES, EVENTS, JOBS
+from service.store.tables import DEDUP_TOMBSTONES, DELIVERIES, EVENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +70,6 @@ def plan(keys: Sequence[str]) -> Plan:
     return Plan(firsts, repeats)
 
 
-def _param(name: str) -> sa.BindParameter[Any]:
-    # Prefixed: a bind named like a column is reserved for that column's value in SET clauses.
-    return sa.bindparam(f"p_{name}", type_=JOBS.c[name].type)
-
-
 class BatchStatements:
     """The batch's statements for one dialect, built once per writer."""
 
@@ -103,34 +98,7 @@ class BatchStatements:
         self.delete_events = sa.delete(EVENTS).where(
             EVENTS.c.id.in_(sa.bindparam("p_ids", expanding=True))
         )
-        self.insert_jobs = (
-            insert(JOBS)
-            .on_conflict_do_nothing(index_elements=[JOBS.c.llmtune_job_id])
-            .returning(JOBS.c.id)
-        )
-        job = JOBS.c.llmtune_job_id == sa.bindparam("p_job")
-        rank = sa.case(RANK, value=JOBS.c.status, else_=-1)
-        # Forward only: the event that moves the job on also brings its newest non-empty fields.
-        self.move_jobs = (
-            sa.update(JOBS)
-            .where(job, rank < sa.bindparam("p_rank"))
-            .values(
-                status=sa.bindparam("p_status"),
-                updated_at=_param("updated_at"),
-                **{name: sa.func.coalesce(_param(name), JOBS.c[name]) for name in JOB_FIELDS},
-            )
-        )
-        # Any event, late ones included, fills what is still empty and nothing else.
-        self.fill_jobs = (
-            sa.update(JOBS)
-            .where(job)
-            .values(
-                {
-                    name: sa.func.coalesce(JOBS.c[name], _param(name))
-                    for name in (*JOB_FIELDS, *JOB_TIMES)
-                }
-            )
-        )
+        self.jobs = JobMoveStatements(dialect)
         self.insert_deliveries = sa.insert(DELIVERIES)
         self.max_seq = sa.select(sa.func.coalesce(sa.func.max(DELIVERIES.c.seq), 0))
         self.notify = sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, ""))
@@ -175,7 +143,8 @@ async def write_batch(
     if conflicted:
         await _answer_conflicts(conn, sql, conflicted, outcomes)
     fresh = [new for new in candidates if new.id in inserted and new.event.dedup_key not in purged]
-    await _advance_jobs(conn, sql, fresh)
+    moves = [(new.received_at, move) for new in fresh if (move := new.decision.job) is not None]
+    await advance_jobs(conn, sql.jobs, moves)
     await _enqueue(conn, sql, fresh)
     return [outcome if outcome is not None else Vanished() for outcome in outcomes]
 
@@ -249,67 +218,6 @@ def _event_row(new: NewEvent, sealer: Sealer) -> dict[str, Any]:
         "is_test": event.is_test,
         "duplicate_count": 0,
         "last_duplicate_at": None,
-    }
-
-
-async def _advance_jobs(
-    conn: AsyncConnection, sql: BatchStatements, fresh: Sequence[NewEvent]
-) -> None:
-    """Create each event's job or move it forward, in arrival order (see store/jobs.py)."""
-    moves = [(new.received_at, move) for new in fresh if (move := new.decision.job) is not None]
-    if not moves:
-        return
-    # Only the first event of a job in this batch may create it; the rest update it.
-    creators: dict[str, tuple[int, str]] = {}
-    for index, (_, move) in enumerate(moves):
-        creators.setdefault(move.job_id, (index, new_id("job")))
-    created = set(
-        (
-            await conn.execute(
-                sql.insert_jobs,
-                [_job_row(row_id, *moves[index]) for index, row_id in creators.values()],
-            )
-        ).scalars()
-    )
-    made_by = {index for index, row_id in creators.values() if row_id in created}
-    updates = [moved for index, moved in enumerate(moves) if index not in made_by]
-    if not updates:
-        return
-    await conn.execute(
-        sql.move_jobs,
-        [
-            {
-                "p_job": move.job_id,
-                "p_rank": move.rank,
-                "p_status": move.status,
-                "p_updated_at": at,
-                **{f"p_{name}": value for name, value in move.fields.items()},
-            }
-            for at, move in updates
-        ],
-    )
-    await conn.execute(
-        sql.fill_jobs,
-        [
-            {
-                "p_job": move.job_id,
-                **{f"p_{name}": value for name, value in move.fields.items()},
-                **{f"p_{name}": value for name, value in move.times.items()},
-            }
-            for _, move in updates
-        ],
-    )
-
-
-def _job_row(row_id: str, at: datetime, move: JobMove) -> dict[str, Any]:
-    return {
-        "id": row_id,
-        "llmtune_job_id": move.job_id,
-        "status": move.status,
-        "created_at": at,
-        "updated_at": at,
-        **move.fields,
-        **move.times,
     }
 
 

@@ -1,9 +1,8 @@
 """The jobs table: submissions, polls and admin queries.
 
-Events advance jobs in `store/batch.py`, by the moves ingest decided, never by read-then-write:
-`INSERT … ON CONFLICT DO NOTHING`, then an `UPDATE … WHERE rank < :new` that only a forward move
-satisfies, then an `UPDATE` that only fills what is still empty. Two racing events for one job
-therefore cannot move it backwards. Reads answer in `StoredJob` values, the dataset already opened.
+Events advance jobs in `store/job_moves.py`, by the moves ingest decided, never by
+read-then-write, so two racing events for one job cannot move it backwards. Reads answer in
+`StoredJob` values, the dataset already opened.
 """
 
 from __future__ import annotations
