@@ -21,5 +21,3 @@ class Decision:
     job: JobMove | None
     targets: tuple[Subscription, ...]
 
-
-NOTHING = Decision(job=None, targets=())

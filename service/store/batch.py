@@ -4,11 +4,10 @@ The group-commit writer hands a batch of concurrent deliveries here. Each statem
 (`BatchStatements`) and run once over the list of its rows (an executemany, which both drivers
 send as multi-row statements or a pipeline), so a batch of 200 events costs about the same round
 trips as a single one: INSERT events, SELECT their tombstones (see `_undo_purged`), UPDATE
-duplicates, INSERT jobs, UPDATE jobs twice (`store/job_moves.py`), INSERT deliveries. The job
-moves and the deliveries' routes come decided with each event (`NewEvent.decision`); this module
-only writes them, for the events that are new. Which rows are repeats of each
-other is decided in memory first (`plan`), so no statement ever conflicts with a row of its own
-batch.
+duplicates, INSERT jobs, UPDATE jobs twice (`store/job_moves.py`), INSERT deliveries. Which
+rows are repeats of each other is decided in memory first (`plan`), so no statement ever
+conflicts with a row of its own batch. The job moves and the deliveries' routes come decided
+with each event (`NewEvent.decision`); this module only writes them, for the events that are new.
 """
 
 from __future__ import annotations
