@@ -20,4 +20,3 @@ class Decision:
 
     job: JobMove | None
     targets: tuple[Subscription, ...]
-

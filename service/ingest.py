@@ -3,7 +3,7 @@ store.
 
 Every source of events calls `Ingest.accept`: the webhook route, signed per-job callbacks, the
 reconciler's polls, test events, internal events and replays, each with its own `source`.
-Ingest decides what a new event does (`decide`: its job's move, the routes that get a delivery)
+Ingest decides what a new event does (`Decider`: its job's move, the routes that get a delivery)
 and hands that to the writer as data; the store only writes it. Nothing here knows HTTP:
 failures are raised as domain errors (`VerificationError`, `BodyError`, `StoreUnavailable`)
 that the HTTP edge maps to answers in one table. This service records the
@@ -42,6 +42,7 @@ Headers = Sequence[tuple[str, str]]
 # Reasons an unsigned delivery is let through when WEBHOOK_ALLOW_UNSIGNED is on (a wrong or
 # malformed signature never is).
 _UNSIGNED_OK = ("no_secret_configured", "missing_signature", "body_signature_unsupported")
+_TARGETS_REMEMBERED = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ class Ingest:
         tracer: Tracer = NO_TRACING,
     ) -> None:
         self._writer = writer
-        self._routes = tuple(routes)
+        self._decider = Decider(routes)
         self._tracer = tracer
         self._keys = {workspace: tuple(found) for workspace, found in keys.items()}
         self._allow_unsigned = allow_unsigned
@@ -150,8 +151,8 @@ class Ingest:
                     headers=[[name, value.replace("\x00", "")] for name, value in headers],
                     verified=verified,
                     received_at=received_at,
-                    decision=decide(
-                        event, received_at=received_at, routes=self._routes, workspace=workspace
+                    decision=self._decider.decide(
+                        event, received_at=received_at, workspace=workspace
                     ),
                     trace_parent=self._tracer.traceparent(),
                 )
@@ -224,14 +225,25 @@ class Ingest:
             log.log(logs.LEVELS[level], "ingest", **fields)
 
 
-def decide(
-    event: Event, *, received_at: datetime, routes: Sequence[Subscription], workspace: str
-) -> Decision:
-    """What storing `event` as new does: its job's move and the routes that get a delivery."""
-    return Decision(
-        job=job_move(event, received_at),
-        targets=tuple(routes_for(event.type, routes, workspace)),
-    )
+class Decider:
+    """Decides what storing an event as new does: its job's move and the routes that get a
+    delivery. Pure but for a bounded memo of each event type's routes (matching globs is most
+    of the work, and the routes do not change while the service runs)."""
+
+    def __init__(self, routes: Sequence[Subscription]) -> None:
+        self._routes = tuple(routes)
+        self._targets: dict[tuple[str, str], tuple[Subscription, ...]] = {}
+
+    def decide(self, event: Event, *, received_at: datetime, workspace: str) -> Decision:
+        """The decision for `event`, received at `received_at` for `workspace`."""
+        key = (event.type, workspace)
+        targets = self._targets.get(key)
+        if targets is None:
+            targets = tuple(routes_for(event.type, self._routes, workspace))
+            # Event names come from senders: remember a bounded number of them.
+            if len(self._targets) < _TARGETS_REMEMBERED:
+                self._targets[key] = targets
+        return Decision(job=job_move(event, received_at), targets=targets)
 
 
 def _note_header_mismatch(headers: Headers, event: Event, fields: dict[str, object]) -> None:

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp
 from service.app import Overrides, create_app
 from service.config import Settings
 from service.ids import new_id
-from service.ingest import decide
+from service.ingest import Decider
 from service.routing import DEFAULT_ROUTES, Subscription
 from service.store.db import Database, make_engine, make_sessionmaker
 from service.store.events import NewEvent
@@ -163,7 +163,7 @@ def new_event(
         headers=[["content-type", "application/json"]],
         verified=True,
         received_at=at,
-        decision=decide(event, received_at=at, routes=routes, workspace="default"),
+        decision=Decider(routes).decide(event, received_at=at, workspace="default"),
     )
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from service.events import Event
-from service.ingest import decide
+from service.ingest import Decider
 from service.routing import DEFAULT_ROUTES, Subscription
 
 AT = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
@@ -50,19 +50,19 @@ def test_targets_are_the_matching_routes_in_order(
     event_type: str, workspace: str, targets: list[str]
 ) -> None:
     """Enabled routes whose glob matches the event name, for its workspace, in file order."""
-    decision = decide(event(event_type), received_at=AT, routes=ROUTES, workspace=workspace)
+    decision = Decider(ROUTES).decide(event(event_type), received_at=AT, workspace=workspace)
     assert [route.name for route in decision.targets] == targets
 
 
 def test_targets_carry_their_route() -> None:
     """A target is the route itself: its handler and attempt budget go on the delivery."""
-    decision = decide(event("model.deployed"), received_at=AT, routes=ROUTES, workspace="default")
+    decision = Decider(ROUTES).decide(event("model.deployed"), received_at=AT, workspace="default")
     assert decision.targets[0] == DEPLOYS
 
 
 def test_no_routes_no_targets() -> None:
     """With no routes at all, an event is stored and goes nowhere."""
-    decision = decide(event("training.failed"), received_at=AT, routes=(), workspace="default")
+    decision = Decider(()).decide(event("training.failed"), received_at=AT, workspace="default")
     assert decision.targets == ()
 
 
@@ -79,6 +79,23 @@ def test_no_routes_no_targets() -> None:
 def test_job_move_is_decided_beside_the_targets(new: Event, status: str | None) -> None:
     """The decision carries the job's move (None when the event moves none) and still fans out
     an event that moves no job."""
-    decision = decide(new, received_at=AT, routes=DEFAULT_ROUTES, workspace="default")
+    decision = Decider(DEFAULT_ROUTES).decide(new, received_at=AT, workspace="default")
     assert (decision.job.status if decision.job else None) == status
     assert [route.name for route in decision.targets] == ["log"]
+
+
+def test_remembered_targets_stay_right() -> None:
+    """Deciding again, for many more event names than are remembered and per workspace, gives
+    the same targets as the first time."""
+    routes = (
+        Subscription("all", "log", ("t.*",)),
+        Subscription("seven", "log", ("t.7",)),
+        Subscription("team-b", "log", ("*",), workspaces=("team-b",)),
+    )
+    decider = Decider(routes)
+    for _ in range(2):
+        for n in range(1500):
+            for workspace in ("default", "team-b"):
+                decision = decider.decide(event(f"t.{n}"), received_at=AT, workspace=workspace)
+                expected = ["all"] + ["seven"] * (n == 7) + ["team-b"] * (workspace == "team-b")
+                assert [route.name for route in decision.targets] == expected
