@@ -229,7 +229,6 @@ async def build_ingest(
     if writer is None:
         writer = IngestWriter(
             core.db,
-            config.routes,
             on_commit=core.notifier.notify,
             on_batch=core.metrics.ingest_batch_events.observe,
             queue_limit=settings.ingest_queue_limit,
@@ -244,6 +243,7 @@ async def build_ingest(
         allow_unsigned=settings.webhook_allow_unsigned,
         metrics=core.metrics,
         clock=core.clock,
+        routes=config.routes,
         tracer=core.tracer,
     )
 

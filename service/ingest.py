@@ -1,9 +1,12 @@
-"""The one ingest service: (raw body, headers, source) → authenticate → normalize → store.
+"""The one ingest service: (raw body, headers, source) → authenticate → normalize → decide →
+store.
 
 Every source of events calls `Ingest.accept`: the webhook route, signed per-job callbacks, the
 reconciler's polls, test events, internal events and replays, each with its own `source`.
-Nothing here knows HTTP: failures are raised as domain errors (`VerificationError`, `BodyError`,
-`StoreUnavailable`) that the HTTP edge maps to answers in one table. This service records the
+Ingest decides what a new event does (`Decider`: its job's move, the routes that get a delivery)
+and hands that to the writer as data; the store only writes it. Nothing here knows HTTP:
+failures are raised as domain errors (`VerificationError`, `BodyError`, `StoreUnavailable`)
+that the HTTP edge maps to answers in one table. This service records the
 metrics and the one log line of each attempt; it returns only after the event is committed.
 """
 
@@ -13,15 +16,19 @@ import hashlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import structlog
 
 from service import logs
 from service.clock import Clock
+from service.decision import Decision
 from service.events import DEFAULT_WORKSPACE, Event, Source, metric_label, scoped_key
 from service.ids import new_id
+from service.jobs.state import job_move
 from service.metrics import Metrics
 from service.ports import EmittedEvent
+from service.routing import Subscription, routes_for
 from service.store.db import StoreUnavailable
 from service.store.events import NewEvent
 from service.store.writer import IngestWriter, Overloaded, WriteResult
@@ -35,6 +42,7 @@ Headers = Sequence[tuple[str, str]]
 # Reasons an unsigned delivery is let through when WEBHOOK_ALLOW_UNSIGNED is on (a wrong or
 # malformed signature never is).
 _UNSIGNED_OK = ("no_secret_configured", "missing_signature", "body_signature_unsupported")
+_TARGETS_REMEMBERED = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,9 +66,11 @@ class Ingest:
         allow_unsigned: bool,
         metrics: Metrics,
         clock: Clock,
+        routes: Sequence[Subscription],
         tracer: Tracer = NO_TRACING,
     ) -> None:
         self._writer = writer
+        self._decider = Decider(routes)
         self._tracer = tracer
         self._keys = {workspace: tuple(found) for workspace, found in keys.items()}
         self._allow_unsigned = allow_unsigned
@@ -130,6 +140,7 @@ class Ingest:
     ) -> WriteResult:
         attributes = {"event.type": event.type, "event.source": source, "job.id": event.job_id}
         with self._tracer.span("ingest.store", attributes):
+            received_at = self._clock.now()
             result = await self._writer.write(
                 NewEvent(
                     id=new_id("evt"),
@@ -139,7 +150,10 @@ class Ingest:
                     raw_body=raw_body,
                     headers=[[name, value.replace("\x00", "")] for name, value in headers],
                     verified=verified,
-                    received_at=self._clock.now(),
+                    received_at=received_at,
+                    decision=self._decider.decide(
+                        event, received_at=received_at, workspace=workspace
+                    ),
                     trace_parent=self._tracer.traceparent(),
                 )
             )
@@ -209,6 +223,27 @@ class Ingest:
         fields |= {"outcome": outcome, "ingest_ms": round(elapsed * 1000, 2)}
         if not logs.annotate(level, **fields):
             log.log(logs.LEVELS[level], "ingest", **fields)
+
+
+class Decider:
+    """Decides what storing an event as new does: its job's move and the routes that get a
+    delivery. Pure but for a bounded memo of each event type's routes (matching globs is most
+    of the work, and the routes do not change while the service runs)."""
+
+    def __init__(self, routes: Sequence[Subscription]) -> None:
+        self._routes = tuple(routes)
+        self._targets: dict[tuple[str, str], tuple[Subscription, ...]] = {}
+
+    def decide(self, event: Event, *, received_at: datetime, workspace: str) -> Decision:
+        """The decision for `event`, received at `received_at` for `workspace`."""
+        key = (event.type, workspace)
+        targets = self._targets.get(key)
+        if targets is None:
+            targets = tuple(routes_for(event.type, self._routes, workspace))
+            # Event names come from senders: remember a bounded number of them.
+            if len(self._targets) < _TARGETS_REMEMBERED:
+                self._targets[key] = targets
+        return Decision(job=job_move(event, received_at), targets=targets)
 
 
 def _note_header_mismatch(headers: Headers, event: Event, fields: dict[str, object]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +20,8 @@ from starlette.types import ASGIApp
 from service.app import Overrides, create_app
 from service.config import Settings
 from service.ids import new_id
+from service.ingest import Decider
+from service.routing import DEFAULT_ROUTES, Subscription
 from service.store.db import Database, make_engine, make_sessionmaker
 from service.store.events import NewEvent
 from service.store.tables import Base
@@ -141,18 +143,27 @@ async def emptied_engine(url: str) -> AsyncEngine:
 T0 = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
 
 
-def new_event(payload: dict[str, Any], *, at: datetime = T0, raw: bytes | None = None) -> NewEvent:
-    """A verified webhook delivery of `payload` (or of `raw`, byte for byte), ready to write."""
+def new_event(
+    payload: dict[str, Any],
+    *,
+    at: datetime = T0,
+    raw: bytes | None = None,
+    routes: Sequence[Subscription] = DEFAULT_ROUTES,
+) -> NewEvent:
+    """A verified webhook delivery of `payload` (or of `raw`, byte for byte), ready to write,
+    with what ingest would decide for it under `routes`."""
     body = raw if raw is not None else orjson.dumps(payload)
+    event = normalize(parse_body(body), body)
     return NewEvent(
         id=new_id("evt"),
         source="webhook",
         workspace="default",
-        event=normalize(parse_body(body), body),
+        event=event,
         raw_body=body,
         headers=[["content-type", "application/json"]],
         verified=True,
         received_at=at,
+        decision=Decider(routes).decide(event, received_at=at, workspace="default"),
     )
 
 

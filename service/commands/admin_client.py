@@ -23,7 +23,7 @@ from service.admin_tokens import parse_admin_tokens
 from service.commands import table
 from service.commands.common import settings_or_exit
 from service.delivery_status import DELIVERY_STATUSES
-from service.jobs.state import STATUSES as JOB_STATUSES
+from service.job_status import JOB_STATUSES
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from service.jobs.state import RANK
+from service.job_status import RANK
 from service.timestamps import rfc3339
 
 _EVENT_OF_STATUS = {

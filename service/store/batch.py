@@ -4,32 +4,27 @@ The group-commit writer hands a batch of concurrent deliveries here. Each statem
 (`BatchStatements`) and run once over the list of its rows (an executemany, which both drivers
 send as multi-row statements or a pipeline), so a batch of 200 events costs about the same round
 trips as a single one: INSERT events, SELECT their tombstones (see `_undo_purged`), UPDATE
-duplicates, INSERT jobs, UPDATE jobs twice, INSERT deliveries. Which rows are repeats of each
-other is decided in memory first (`plan`), so no statement ever conflicts with a row of its own
-batch.
+duplicates, INSERT jobs, UPDATE jobs twice (`store/job_moves.py`), INSERT deliveries. Which
+rows are repeats of each other is decided in memory first (`plan`), so no statement ever
+conflicts with a row of its own batch. The job moves and the deliveries' routes come decided
+with each event (`NewEvent.decision`); this module only writes them, for the events that are new.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.ids import new_id
-from service.jobs.state import RANK, transition_for
-from service.routing import Subscription, routes_for
 from service.store.deliveries import NOTIFY_CHANNEL, new_delivery
 from service.store.events import NewEvent
+from service.store.job_moves import JobMoveStatements, advance_jobs
 from service.store.sealing import PLAINTEXT, Sealer, seal_event
-from service.store.tables import DEDUP_TOMBSTONES, DELIVERIES, EVENTS, JOBS
-
-_JOB_FIELDS = ("base_model", "artifact", "deployment_id", "metrics", "error")
-_JOB_TIMES = ("started_at", "finished_at", "deployed_at")
+from service.store.tables import DEDUP_TOMBSTONES, DELIVERIES, EVENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +69,6 @@ def plan(keys: Sequence[str]) -> Plan:
     return Plan(firsts, repeats)
 
 
-def _param(name: str) -> sa.BindParameter[Any]:
-    # Prefixed: a bind named like a column is reserved for that column's value in SET clauses.
-    return sa.bindparam(f"p_{name}", type_=JOBS.c[name].type)
-
-
 class BatchStatements:
     """The batch's statements for one dialect, built once per writer."""
 
@@ -107,34 +97,7 @@ class BatchStatements:
         self.delete_events = sa.delete(EVENTS).where(
             EVENTS.c.id.in_(sa.bindparam("p_ids", expanding=True))
         )
-        self.insert_jobs = (
-            insert(JOBS)
-            .on_conflict_do_nothing(index_elements=[JOBS.c.llmtune_job_id])
-            .returning(JOBS.c.id)
-        )
-        job = JOBS.c.llmtune_job_id == sa.bindparam("p_job")
-        rank = sa.case(RANK, value=JOBS.c.status, else_=-1)
-        # Forward only: the event that moves the job on also brings its newest non-empty fields.
-        self.move_jobs = (
-            sa.update(JOBS)
-            .where(job, rank < sa.bindparam("p_rank"))
-            .values(
-                status=sa.bindparam("p_status"),
-                updated_at=_param("updated_at"),
-                **{name: sa.func.coalesce(_param(name), JOBS.c[name]) for name in _JOB_FIELDS},
-            )
-        )
-        # Any event, late ones included, fills what is still empty and nothing else.
-        self.fill_jobs = (
-            sa.update(JOBS)
-            .where(job)
-            .values(
-                {
-                    name: sa.func.coalesce(JOBS.c[name], _param(name))
-                    for name in (*_JOB_FIELDS, *_JOB_TIMES)
-                }
-            )
-        )
+        self.jobs = JobMoveStatements(dialect)
         self.insert_deliveries = sa.insert(DELIVERIES)
         self.max_seq = sa.select(sa.func.coalesce(sa.func.max(DELIVERIES.c.seq), 0))
         self.notify = sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, ""))
@@ -144,10 +107,10 @@ async def write_batch(
     conn: AsyncConnection,
     sql: BatchStatements,
     batch: Sequence[NewEvent],
-    routes: Sequence[Subscription],
     sealer: Sealer = PLAINTEXT,
 ) -> list[WriteOutcome]:
-    """Store `batch` inside the caller's transaction; one outcome per delivery, in order."""
+    """Store `batch` inside the caller's transaction, applying the job moves and fan-out that
+    ingest decided to the events that are new; one outcome per delivery, in order."""
     grouped = plan([new.event.dedup_key for new in batch])
     candidates = [batch[index] for index in grouped.firsts]
     event_rows = [_event_row(new, sealer) for new in candidates]
@@ -179,8 +142,9 @@ async def write_batch(
     if conflicted:
         await _answer_conflicts(conn, sql, conflicted, outcomes)
     fresh = [new for new in candidates if new.id in inserted and new.event.dedup_key not in purged]
-    await _advance_jobs(conn, sql, fresh)
-    await _enqueue(conn, sql, fresh, routes)
+    moves = [(new.received_at, move) for new in fresh if (move := new.decision.job) is not None]
+    await advance_jobs(conn, sql.jobs, moves)
+    await _enqueue(conn, sql, fresh)
     return [outcome if outcome is not None else Vanished() for outcome in outcomes]
 
 
@@ -256,115 +220,16 @@ def _event_row(new: NewEvent, sealer: Sealer) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class _JobMove:
-    job_id: str
-    status: str
-    rank: int
-    at: datetime
-    fields: dict[str, Any]
-    times: dict[str, datetime | None]
-
-
-def _job_moves(fresh: Sequence[NewEvent]) -> list[_JobMove]:
-    moves = []
-    for new in fresh:
-        event = new.event
-        transition = transition_for(event.type)
-        if transition is None or event.job_id is None or event.is_test:
-            continue
-        when = event.occurred_at or new.received_at
-        moves.append(
-            _JobMove(
-                job_id=event.job_id,
-                status=transition.status,
-                rank=RANK[transition.status],
-                at=new.received_at,
-                fields={
-                    "base_model": event.model,
-                    "artifact": event.artifact,
-                    "deployment_id": event.deployment_id,
-                    "metrics": event.metrics,
-                    "error": event.error,
-                },
-                times={
-                    name: when if name == transition.timestamp_field else None
-                    for name in _JOB_TIMES
-                },
-            )
-        )
-    return moves
-
-
-async def _advance_jobs(
-    conn: AsyncConnection, sql: BatchStatements, fresh: Sequence[NewEvent]
-) -> None:
-    """Create each event's job or move it forward, in arrival order (see store/jobs.py)."""
-    moves = _job_moves(fresh)
-    if not moves:
-        return
-    # Only the first event of a job in this batch may create it; the rest update it.
-    creators: dict[str, tuple[int, str]] = {}
-    for index, move in enumerate(moves):
-        creators.setdefault(move.job_id, (index, new_id("job")))
-    created = set(
-        (
-            await conn.execute(
-                sql.insert_jobs,
-                [
-                    {
-                        "id": row_id,
-                        "llmtune_job_id": moves[index].job_id,
-                        "status": moves[index].status,
-                        "created_at": moves[index].at,
-                        "updated_at": moves[index].at,
-                        **moves[index].fields,
-                        **moves[index].times,
-                    }
-                    for index, row_id in creators.values()
-                ],
-            )
-        ).scalars()
-    )
-    made_by = {index for index, row_id in creators.values() if row_id in created}
-    updates = [move for index, move in enumerate(moves) if index not in made_by]
-    if not updates:
-        return
-    await conn.execute(
-        sql.move_jobs,
-        [
-            {
-                "p_job": move.job_id,
-                "p_rank": move.rank,
-                "p_status": move.status,
-                "p_updated_at": move.at,
-                **{f"p_{name}": value for name, value in move.fields.items()},
-            }
-            for move in updates
-        ],
-    )
-    await conn.execute(
-        sql.fill_jobs,
-        [
-            {
-                "p_job": move.job_id,
-                **{f"p_{name}": value for name, value in (move.fields | move.times).items()},
-            }
-            for move in updates
-        ],
-    )
-
-
 async def _enqueue(
     conn: AsyncConnection,
     sql: BatchStatements,
     fresh: Sequence[NewEvent],
-    routes: Sequence[Subscription],
 ) -> None:
-    """One `pending` delivery per new event and route, due now, in arrival then route order."""
+    """One `pending` delivery per new event and target route, due now, in arrival then route
+    order."""
     rows: list[dict[str, Any]] = []
     for new in fresh:
-        for route in routes_for(new.event.type, routes, new.workspace):
+        for route in new.decision.targets:
             rows.append(
                 new_delivery(
                     event_id=new.id,

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from service.decision import Decision
 from service.events import Event
 from service.store.paging import Page, fetch_page
 from service.store.sealing import Sealer, open_body, open_headers
@@ -23,7 +24,7 @@ from service.store.tables import EVENTS, EventRow
 
 @dataclass(frozen=True, slots=True)
 class NewEvent:
-    """Everything the writer stores for one delivery."""
+    """Everything the writer stores for one delivery, with what ingest decided it does if new."""
 
     id: str
     source: str
@@ -33,6 +34,7 @@ class NewEvent:
     headers: list[list[str]]
     verified: bool
     received_at: datetime
+    decision: Decision
     # The storing request's trace context, kept on its deliveries (see service/tracing.py).
     trace_parent: str | None = None
 

@@ -1,9 +1,8 @@
 """The jobs table: submissions, polls and admin queries.
 
-Events advance jobs in `store/batch.py`, never by read-then-write: `INSERT … ON CONFLICT DO
-NOTHING`, then an `UPDATE … WHERE rank < :new` that only a forward move satisfies, then an
-`UPDATE` that only fills what is still empty. Two racing events for one job therefore cannot
-move it backwards. Reads answer in `StoredJob` values, the dataset already opened.
+Events advance jobs in `store/job_moves.py`, by the moves ingest decided, never by
+read-then-write, so two racing events for one job cannot move it backwards. Reads answer in
+`StoredJob` values, the dataset already opened.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.ids import new_id
-from service.jobs.state import RANK
+from service.job_status import JOB_TIMES, RANK
 from service.store.dialect import insert_for
 from service.store.paging import Page, fetch_page
 from service.store.sealing import PLAINTEXT, Sealer, dataset_context, open_dataset
@@ -195,7 +194,7 @@ async def record_accepted(
         await session.execute(sa.delete(JOBS).where(JOBS.c.id == early.id))
         if RANK.get(early.status, -1) >= RANK["pending"]:
             values["status"] = early.status
-        for name in ("artifact", "deployment_id", "metrics", "error", *_TIMES):
+        for name in ("artifact", "deployment_id", "metrics", "error", *JOB_TIMES):
             if getattr(early, name) is not None:
                 values[name] = getattr(early, name)
     await session.execute(sa.update(JOBS).where(JOBS.c.id == job_id).values(values))
@@ -208,7 +207,6 @@ async def record_submit_error(session: AsyncSession, job_id: str, error: str) ->
     )
 
 
-_TIMES = ("started_at", "finished_at", "deployed_at")
 _OPEN = ("submitted", "pending", "running")
 # A completed job can still be deployed, so a doorbell may ask about it; these are final.
 _FINAL = ("failed", "deployed")

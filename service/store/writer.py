@@ -1,6 +1,7 @@
 """The one ingest writer, with group commit: concurrent deliveries share one transaction.
 
-Every source's events are written by `IngestWriter.write` (called by the ingest service). A
+Every source's events are written by `IngestWriter.write` (called by the ingest service, which
+has already decided each event's job move and fan-out: the writer only writes them). A
 request queues its row and waits; one flusher task takes everything queued so far and commits
 it as one batch (`store/batch.py`), then answers each waiting request. While one batch commits,
 the next one gathers, so under load a commit carries many events and at concurrency 1 it is
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 import sqlalchemy.exc
 import structlog
 
-from service.routing import Subscription
 from service.store.batch import BatchStatements, Stored, WriteOutcome, write_batch
 from service.store.db import (
     Database,
@@ -77,7 +77,6 @@ class IngestWriter:
     def __init__(
         self,
         db: Database,
-        routes: Sequence[Subscription],
         *,
         on_commit: Callable[[], None] | None = None,
         on_batch: Callable[[int], None] | None = None,
@@ -87,7 +86,6 @@ class IngestWriter:
     ) -> None:
         self._tracer = tracer
         self._db = db
-        self._routes = tuple(routes)
         self._on_commit = on_commit
         self._on_batch = on_batch
         self._sql = BatchStatements(db.engine.dialect.name)
@@ -180,7 +178,7 @@ class IngestWriter:
     async def _commit(self, batch: list[NewEvent]) -> list[WriteOutcome]:
         async def attempt() -> list[WriteOutcome]:
             async with self._db.engine.begin() as conn:
-                return await write_batch(conn, self._sql, batch, self._routes, self._db.sealer)
+                return await write_batch(conn, self._sql, batch, self._db.sealer)
 
         return await retry_dropped(attempt)
 

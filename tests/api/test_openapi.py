@@ -21,7 +21,7 @@ from service.http.admin.params import MAX_LIMIT, MAX_VALUES
 from service.http.admin.routes import operations
 from service.http.console.routes import ROUTES as CONSOLE_ROUTES
 from service.ids import looks_like_id, new_id
-from service.jobs.state import STATUSES
+from service.job_status import JOB_STATUSES
 from tests.helpers import make_settings, running_app
 
 TOKENS = ["ci:read:read-secret-0123456", "ops:write:write-secret-0123456"]
@@ -141,7 +141,7 @@ def test_query_parameters_follow_the_declarations() -> None:
     assert types["type"] == "array"
     assert types["maxItems"] == MAX_VALUES
     assert parameter("GET", "/admin/events", "duplicate")["schema"] == {"type": "boolean"}
-    assert parameter("GET", "/admin/jobs", "status")["schema"]["enum"] == list(STATUSES)
+    assert parameter("GET", "/admin/jobs", "status")["schema"]["enum"] == list(JOB_STATUSES)
     limit = parameter("GET", "/admin/deliveries", "limit")["schema"]
     assert (limit["minimum"], limit["maximum"]) == (1, MAX_LIMIT)
     since = parameter("GET", "/admin/rejections", "since")["schema"]

@@ -19,7 +19,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.routing import DEFAULT_ROUTES
 from service.store.db import StoreUnavailable
 from service.store.events import NewEvent
 from service.store.tables import DeliveryRow, EventRow, JobRow
@@ -60,7 +59,6 @@ def writer_for(
 ) -> IngestWriter:
     return IngestWriter(
         single_engine_database(engine),
-        DEFAULT_ROUTES,
         queue_limit=queue_limit,
         batch_limit=batch_limit,
     )
@@ -267,3 +265,50 @@ async def test_store_going_away_fails_the_whole_batch(postgresql_engine: AsyncEn
     assert all(isinstance(r, StoreUnavailable) for r in results), results
     assert len(kills) == 2  # the batch and its one retry on a fresh connection
     assert await count_rows(postgresql_engine, EventRow) == 0
+
+
+@contextmanager
+def statements_run(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The first words of every statement sent to the database while the block runs."""
+    seen: list[str] = []
+
+    def before(_conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(" ".join(statement.split()[:3]))
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", before)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", before)
+
+
+async def test_a_batch_runs_each_statement_once(engine: AsyncEngine) -> None:
+    """Thirty deliveries in one batch (ten jobs moved twice, repeats, events of no job) cost one
+    statement of each kind, however many rows each carries: the decided job moves and fan-out
+    are bound as rows, never run per event."""
+    news = [
+        new_event(lifecycle(name, job=f"job-{n}"), at=T0)
+        for name in ("training.started", "training.completed")
+        for n in range(10)
+    ]
+    news += [dataclasses.replace(new, id=f"evt_copy_{n}") for n, new in enumerate(news[:5])]
+    news += [new_event({"event": "usage.threshold_reached", "id": f"u-{n}"}) for n in range(5)]
+    writer = writer_for(engine)
+    async with writer.running():
+        with statements_run(engine) as statements:
+            results = await write_all(writer, news)
+    assert all(isinstance(r, WriteResult) for r in results), results
+    # SQLite's BEGIN IMMEDIATE and delivery numbering; PostgreSQL's wake-up of the workers.
+    dialect_only = ("BEGIN IMMEDIATE", "SELECT coalesce(max(deliveries.seq)", "SELECT pg_notify(")
+    assert [s for s in statements if not s.startswith(dialect_only)] == [
+        "INSERT INTO events",
+        "SELECT dedup_tombstones.dedup_key, dedup_tombstones.event_id",
+        "UPDATE events SET",  # the repeats' counts
+        "INSERT INTO jobs",
+        "UPDATE jobs SET",  # forward moves
+        "UPDATE jobs SET",  # fills
+        "INSERT INTO deliveries",
+    ]
+    assert len(statements) <= 7 + 2
+    assert await count_rows(engine, JobRow) == 10
+    assert await count_rows(engine, DeliveryRow) == 25

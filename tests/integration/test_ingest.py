@@ -41,7 +41,7 @@ async def make_ingest(
 ) -> tuple[Ingest, Metrics]:
     """An ingest service whose writer runs until the test ends."""
     metrics = Metrics()
-    writer = IngestWriter(db, DEFAULT_ROUTES)
+    writer = IngestWriter(db)
     await stack.enter_async_context(writer.running())
     ingest = Ingest(
         writer,
@@ -49,6 +49,7 @@ async def make_ingest(
         allow_unsigned=allow_unsigned,
         metrics=metrics,
         clock=FakeClock(T0),
+        routes=DEFAULT_ROUTES,
     )
     return ingest, metrics
 

@@ -69,9 +69,9 @@ async def test_a_webhook_faster_than_the_answer_is_folded_in(engine: AsyncEngine
     LLMTune id; recording the answer keeps one row, ours, with the webhook's progress."""
     db = single_engine_database(engine)
     row, _ = await db.write(lambda s: jobs.create_submission(s, SUBMISSION, now=T0))
-    writer = IngestWriter(db, [])
+    writer = IngestWriter(db)
     async with writer.running():
-        await writer.write(new_event(lifecycle("training.started", job="ft-9")))
+        await writer.write(new_event(lifecycle("training.started", job="ft-9"), routes=()))
     assert len(await all_jobs(engine)) == 2
     await db.write(lambda s: jobs.record_accepted(s, row.id, llmtune_job_id="ft-9", now=T0))
     [job] = await all_jobs(engine)
@@ -87,11 +87,15 @@ async def test_polls_are_due_after_quiet_and_leased(engine: AsyncEngine) -> None
     await db.write(lambda s: jobs.record_accepted(s, quiet.id, llmtune_job_id="ft-q", now=T0))
     unaccepted = Submission("base", "s3://d", "sft", {}, "key-2")
     await db.write(lambda s: jobs.create_submission(s, unaccepted, now=T0))
-    writer = IngestWriter(db, [])
+    writer = IngestWriter(db)
     async with writer.running():
-        await writer.write(new_event(lifecycle("training.completed", job="ft-done"), at=T0))
         await writer.write(
-            new_event(lifecycle("training.started", job="ft-busy"), at=T0 + timedelta(hours=1))
+            new_event(lifecycle("training.completed", job="ft-done"), at=T0, routes=())
+        )
+        await writer.write(
+            new_event(
+                lifecycle("training.started", job="ft-busy"), at=T0 + timedelta(hours=1), routes=()
+            )
         )
     now = T0 + timedelta(hours=1, minutes=5)
 

@@ -16,7 +16,6 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from service.routing import DEFAULT_ROUTES
 from service.store.db import make_sessionmaker
 from service.store.purge import purge_batch
 from service.store.tables import DEDUP_TOMBSTONES, DELIVERIES, EVENTS
@@ -43,7 +42,7 @@ async def postgresql_engine(postgresql_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def writer(postgresql_engine: AsyncEngine) -> AsyncIterator[IngestWriter]:
-    running = IngestWriter(single_engine_database(postgresql_engine), DEFAULT_ROUTES)
+    running = IngestWriter(single_engine_database(postgresql_engine))
     async with running.running():
         yield running
 

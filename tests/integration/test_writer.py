@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from service.routing import DEFAULT_ROUTES, Subscription
+from service.routing import Subscription
 from service.store.db import make_sessionmaker
 from service.store.tables import DeliveryRow, EventRow, JobRow
 from service.store.writer import IngestWriter
@@ -25,7 +25,7 @@ async def rows(engine: AsyncEngine, model: type[Any]) -> list[Any]:
 
 @pytest.fixture
 async def writer(engine: AsyncEngine) -> AsyncIterator[IngestWriter]:
-    running = IngestWriter(single_engine_database(engine), DEFAULT_ROUTES)
+    running = IngestWriter(single_engine_database(engine))
     async with running.running():
         yield running
 
@@ -78,10 +78,10 @@ class TestDedup:
             Subscription("slack", "slack", ("training.*",)),
             Subscription("deploys", "log", ("model.*",)),
         ]
-        writer = IngestWriter(single_engine_database(engine), routes)
+        writer = IngestWriter(single_engine_database(engine))
         async with writer.running():
-            await writer.write(new_event(lifecycle("training.failed")))
-            await writer.write(new_event({"event": "usage.threshold_reached"}))
+            await writer.write(new_event(lifecycle("training.failed"), routes=routes))
+            await writer.write(new_event({"event": "usage.threshold_reached"}, routes=routes))
         assert [d.route for d in await rows(engine, DeliveryRow)] == ["slack"]
         assert len(await rows(engine, EventRow)) == 2
 

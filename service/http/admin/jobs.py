@@ -17,7 +17,7 @@ from service.http.admin.endpoint import AdminRoute, page_body, parsed_query
 from service.http.admin.params import Paged, Time
 from service.http.errors import ApiError, Conflict, InvalidParameter, NotFound
 from service.http.responses import JSONResponse
-from service.jobs.state import Status
+from service.job_status import JobStatus
 from service.jobs.submit import JobsDisabled, SubmitFailed, callback_url
 from service.llmtune.errors import LLMTuneError
 from service.services import Services
@@ -34,7 +34,7 @@ class JobsQuery(Paged):
     """`GET /admin/jobs`."""
 
     scope: ClassVar[str] = "jobs"
-    status: Status | None = Field(None, description="the job's state")
+    status: JobStatus | None = Field(None, description="the job's state")
     since: Time | None = Field(None, description="only rows created at or after this time")
     until: Time | None = Field(None, description="only rows created before this time")
 

@@ -1,0 +1,122 @@
+"""Job moves decided by ingest, written in three statements per batch, each run once over its
+rows: `INSERT … ON CONFLICT DO NOTHING` (the job's first event creates it), then an
+`UPDATE … WHERE rank(status) < :rank` that only a forward move satisfies, then an `UPDATE` that
+only fills what is still empty. Never read-then-write, so two racing events for one job cannot
+move it backwards, on any number of processes. What moves, to which status and rank, is in the
+`JobMove`; this module decides nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from service.ids import new_id
+from service.job_status import JOB_FIELDS, JOB_TIMES, RANK, JobMove
+from service.store.tables import JOBS
+
+
+def _param(name: str) -> sa.BindParameter[Any]:
+    # Prefixed: a bind named like a column is reserved for that column's value in SET clauses.
+    return sa.bindparam(f"p_{name}", type_=JOBS.c[name].type)
+
+
+class JobMoveStatements:
+    """The job statements of a batch for one dialect, built once per writer."""
+
+    def __init__(self, dialect: str) -> None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self.insert_jobs = (
+            insert(JOBS)
+            .on_conflict_do_nothing(index_elements=[JOBS.c.llmtune_job_id])
+            .returning(JOBS.c.id)
+        )
+        job = JOBS.c.llmtune_job_id == sa.bindparam("p_job")
+        rank = sa.case(RANK, value=JOBS.c.status, else_=-1)
+        # Forward only: the event that moves the job on also brings its newest non-empty fields.
+        self.move_jobs = (
+            sa.update(JOBS)
+            .where(job, rank < sa.bindparam("p_rank"))
+            .values(
+                status=sa.bindparam("p_status"),
+                updated_at=_param("updated_at"),
+                **{name: sa.func.coalesce(_param(name), JOBS.c[name]) for name in JOB_FIELDS},
+            )
+        )
+        # Any event, late ones included, fills what is still empty and nothing else.
+        self.fill_jobs = (
+            sa.update(JOBS)
+            .where(job)
+            .values(
+                {
+                    name: sa.func.coalesce(JOBS.c[name], _param(name))
+                    for name in (*JOB_FIELDS, *JOB_TIMES)
+                }
+            )
+        )
+
+
+async def advance_jobs(
+    conn: AsyncConnection, sql: JobMoveStatements, moves: Sequence[tuple[datetime, JobMove]]
+) -> None:
+    """Create each move's job or move it forward, in arrival order; each move with the time its
+    event arrived."""
+    if not moves:
+        return
+    # Only the first event of a job in this batch may create it; the rest update it.
+    creators: dict[str, tuple[int, str]] = {}
+    for index, (_, move) in enumerate(moves):
+        creators.setdefault(move.job_id, (index, new_id("job")))
+    created = set(
+        (
+            await conn.execute(
+                sql.insert_jobs,
+                [_job_row(row_id, *moves[index]) for index, row_id in creators.values()],
+            )
+        ).scalars()
+    )
+    made_by = {index for index, row_id in creators.values() if row_id in created}
+    updates = [moved for index, moved in enumerate(moves) if index not in made_by]
+    if not updates:
+        return
+    await conn.execute(
+        sql.move_jobs,
+        [
+            {
+                "p_job": move.job_id,
+                "p_rank": move.rank,
+                "p_status": move.status,
+                "p_updated_at": at,
+                **{f"p_{name}": value for name, value in move.fields.items()},
+            }
+            for at, move in updates
+        ],
+    )
+    await conn.execute(
+        sql.fill_jobs,
+        [
+            {
+                "p_job": move.job_id,
+                **{f"p_{name}": value for name, value in move.fields.items()},
+                **{f"p_{name}": value for name, value in move.times.items()},
+            }
+            for _, move in updates
+        ],
+    )
+
+
+def _job_row(row_id: str, at: datetime, move: JobMove) -> dict[str, Any]:
+    return {
+        "id": row_id,
+        "llmtune_job_id": move.job_id,
+        "status": move.status,
+        "created_at": at,
+        "updated_at": at,
+        **move.fields,
+        **move.times,
+    }
