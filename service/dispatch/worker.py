@@ -134,6 +134,8 @@ class Worker:
                 if self._running:
                     await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
                 made += len(claimed)
+            if self._running:  # rounds ran out: let the attempts under way record their results
+                await asyncio.wait(set(self._running))
         return made
 
     async def _claim_some(self) -> list[Claimed]:
