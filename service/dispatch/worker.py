@@ -5,6 +5,8 @@ It wakes at once when ingest stores new work (an in-process signal, and PostgreS
 LISTEN/NOTIFY across processes) and polls as a fallback. At most `concurrency` handler calls
 run at a time, each route at most `rate_limit` per second (per process). On stop it lets
 in-flight attempts finish for a grace period, then gives the rest back (their leases).
+Finished attempts are recorded many per transaction (`results.py`); a delivery keeps its lease
+until its result is committed, and the recorder writes what is queued before the worker stops.
 A delivery that goes `dead` is announced as an internal `delivery.dead` event through the
 ingest service, so operators can route it like any other event.
 """
@@ -21,13 +23,13 @@ from datetime import datetime, timedelta
 
 import orjson
 import structlog
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from service.clock import Clock, Timer
 from service.dispatch.dead import DEAD_EVENT, dead_event_body
 from service.dispatch.notify import Notifier
 from service.dispatch.policy import Decision, decide
 from service.dispatch.ratelimit import RateLimiter
+from service.dispatch.results import AttemptRecorder
 from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
 from service.metrics import Metrics
 from service.ports import EmitEvent
@@ -88,37 +90,52 @@ class Worker:
             for name, route in routes.items()
             if route.rate_limit is not None
         }
+        self._recorder = AttemptRecorder(db, clock)
         self._running: dict[asyncio.Task[None], Claimed] = {}
+        # Attempts whose result is with the recorder: on stop they are not given back.
+        self._recorded: set[tuple[str, int]] = set()
         self._slots = asyncio.Semaphore(self._config.concurrency)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then drain (see the module docstring)."""
-        last_stats = 0.0
+        abandoned: list[Claimed] = []
         try:
-            while not stop.is_set():
-                free = self._config.concurrency - len(self._running)
-                claimed = await self._claim_some()
-                if time.monotonic() - last_stats >= self._config.stats_every_seconds:
-                    await self._record_queue_stats()
-                    last_stats = time.monotonic()
-                # Fewer than asked for: the queue is empty now. Wait for a notification (the
-                # Notifier is level-triggered, so one that came during the claim is not lost)
-                # instead of paying for another, empty, claim transaction.
-                if len(claimed) < free or not claimed:
-                    await self._idle(stop)
+            async with self._recorder.running():
+                try:
+                    await self._work(stop)
+                finally:
+                    abandoned = await self._stop_attempts()
         finally:
-            await self._drain()
+            # After the recorder wrote its queue: only attempts without a result are given back.
+            await self._release(abandoned)
+
+    async def _work(self, stop: asyncio.Event) -> None:
+        last_stats = 0.0
+        while not stop.is_set():
+            free = self._config.concurrency - len(self._running)
+            claimed = await self._claim_some()
+            if time.monotonic() - last_stats >= self._config.stats_every_seconds:
+                await self._record_queue_stats()
+                last_stats = time.monotonic()
+            # Fewer than asked for: the queue is empty now. Wait for a notification (the
+            # Notifier is level-triggered, so one that came during the claim is not lost)
+            # instead of paying for another, empty, claim transaction.
+            if len(claimed) < free or not claimed:
+                await self._idle(stop)
 
     async def run_until_idle(self, max_rounds: int = 1000) -> int:
         """Claim and finish work until nothing is due (tests, `worker --once`); attempts made."""
         made = 0
-        for _ in range(max_rounds):
-            claimed = await self._claim_some()
-            if not claimed and not self._running:
-                break
-            if self._running:
-                await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
-            made += len(claimed)
+        async with self._recorder.running():
+            for _ in range(max_rounds):
+                claimed = await self._claim_some()
+                if not claimed and not self._running:
+                    break
+                if self._running:
+                    await asyncio.wait(set(self._running), return_when=asyncio.FIRST_COMPLETED)
+                made += len(claimed)
+            if self._running:  # rounds ran out: let the attempts under way record their results
+                await asyncio.wait(set(self._running))
         return made
 
     async def _claim_some(self) -> list[Claimed]:
@@ -127,8 +144,8 @@ class Worker:
             return []
         now = self._clock.now()
         try:
-            claimed = await self._db.write(
-                lambda s: outbox.claim(s, now=now, lease=self._config.lease, limit=free)
+            claimed = await self._db.write_on_connection(
+                lambda conn: outbox.claim(conn, now=now, lease=self._config.lease, limit=free)
             )
         except StoreUnavailable:
             return []  # logged by the store; the next round tries again
@@ -154,24 +171,31 @@ class Worker:
                 if waiter not in self._running:
                     waiter.cancel()
 
-    async def _drain(self) -> None:
+    async def _stop_attempts(self) -> list[Claimed]:
+        """Let running attempts finish for the grace period, cancel the rest; those that had
+        no result yet (still in their handler), to be given back."""
         if not self._running:
-            return
+            return []
         pending = set(self._running)
         _, unfinished = await asyncio.wait(pending, timeout=self._config.grace_seconds)
-        abandoned = [self._running[task] for task in unfinished if task in self._running]
+        # Taken before the cancel: a cancelled attempt that had handed its result over stops
+        # waiting for it, and the recorder still writes it.
+        cut_short = [self._running[task] for task in unfinished if task in self._running]
+        abandoned = [item for item in cut_short if (item.id, item.attempt) not in self._recorded]
         for task in unfinished:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
+        return abandoned
+
+    async def _release(self, abandoned: list[Claimed]) -> None:
+        if not abandoned:
+            return
         now = self._clock.now()
-
-        async def release_all(session: AsyncSession) -> None:
-            for item in abandoned:
-                await outbox.release(session, item, now=now)
-
         # If the store is down, the leases simply expire and the deliveries come due again.
         with contextlib.suppress(StoreUnavailable):
-            await self._db.write(release_all)
+            await self._db.write_on_connection(
+                lambda conn: outbox.release(conn, abandoned, now=now)
+            )
         for item in abandoned:
             log.info("delivery_released", delivery_id=item.id, route=item.route)
 
@@ -260,13 +284,16 @@ class Worker:
             started_at=started_at,
             duration_ms=round(elapsed * 1000, 2),
         )
-        now = self._clock.now()
+        key = (item.id, item.attempt)
+        self._recorded.add(key)
         try:
-            recorded = await self._db.write(lambda s: outbox.finish(s, item, result, now=now))
+            recorded = await self._recorder.record(item, result)
         except StoreUnavailable:
             # The lease will expire and the delivery will be tried again: at least once.
             log.warning("delivery_result_unsaved", delivery_id=item.id, route=item.route)
             return None
+        finally:
+            self._recorded.discard(key)
         return decision, result, recorded
 
     async def _unreadable(self, item: Claimed, reason: str) -> None:

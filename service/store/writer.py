@@ -21,7 +21,6 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-import sqlalchemy.exc
 import structlog
 
 from service.store.batch import BatchStatements, Stored, WriteOutcome, write_batch
@@ -29,6 +28,7 @@ from service.store.db import (
     Database,
     StoreUnavailable,
     describe_storage_error,
+    refused,
     retry_dropped,
 )
 from service.store.events import NewEvent
@@ -38,12 +38,6 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_QUEUE_LIMIT = 4096
 DEFAULT_BATCH_LIMIT = 256
-
-# Errors that mean "the database answered, and refused this data": worth retrying row by row.
-# Everything else reaching the store (connection refused, reset, timed out, locked) is the store
-# being unavailable, and retrying each row would only multiply the wait.
-_REFUSED = (sqlalchemy.exc.StatementError,)
-_UNREACHABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 
 
 class Overloaded(StoreUnavailable):
@@ -149,7 +143,7 @@ class IngestWriter:
         try:
             outcomes = await self._commit([p.new for p in batch])
         except Exception as exc:
-            if len(batch) == 1 or not _refused(exc):
+            if len(batch) == 1 or not refused(exc):
                 _fail(batch, exc)
                 return
             log.warning("ingest_batch_refused", size=len(batch), cause=_cause(exc))
@@ -162,7 +156,7 @@ class IngestWriter:
             try:
                 outcomes = await self._commit([pending.new])
             except Exception as exc:
-                if not _refused(exc):
+                if not refused(exc):
                     _fail(batch[index:], exc)  # the store went away: do not try the rest
                     return
                 log.error(
@@ -202,18 +196,6 @@ class IngestWriter:
 
 def _cause(exc: BaseException) -> str:
     return describe_storage_error(exc.__cause__ or exc)
-
-
-def _refused(exc: BaseException) -> bool:
-    """True when the database answered and refused the data (not when it was unreachable)."""
-    if isinstance(exc, StoreUnavailable):
-        cause = exc.__cause__
-        return (
-            isinstance(cause, _REFUSED)
-            and not isinstance(cause, _UNREACHABLE)
-            and not getattr(cause, "connection_invalidated", False)
-        )
-    return True  # not a storage error at all: a bug in one row's values, most likely
 
 
 def _fail(batch: Sequence[_Pending], exc: BaseException) -> None:
