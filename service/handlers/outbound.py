@@ -157,10 +157,11 @@ class _Pool:
         try:
             yield session
         finally:
-            self._in_flight[session] -= 1
-            if session is not self._session and not self._in_flight[session]:
-                del self._in_flight[session]
-                await session.close()
+            if session in self._in_flight:  # else `aclose` has closed it already
+                self._in_flight[session] -= 1
+                if session is not self._session and not self._in_flight[session]:
+                    del self._in_flight[session]
+                    await session.close()
 
     def expire(self) -> None:
         """Look the host up again before the next request (a connection attempt failed)."""

@@ -771,3 +771,18 @@ class TestRechecks:
             assert isinstance(failed, Retry)
             assert await handler.handle(make_delivery()) == Ok("HTTP 204")
         assert seen.lookups == ["sink.test", "sink.test"]
+
+    async def test_request_in_flight_survives_a_changed_answer(
+        self, sink: HttpSink, deps: HandlerDeps, seen: Seen, ticks: Ticks
+    ) -> None:
+        """A slow request on the old address still gets its answer when a re-check, meanwhile,
+        replaces the pool (its session closes only after that request)."""
+        seen.answers["sink.test"] = [["127.0.0.1"], ["127.0.0.2"]]
+        sink.script.append(Reply(delay=0.5))
+        handler = build(f"http://sink.test:{sink.port}/hooks/in", deps, allow_private=True)
+        slow = asyncio.create_task(handler.handle(make_delivery()))
+        await sink.wait_for(1)
+        ticks.now += RECHECK_SECONDS
+        moved = await handler.handle(make_delivery())
+        assert isinstance(moved, Retry)
+        assert await slow == Ok("HTTP 200")
