@@ -32,6 +32,7 @@ from service.dispatch.routes_file import RoutesConfig, load_config
 from service.dispatch.worker import Worker, WorkerConfig
 from service.events import DEFAULT_WORKSPACE
 from service.handlers.base import Handler, HandlerDeps, HandlerType, InferenceDeps
+from service.handlers.outbound import Outbound
 from service.handlers.registry import available, build_handlers
 from service.ingest import Ingest
 from service.jobs.reconcile import Reconciler
@@ -172,6 +173,7 @@ class Core:
     settings: Settings
     db: Database
     http: httpx.AsyncClient
+    outbound: Outbound  # the `http` and `slack` handlers' pooled, address-checked POSTs
     llmtune: LLMTuneClient | None  # None when no API key is set (jobs and inference are off)
     clock: Clock
     metrics: Metrics
@@ -199,6 +201,8 @@ async def open_core(
     llmtune_http = await stack.enter_async_context(
         httpx.AsyncClient(timeout=LLMTUNE_TIMEOUT, follow_redirects=False)
     )
+    outbound = Outbound()
+    stack.push_async_callback(outbound.aclose)
     tracer: Tracer = NO_TRACING
     if tracing is not None:
         tracer = tracing
@@ -212,6 +216,7 @@ async def open_core(
         settings=settings,
         db=db,
         http=http,
+        outbound=outbound,
         llmtune=llmtune_client(settings, llmtune_http),
         clock=clock,
         metrics=Metrics(),
@@ -258,6 +263,7 @@ def route_handlers(
         http=core.http,
         clock=core.clock,
         public_url=core.settings.public_url.rstrip("/"),
+        outbound=core.outbound,
         memory=StoredMemory(core.db, core.clock),
         inference=None
         if core.llmtune is None

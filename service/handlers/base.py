@@ -9,7 +9,7 @@ that escapes is treated as `Retry` by the worker and logged as a bug.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from service.clock import Clock
 from service.events import Event
+from service.handlers.outbound import Outbound
 
 # Handlers have always imported these from here (third-party ones too); they now live one floor
 # down, in `service.ports`, so the store can implement them without importing handlers.
@@ -128,7 +129,9 @@ class InferenceDeps:
 class HandlerDeps:
     """What the service offers the handlers it builds; each `from_options` takes what it needs.
 
-    Every handler may use `http`, `clock` and `public_url`. `memory` is the Slack handler's
+    Every handler may use `http`, `clock` and `public_url`. `outbound` is the pooled, checked
+    POST path of the `http` and `slack` handlers (its owner closes it; a default one opens
+    nothing until used, and whoever uses it closes it). `memory` is the Slack handler's
     (each job's thread); None where nothing keeps it (handlers built only to check the routes
     file, and tests). `inference` is None without LLMTUNE_API_KEY, and the inference handler
     then refuses its route.
@@ -139,6 +142,7 @@ class HandlerDeps:
     public_url: str
     memory: HandlerMemory | None = None
     inference: InferenceDeps | None = None
+    outbound: Outbound = field(default_factory=Outbound)
 
 
 class Handler(Protocol):

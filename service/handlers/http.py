@@ -4,30 +4,29 @@ default: HMAC with `secret`), `"v1a"` (ed25519 with `private_key`, so the destin
 the public key alone) or `"both"` (`v1,... v1a,...` in the one header, for a destination moving
 from one to the other). A key the chosen signing does not use is refused, not ignored.
 
-The URL comes from configuration, but its DNS does not, so every attempt resolves the host and,
-unless the route says `allow_private = true`, refuses when any address is not public
-(`addresses.py`). The request then goes to the checked address itself: the URL carries the IP,
-the `Host` header the original authority, and TLS sends SNI and verifies the certificate for the
-original hostname (httpcore's `sni_hostname` request extension), so a DNS answer that changes
-between the check and the connection (rebinding) is never used. Redirects are not followed: the
-new host would escape the check. This module must never put the secret or the private key in an
-error or a log.
+The URL comes from configuration, but its DNS does not, so the host is resolved and, unless the
+route says `allow_private = true`, refused when any address is not public. The request then goes
+to a checked address only, with SNI, the certificate check and the `Host` header for the original
+hostname, over a connection kept alive per destination (`outbound.py` does all of this). A route
+may name `ca_file`, a PEM bundle of the only CAs its destination's certificate may chain to (an
+internal service with a private CA). Redirects are not followed: the new host would escape the
+check. This module must never put the secret or the private key in an error or a log.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Literal, get_args
 
 import httpx
 import orjson
 from pydantic import Field
+from yarl import URL
 
-from service.handlers.addresses import IPAddress, first_refused, resolve
 from service.handlers.base import (
     MAX_ERROR_TEXT,
     Delivery,
@@ -40,6 +39,14 @@ from service.handlers.base import (
     event_document,
     outcome_for_status,
     validated,
+)
+from service.handlers.outbound import (
+    USER_AGENT,
+    Answer,
+    NoAddress,
+    Refused,
+    SendError,
+    tls_context,
 )
 from service.handlers.signing import (
     decode_private_key,
@@ -66,6 +73,7 @@ class HttpOptions(Options):
         "secret": "must be a string",
         "private_key": "must be a string",
         "timeout": "must be a number of seconds",
+        "ca_file": "must be the path of a PEM file",
         "timeout.range": f"must be more than 0 and at most {MAX_TIMEOUT:g} seconds",
     }
     url: str
@@ -74,16 +82,7 @@ class HttpOptions(Options):
     secret: str | None = None
     private_key: str | None = None
     timeout: float = Field(DEFAULT_TIMEOUT, gt=0, le=MAX_TIMEOUT)
-
-
-def _user_agent() -> str:
-    try:
-        return f"llmtune-receiver/{version('llmtune-receiver')}"
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "llmtune-receiver"
-
-
-USER_AGENT = _user_agent()
+    ca_file: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,19 +98,28 @@ class HttpForwardHandler:
     signing: Signing = "v1"
     allow_private: bool = False
     timeout: float = DEFAULT_TIMEOUT
+    ca_file: str | None = None
+    _target: URL = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # What is dialled: the configured URL without its fragment, already percent-encoded.
+        target = URL(str(self.url.copy_with(fragment=None)), encoded=True)
+        object.__setattr__(self, "_target", target)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any], deps: HandlerDeps) -> HttpForwardHandler:
         """Validate the route's options (`OptionsError` names the option) and build the handler."""
         found = validated(HttpOptions, options)
+        url = _parse_url(found.url, allow_private=found.allow_private)
         return cls(
-            url=_parse_url(found.url, allow_private=found.allow_private),
+            url=url,
             deps=deps,
             secret=_check_key(found, "secret", decode_secret, uses="v1"),
             private_key=_check_key(found, "private_key", decode_private_key, uses="v1a"),
             signing=found.signing,
             allow_private=found.allow_private,
             timeout=found.timeout,
+            ca_file=_check_ca_file(found.ca_file, url),
         )
 
     async def handle(self, delivery: Delivery) -> Outcome:
@@ -119,31 +127,35 @@ class HttpForwardHandler:
         body = orjson.dumps(event_document(delivery))
         try:
             async with asyncio.timeout(self.timeout):
-                addresses = await resolve(self._host, self.url.port or _default_port(self.url))
-                refused = None if self.allow_private else first_refused(addresses)
-                if refused is not None:
-                    return Fail(f"refused: {self.url.host} resolves to a private address")
-                if not addresses:
-                    return Retry(f"{self.url.host} resolves to no address")
-                return await self._post(addresses, delivery.id, body)
+                answer = await self.deps.outbound.post(
+                    self._target,
+                    body=body,
+                    headers=self._headers(delivery.id, body),
+                    time_limit=self.timeout,
+                    limit=PREVIEW_BYTES,
+                    allow_private=self.allow_private,
+                    ca_file=self.ca_file,
+                )
+        except Refused:
+            return Fail(f"refused: {self.url.host} resolves to a private address")
+        except NoAddress:
+            return Retry(f"{self.url.host} resolves to no address")
         except TimeoutError:  # before OSError: TimeoutError is one
             return Retry(f"TimeoutError: no answer within {self.timeout:g} s")
-        except (OSError, httpx.TransportError) as exc:  # OSError: name resolution
+        except SendError as exc:
+            return Retry(str(exc)[:MAX_ERROR_TEXT])
+        except OSError as exc:  # name resolution
             return Retry(_error_text(exc))
+        return self._outcome(answer)
 
     @property
     def public_key(self) -> str | None:
         """The `whpk_` key that verifies this route's `v1a` signatures; None without `v1a`."""
         return None if self.private_key is None else public_key_for(self.private_key)
 
-    @property
-    def _host(self) -> str:
-        """The hostname as sent on the wire (IDNA), for DNS, SNI and certificate checks."""
-        return self.url.raw_host.decode("ascii")
-
     def _headers(self, msg_id: str, body: bytes) -> dict[str, str]:
         timestamp = math.floor(self.deps.clock.now().timestamp())
-        headers = {
+        return {
             "host": self.url.netloc.decode("ascii"),
             "content-type": "application/json",
             "user-agent": USER_AGENT,
@@ -151,12 +163,6 @@ class HttpForwardHandler:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": self._signatures(msg_id, timestamp, body),
         }
-        if self.url.scheme == "https":
-            # The pool keys connections by (scheme, IP, port) only, so a kept-alive connection
-            # verified for another hostname on the same IP could be reused and this hostname's
-            # certificate never checked. One connection per delivery avoids that.
-            headers["connection"] = "close"
-        return headers
 
     def _signatures(self, msg_id: str, timestamp: int, body: bytes) -> str:
         """The `webhook-signature` value: `v1,...`, `v1a,...`, or both (space-separated)."""
@@ -167,44 +173,16 @@ class HttpForwardHandler:
             values.append(sign_ed25519(self.private_key, msg_id, timestamp, body))
         return " ".join(values)
 
-    async def _post(self, addresses: list[IPAddress], msg_id: str, body: bytes) -> Outcome:
-        """POST to each checked address in turn until one accepts the connection."""
-        headers = self._headers(msg_id, body)
-        failure: httpx.TransportError | None = None
-        for address in addresses:
-            request = self.deps.http.build_request(
-                "POST",
-                self.url.copy_with(host=str(address), fragment=None),
-                content=body,
-                headers=headers,
-                timeout=self.timeout,
-                extensions={"sni_hostname": self._host},
-            )
-            try:
-                response = await self.deps.http.send(request, stream=True, follow_redirects=False)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                failure = exc  # nothing was sent: the next address may answer
-                continue
-            try:
-                return await self._read(response)
-            finally:
-                await response.aclose()
-        return Retry(_error_text(failure) if failure else "no address to connect to")
-
-    async def _read(self, response: httpx.Response) -> Outcome:
-        status = response.status_code
+    def _outcome(self, answer: Answer) -> Outcome:
+        status = answer.status
         if 300 <= status < 400:
-            target = _redirect_host(self.url, response.headers.get("location"))
+            target = _redirect_host(self.url, answer.headers.get("location"))
             return Fail(f"HTTP {status}: redirect to {target} not followed (update the url)")
-        # Read even a success answer (up to PREVIEW_BYTES): httpcore closes a connection whose
-        # response was not read to its end, so every delivery would open a new one.
-        text = await _preview(response)
-        if response.is_success:
-            text = ""
+        text = "" if 200 <= status < 300 else _preview(answer.body)
         return outcome_for_status(
             status,
             body=text,
-            retry_after=response.headers.get("retry-after"),
+            retry_after=answer.headers.get("retry-after"),
             now=self.deps.clock.now(),
         )
 
@@ -248,8 +226,19 @@ def _check_key(
     return value
 
 
-def _default_port(url: httpx.URL) -> int:
-    return 443 if url.scheme == "https" else 80
+def _check_ca_file(value: object, url: httpx.URL) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise OptionsError("ca_file: must be the path of a PEM file")
+    if url.scheme != "https":
+        raise OptionsError("ca_file: only used with an https:// url")
+    try:
+        tls_context(value)
+    except (OSError, ssl.SSLError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not a PEM bundle"
+        raise OptionsError(f"ca_file: cannot be loaded ({reason})") from None
+    return value
 
 
 def _redirect_host(base: httpx.URL, location: str | None) -> str:
@@ -262,14 +251,9 @@ def _redirect_host(base: httpx.URL, location: str | None) -> str:
         return "an unusable Location"
 
 
-async def _preview(response: httpx.Response) -> str:
-    """The start of an answer's body, read no further than needed."""
-    data = bytearray()
-    async for chunk in response.aiter_bytes():
-        data += chunk
-        if len(data) >= PREVIEW_BYTES:
-            break
-    return bytes(data[:PREVIEW_BYTES]).decode("utf-8", errors="replace").strip()
+def _preview(body: bytes) -> str:
+    """The start of an answer's body (outbound read no more than PREVIEW_BYTES)."""
+    return body[:PREVIEW_BYTES].decode("utf-8", errors="replace").strip()
 
 
 def _error_text(exc: BaseException) -> str:

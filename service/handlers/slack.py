@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 import httpx
+from yarl import URL
 
 from service.handlers.base import (
     MAX_ERROR_TEXT,
@@ -31,12 +32,15 @@ from service.handlers.base import (
     Retry,
     outcome_for_status,
 )
+from service.handlers.outbound import Answer, NoAddress, SendError
 from service.handlers.slack_format import message
 from service.ports import MemoryUnavailable
 from service.retry_after import parse_retry_after
 
 DEFAULT_API_URL = "https://slack.com/api/"
 TIMEOUT = 10.0  # seconds per request; a slow Slack is retried, not waited for
+# Slack's answers are small (a posted message echoed back); a longer one is read no further.
+MAX_ANSWER_BYTES = 1 << 20
 
 _OPTIONS = ("api_url", "bot_token", "channel", "webhook_url")
 # Web API errors that no retry can fix: credentials, the channel, or the message itself.
@@ -93,6 +97,10 @@ def _http_url(key: str, value: str) -> str:
         raise OptionsError(f"{key}: not a valid URL") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise OptionsError(f"{key}: must be an http:// or https:// URL")
+    try:
+        URL(value)  # as it will be sent
+    except ValueError:
+        raise OptionsError(f"{key}: not a valid URL") from None
     return value
 
 
@@ -120,19 +128,23 @@ def _target(options: Mapping[str, Any]) -> _Webhook | _WebApi:
     return _WebApi(token, channel, base if base.endswith("/") else base + "/")
 
 
-def _api_outcome(response: httpx.Response, now: datetime) -> tuple[Outcome, str | None]:
+def _text(answer: Answer) -> str:
+    return answer.body.decode("utf-8", errors="replace")
+
+
+def _api_outcome(answer: Answer, now: datetime) -> tuple[Outcome, str | None]:
     """A `chat.postMessage` answer as an outcome, and the posted message's ts when there is one."""
-    retry_after = response.headers.get("retry-after")
-    if not response.is_success:
-        body = response.text[:MAX_ERROR_TEXT]
-        status = response.status_code
+    retry_after = answer.headers.get("retry-after")
+    status = answer.status
+    if not 200 <= status < 300:
+        body = _text(answer)[:MAX_ERROR_TEXT]
         return outcome_for_status(status, body=body, retry_after=retry_after, now=now), None
     try:
-        data = response.json()
+        data = json.loads(answer.body)
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        return Retry(f"HTTP {response.status_code}: not a Slack API answer"), None
+        return Retry(f"HTTP {status}: not a Slack API answer"), None
     if data.get("ok") is True:
         ts = data.get("ts")
         return (Ok(f"ts {ts}"), ts) if isinstance(ts, str) and ts else (Ok("posted, no ts"), None)
@@ -197,8 +209,8 @@ class SlackHandler:
         if isinstance(sent, Retry):
             return sent
         return outcome_for_status(
-            sent.status_code,
-            body=self._redact(sent.text[:MAX_ERROR_TEXT]),
+            sent.status,
+            body=self._redact(_text(sent)[:MAX_ERROR_TEXT]),
             retry_after=sent.headers.get("retry-after"),
             now=self._deps.clock.now(),
         )
@@ -225,7 +237,7 @@ class SlackHandler:
 
     async def _post(
         self, url: str, body: dict[str, Any], delivery: Delivery, *, token: str | None
-    ) -> httpx.Response | Retry:
+    ) -> Answer | Retry:
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             # Slack ignores it; sinks and proxies can use it to drop a repeated attempt.
@@ -235,12 +247,23 @@ class SlackHandler:
             headers["Authorization"] = f"Bearer {token}"
         content = json.dumps(body, ensure_ascii=False).encode("utf-8")
         try:
-            return await self._deps.http.post(
-                url, content=content, headers=headers, timeout=TIMEOUT
+            # No address check: Slack's URLs are the operator's own configuration, as they
+            # always were; the connection is still pinned and kept alive.
+            return await self._deps.outbound.post(
+                URL(url),
+                body=content,
+                headers=headers,
+                time_limit=TIMEOUT,
+                limit=MAX_ANSWER_BYTES,
+                allow_private=True,
             )
-        except httpx.RequestError as exc:
-            # Class name and message only: some httpx messages quote the URL, so redact anyway.
+        except TimeoutError:
+            return Retry(f"TimeoutError: no answer within {TIMEOUT:g} s")
+        except (SendError, NoAddress, OSError) as exc:
+            # Class name and message only, and redacted anyway: a message may quote the URL.
             detail = self._redact(str(exc))
+            if isinstance(exc, SendError):
+                return Retry(detail[:MAX_ERROR_TEXT])
             error = f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
             return Retry(error[:MAX_ERROR_TEXT])
 

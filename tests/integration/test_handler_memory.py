@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.clock import FakeClock, SystemClock
 from service.handlers.base import HandlerDeps, Ok, Retry
+from service.handlers.outbound import Outbound
 from service.store.db import open_database
 from service.store.memory import StoredMemory
 from tests.helpers import join_sqlite_threads, single_engine_database
@@ -46,9 +48,13 @@ async def test_first_value_kept_wins(memory: StoredMemory) -> None:
 async def test_slack_thread_survives_a_restart(memory: StoredMemory, sink: HttpSink) -> None:
     """A second handler (a restarted or another worker) replies in the thread the first opened."""
     sink.script.extend([api_reply(ok=True, ts="1.1"), api_reply(ok=True, ts="2.2")])
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient() as http, aclosing(Outbound()) as outbound:
         deps = HandlerDeps(
-            http=http, clock=SystemClock(), public_url="https://receiver.test", memory=memory
+            http=http,
+            clock=SystemClock(),
+            public_url="https://receiver.test",
+            memory=memory,
+            outbound=outbound,
         )
         first, second = bot(sink, deps), bot(sink, deps)
         assert await first.handle(delivery("job-r", number=1)) == Ok("ts 1.1")
@@ -61,12 +67,13 @@ async def test_unreachable_memory_means_retry(sink: HttpSink, tmp_path: Path) ->
     """When the memory cannot be read the post waits (Retry) rather than leave the thread."""
     db = open_database(f"sqlite+aiosqlite:///{tmp_path}/missing/dir/x.db")
     try:
-        async with httpx.AsyncClient() as http:
+        async with httpx.AsyncClient() as http, aclosing(Outbound()) as outbound:
             deps = HandlerDeps(
                 http=http,
                 clock=SystemClock(),
                 public_url="https://receiver.test",
                 memory=StoredMemory(db, SystemClock()),
+                outbound=outbound,
             )
             outcome = await bot(sink, deps).handle(delivery("job-x"))
     finally:

@@ -1,5 +1,6 @@
-"""The `http` handler against real local servers: the recording sink, and a small TLS server for
-the IP pinning with SNI. Every request in this file goes to 127.0.0.1 and nowhere else.
+"""The `http` handler against real local servers: the recording sink, and a small keep-alive
+(TLS) server for the IP pinning with SNI, the pooled connections and the re-checks of DNS
+answers. Every request in this file goes to 127.0.0.1 and nowhere else.
 """
 
 from __future__ import annotations
@@ -7,15 +8,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import shutil
+import ipaddress
 import socket
 import ssl
-import subprocess
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,8 +22,10 @@ import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from yarl import URL
 
 from service.clock import FakeClock, SystemClock
+from service.handlers.addresses import IPAddress, resolve
 from service.handlers.base import (
     Delivery,
     Fail,
@@ -35,7 +36,9 @@ from service.handlers.base import (
     event_document,
 )
 from service.handlers.http import HttpForwardHandler
+from service.handlers.outbound import RECHECK_SECONDS, Outbound
 from service.handlers.signing import sign
+from tests.certs import ServerCertificate, TestAuthority
 from tests.deliveries import a_delivery
 from tests.helpers import SECRET
 from tests.sinks import HttpSink, Reply, http_sink
@@ -91,26 +94,60 @@ def local(sink: HttpSink, deps: HandlerDeps, **options: Any) -> HttpForwardHandl
 
 @dataclass
 class Seen:
-    """The URLs of the requests the client actually sent (its connect targets)."""
+    """The outbound path's DNS lookups; `answers` gives names of its own (the `.test` names,
+    which no real resolver knows), one answer per lookup, the last one repeated."""
 
-    urls: list[httpx.URL] = field(default_factory=list)
+    lookups: list[str] = field(default_factory=list)
+    answers: dict[str, list[list[str]]] = field(default_factory=dict)
 
-    async def hook(self, request: httpx.Request) -> None:
-        """An httpx request event hook."""
-        self.urls.append(request.url)
+    async def resolve(self, host: str, port: int) -> list[IPAddress]:
+        """The resolver given to `Outbound`."""
+        self.lookups.append(host)
+        scripted = self.answers.get(host)
+        if scripted is None:
+            return await resolve(host, port)
+        answer = scripted.pop(0) if len(scripted) > 1 else scripted[0]
+        return [ipaddress.ip_address(address) for address in answer]
+
+
+@dataclass
+class Ticks:
+    """The outbound path's monotonic clock, moved by hand."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture
 def seen() -> Seen:
-    """A recorder of the client's outgoing request URLs."""
+    """A recorder (and scripter) of the outbound path's lookups."""
     return Seen()
 
 
 @pytest.fixture
-async def deps(seen: Seen) -> AsyncIterator[HandlerDeps]:
-    """Handler dependencies with a real client (no proxies from the environment)."""
-    async with httpx.AsyncClient(trust_env=False, event_hooks={"request": [seen.hook]}) as client:
-        yield HandlerDeps(http=client, clock=SystemClock(), public_url="https://receiver.example")
+def ticks() -> Ticks:
+    """The outbound path's clock."""
+    return Ticks()
+
+
+@contextlib.asynccontextmanager
+async def outbound_deps(seen: Seen, ticks: Ticks) -> AsyncIterator[HandlerDeps]:
+    """Handler dependencies with a real outbound path, closed afterwards."""
+    outbound = Outbound(resolver=seen.resolve, clock=ticks)
+    try:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            yield HandlerDeps(client, SystemClock(), "https://receiver.example", outbound=outbound)
+    finally:
+        await outbound.aclose()
+
+
+@pytest.fixture
+async def deps(seen: Seen, ticks: Ticks) -> AsyncIterator[HandlerDeps]:
+    """Handler dependencies with a real outbound path (no proxies from the environment)."""
+    async with outbound_deps(seen, ticks) as made:
+        yield made
 
 
 @pytest.fixture
@@ -158,7 +195,7 @@ class TestDelivery:
         """A second attempt has the same `webhook-id`; the timestamp is the clock's, in seconds."""
         start = datetime.now(UTC)
         clock = FakeClock(start)
-        handler = local(sink, HandlerDeps(deps.http, clock, deps.public_url))
+        handler = local(sink, replace(deps, clock=clock))
         await handler.handle(make_delivery(attempt=1))
         clock.advance(timedelta(seconds=90))
         await handler.handle(make_delivery(attempt=2))
@@ -172,11 +209,13 @@ class TestDelivery:
     async def test_request_goes_to_the_resolved_address(
         self, sink: HttpSink, deps: HandlerDeps, seen: Seen
     ) -> None:
-        """A hostname is connected to by its checked IP, with the original `Host` header."""
-        handler = build(f"http://localhost:{sink.port}/hooks/in", deps, allow_private=True)
+        """A hostname is connected to by its checked IP, with the original `Host` header: the
+        name is known to the checked lookup only, so no other lookup could have found the sink."""
+        seen.answers["sink.test"] = [["127.0.0.1"]]
+        handler = build(f"http://sink.test:{sink.port}/hooks/in", deps, allow_private=True)
         assert await handler.handle(make_delivery()) == Ok("HTTP 200")
-        assert [url.host for url in seen.urls] == ["127.0.0.1"]
-        assert sink.received[0].headers["host"] == f"localhost:{sink.port}"
+        assert seen.lookups == ["sink.test"]
+        assert sink.received[0].headers["host"] == f"sink.test:{sink.port}"
 
 
 class TestAnswers:
@@ -205,17 +244,15 @@ class TestAnswers:
         assert isinstance(outcome, Retry)
         assert len(outcome.error) < 600
 
-    @pytest.mark.parametrize("follow", [False, True], ids=["client-default", "client-follows"])
-    async def test_redirect_is_not_followed(self, sink: HttpSink, seen: Seen, follow: bool) -> None:
-        """A 302 is Fail naming the target host, even on a client that follows redirects."""
-        sink.script.append(Reply(status=302, headers={"Location": f"{sink.url}/elsewhere"}))
-        async with httpx.AsyncClient(
-            trust_env=False, follow_redirects=follow, event_hooks={"request": [seen.hook]}
-        ) as client:
-            deps = HandlerDeps(client, SystemClock(), "https://receiver.example")
-            outcome = await local(sink, deps).handle(make_delivery())
+    @pytest.mark.parametrize("status", [301, 302, 307, 308])
+    async def test_redirect_is_not_followed(
+        self, sink: HttpSink, deps: HandlerDeps, status: int
+    ) -> None:
+        """A redirect is Fail naming the target host, and the target is never asked."""
+        sink.script.append(Reply(status=status, headers={"Location": f"{sink.url}/elsewhere"}))
+        outcome = await local(sink, deps).handle(make_delivery())
         assert isinstance(outcome, Fail)
-        assert outcome.error.startswith("HTTP 302: redirect to 127.0.0.1 not followed")
+        assert outcome.error.startswith(f"HTTP {status}: redirect to 127.0.0.1 not followed")
         assert [received.path for received in sink.received] == ["/hooks/in"]
 
     async def test_closed_port_is_retried(self, deps: HandlerDeps) -> None:
@@ -242,14 +279,13 @@ class TestGuard:
         ["127.0.0.1", "localhost", "0x7f.1", "2130706433", "127.1", "[::1]", "[::ffff:127.0.0.1]"],
     )
     async def test_private_targets_are_refused_before_sending(
-        self, sink: HttpSink, deps: HandlerDeps, seen: Seen, host: str
+        self, sink: HttpSink, deps: HandlerDeps, host: str
     ) -> None:
         """Without allow_private, any spelling of loopback is Fail and no request is made."""
         handler = build(f"https://{host}:{sink.port}/hooks/in", deps)
         outcome = await handler.handle(make_delivery())
         name = host.strip("[]")
         assert outcome == Fail(f"refused: {name} resolves to a private address")
-        assert seen.urls == []
         assert sink.received == []
 
     async def test_plain_http_needs_allow_private(self, sink: HttpSink, deps: HandlerDeps) -> None:
@@ -462,7 +498,7 @@ class TestSigning:
         clock = FakeClock(start)
         handler = local(
             sink,
-            HandlerDeps(deps.http, clock, deps.public_url),
+            replace(deps, clock=clock),
             signing="both",
             private_key=PRIVATE_KEY,
         )
@@ -491,61 +527,57 @@ class TestSigning:
         assert PRIVATE_KEY.removeprefix("whsk_")[:12] not in text
 
 
-# ---- TLS: the checked IP is dialled, SNI and certificate checks use the original hostname ----
+# ---- Pooled connections: the checked IP is dialled, TLS checks the hostname, kept alive ----
 
 
 @dataclass
-class TlsSink:
-    """A tiny HTTPS server on 127.0.0.1 that records SNI names and request heads."""
+class KeepAliveSink:
+    """A small HTTP/1.1 server on 127.0.0.1 (TLS when given a certificate) that keeps
+    connections open, answers 204, and counts connections, handshakes and SNI names."""
 
     port: int = 0
+    connections: int = 0
+    handshakes: int = 0
     server_names: list[str | None] = field(default_factory=list)
     heads: list[dict[str, str]] = field(default_factory=list)
 
 
-def make_certificate(directory: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for DNS name `name` only (no IP address in it)."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-    subprocess.run(
-        [
-            openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-days", "1", "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return cert, key
+async def _serve_requests(
+    sink: KeepAliveSink, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    while True:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        lines = head.split("\r\n")[1:]
+        headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)}
+        await reader.readexactly(int(headers.get("content-length", "0")))
+        sink.heads.append(headers)
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await writer.drain()
 
 
 @contextlib.asynccontextmanager
-async def tls_sink(cert: Path, key: Path) -> AsyncIterator[TlsSink]:
-    """Serve HTTPS with `cert` on 127.0.0.1, answering 204 to each request."""
-    sink = TlsSink()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
+async def keep_alive_sink(
+    certificate: ServerCertificate | None = None,
+) -> AsyncIterator[KeepAliveSink]:
+    """Serve on 127.0.0.1 until the block ends."""
+    sink = KeepAliveSink()
+    context = None
+    if certificate is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certificate.cert, certificate.key)
 
-    def on_sni(_obj: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
-        sink.server_names.append(name)
+        def on_sni(_obj: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+            sink.server_names.append(name)
+            sink.handshakes += 1
 
-    context.sni_callback = on_sni
+        context.sni_callback = on_sni
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sink.connections += 1
         try:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-            lines = head.split("\r\n")[1:]
-            headers = {
-                k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines)
-            }
-            await reader.readexactly(int(headers.get("content-length", "0")))
-            sink.heads.append(headers)
-            writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # the client went away; nothing to record
+            await _serve_requests(sink, reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+            pass  # the client went away (or refused our certificate)
         finally:
             writer.close()
             with contextlib.suppress(OSError, ssl.SSLError):
@@ -558,46 +590,199 @@ async def tls_sink(cert: Path, key: Path) -> AsyncIterator[TlsSink]:
 
 
 @pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
-    """Certificates for `localhost` and for an unrelated name."""
-    directory = tmp_path_factory.mktemp("tls")
-    return {name: make_certificate(directory, name) for name in ("localhost", "other.example")}
+def authority(tmp_path_factory: pytest.TempPathFactory) -> TestAuthority:
+    """A throwaway CA."""
+    return TestAuthority(tmp_path_factory.mktemp("tls"))
 
 
-@contextlib.asynccontextmanager
-async def trusting_client(cert: Path, seen: Seen) -> AsyncIterator[HandlerDeps]:
-    """Dependencies whose client trusts `cert` as a CA."""
-    context = ssl.create_default_context(cafile=str(cert))
-    async with httpx.AsyncClient(
-        verify=context, trust_env=False, event_hooks={"request": [seen.hook]}
-    ) as client:
-        yield HandlerDeps(client, SystemClock(), "https://receiver.example")
+def tls_route(
+    server: KeepAliveSink, deps: HandlerDeps, authority: TestAuthority, *, host: str = "localhost"
+) -> HttpForwardHandler:
+    """A handler for `https://host:port/hook` that trusts the test CA through `ca_file`."""
+    url = f"https://{host}:{server.port}/hook"
+    return build(url, deps, allow_private=True, ca_file=str(authority.ca_file))
 
 
 class TestTlsPinning:
     async def test_sni_and_certificate_use_the_hostname(
-        self, certificates: dict[str, tuple[Path, Path]], seen: Seen
+        self, authority: TestAuthority, deps: HandlerDeps, seen: Seen
     ) -> None:
-        """Dialling 127.0.0.1 for `localhost` sends SNI `localhost` and accepts its certificate."""
-        cert, key = certificates["localhost"]
-        async with tls_sink(cert, key) as server, trusting_client(cert, seen) as deps:
-            handler = build(f"https://localhost:{server.port}/hook", deps, allow_private=True)
-            outcome = await handler.handle(make_delivery())
+        """Dialling 127.0.0.1 for `localhost` sends SNI `localhost`, accepts its certificate and
+        keeps the connection (no `connection: close`)."""
+        seen.answers["localhost"] = [["127.0.0.1"]]
+        async with keep_alive_sink(authority.issue("localhost")) as server:
+            outcome = await tls_route(server, deps, authority).handle(make_delivery())
         assert outcome == Ok("HTTP 204")
-        assert [url.host for url in seen.urls] == ["127.0.0.1"]
         assert server.server_names == ["localhost"]
         [head] = server.heads
         assert head["host"] == f"localhost:{server.port}"
-        assert head["connection"] == "close"
+        assert head.get("connection", "keep-alive").lower() == "keep-alive"
 
     async def test_certificate_for_another_name_is_refused(
-        self, certificates: dict[str, tuple[Path, Path]], seen: Seen
+        self, authority: TestAuthority, deps: HandlerDeps, seen: Seen
     ) -> None:
         """A certificate not valid for the URL's hostname fails the handshake: Retry, no request."""
-        cert, key = certificates["other.example"]
-        async with tls_sink(cert, key) as server, trusting_client(cert, seen) as deps:
-            handler = build(f"https://localhost:{server.port}/hook", deps, allow_private=True)
-            outcome = await handler.handle(make_delivery())
+        seen.answers["localhost"] = [["127.0.0.1"]]
+        async with keep_alive_sink(authority.issue("other.example")) as server:
+            outcome = await tls_route(server, deps, authority).handle(make_delivery())
+        assert isinstance(outcome, Retry)
+        assert outcome.error.startswith("ConnectError")
+        assert "CERTIFICATE_VERIFY_FAILED" in outcome.error
+        assert server.heads == []
+
+    async def test_untrusted_authority_is_refused(
+        self, authority: TestAuthority, deps: HandlerDeps, seen: Seen
+    ) -> None:
+        """Without `ca_file`, a certificate from a CA the service does not trust is refused."""
+        seen.answers["localhost"] = [["127.0.0.1"]]
+        async with keep_alive_sink(authority.issue("localhost")) as server:
+            url = f"https://localhost:{server.port}/hook"
+            outcome = await build(url, deps, allow_private=True).handle(make_delivery())
         assert isinstance(outcome, Retry)
         assert "CERTIFICATE_VERIFY_FAILED" in outcome.error
         assert server.heads == []
+
+    async def test_deliveries_share_kept_alive_connections(
+        self, authority: TestAuthority, deps: HandlerDeps, seen: Seen
+    ) -> None:
+        """40 deliveries, at most 8 at a time, go over at most 8 TLS connections (one handshake
+        each), and the host is looked up once."""
+        seen.answers["localhost"] = [["127.0.0.1"]]
+        limit = asyncio.Semaphore(8)
+        async with keep_alive_sink(authority.issue("localhost")) as server:
+            handler = tls_route(server, deps, authority)
+
+            async def deliver(number: int) -> object:
+                async with limit:
+                    return await handler.handle(make_delivery(attempt=number))
+
+            outcomes = await asyncio.gather(*(deliver(n) for n in range(1, 41)))
+        assert set(outcomes) == {Ok("HTTP 204")}
+        assert len(server.heads) == 40
+        assert 1 <= server.connections <= 8
+        assert server.handshakes == server.connections
+        assert seen.lookups == ["localhost"]
+
+    async def test_one_by_one_deliveries_use_one_connection(
+        self, authority: TestAuthority, deps: HandlerDeps, seen: Seen
+    ) -> None:
+        """Ten deliveries one after another are one TLS connection."""
+        seen.answers["localhost"] = [["127.0.0.1"]]
+        async with keep_alive_sink(authority.issue("localhost")) as server:
+            handler = tls_route(server, deps, authority)
+            for number in range(1, 11):
+                assert await handler.handle(make_delivery(attempt=number)) == Ok("HTTP 204")
+        assert (server.connections, server.handshakes, len(server.heads)) == (1, 1, 10)
+
+    async def test_connection_is_never_reused_for_another_hostname(
+        self, authority: TestAuthority, deps: HandlerDeps, seen: Seen
+    ) -> None:
+        """A connection verified for `localhost` is not reused for another name on the same
+        address and port: that name's certificate check runs, and fails here."""
+        seen.answers["localhost"] = [["127.0.0.1"]]
+        seen.answers["alias.test"] = [["127.0.0.1"]]
+        async with keep_alive_sink(authority.issue("localhost")) as server:
+            ok = await tls_route(server, deps, authority).handle(make_delivery())
+            other = await tls_route(server, deps, authority, host="alias.test").handle(
+                make_delivery()
+            )
+        assert ok == Ok("HTTP 204")
+        assert isinstance(other, Retry)
+        assert "CERTIFICATE_VERIFY_FAILED" in other.error
+        assert server.server_names == ["localhost", "alias.test"]
+        assert len(server.heads) == 1
+
+    @pytest.mark.parametrize(
+        ("ca_file", "url", "message"),
+        [
+            pytest.param(
+                "missing.pem", "https://a.example", "ca_file: cannot be loaded", id="gone"
+            ),
+            pytest.param("not-pem.txt", "https://a.example", "ca_file: cannot be loaded", id="bad"),
+            pytest.param("ca.pem", "http://a.example", "ca_file: only used with", id="http"),
+            pytest.param("", "https://a.example", "ca_file: must be the path", id="empty"),
+        ],
+    )
+    def test_bad_ca_file(
+        self, authority: TestAuthority, deps: HandlerDeps, ca_file: str, url: str, message: str
+    ) -> None:
+        """`ca_file` must be a loadable PEM bundle, and only on an https:// route."""
+        (authority.directory / "not-pem.txt").write_text("hello")
+        path = str(authority.directory / ca_file) if ca_file else ""
+        with pytest.raises(OptionsError, match=f"^{message}"):
+            build(url, deps, allow_private=True, ca_file=path)
+
+
+class TestRechecks:
+    async def test_answer_is_looked_up_again_after_the_interval(
+        self, deps: HandlerDeps, seen: Seen, ticks: Ticks
+    ) -> None:
+        """Within RECHECK_SECONDS the checked answer is reused; after it the host is looked up
+        again, and an unchanged answer keeps the pooled connection."""
+        seen.answers["sink.test"] = [["127.0.0.1"]]
+        async with keep_alive_sink() as server:
+            handler = build(f"http://sink.test:{server.port}/", deps, allow_private=True)
+            for _ in range(3):
+                assert await handler.handle(make_delivery()) == Ok("HTTP 204")
+            assert seen.lookups == ["sink.test"]
+            ticks.now += RECHECK_SECONDS
+            assert await handler.handle(make_delivery()) == Ok("HTTP 204")
+        assert seen.lookups == ["sink.test", "sink.test"]
+        assert (server.connections, len(server.heads)) == (1, 4)
+
+    async def test_changed_answer_is_dialled_and_the_old_connection_dropped(
+        self, deps: HandlerDeps, seen: Seen, ticks: Ticks
+    ) -> None:
+        """Once the answer no longer holds 127.0.0.1, the kept-alive connection to it is not
+        used: the next delivery dials the new address (127.0.0.2, where nothing listens)."""
+        seen.answers["sink.test"] = [["127.0.0.1"], ["127.0.0.2"]]
+        async with keep_alive_sink() as server:
+            handler = build(f"http://sink.test:{server.port}/", deps, allow_private=True)
+            assert await handler.handle(make_delivery()) == Ok("HTTP 204")
+            ticks.now += RECHECK_SECONDS
+            outcome = await handler.handle(make_delivery())
+        assert isinstance(outcome, Retry)
+        assert outcome.error.startswith("ConnectError")
+        assert len(server.heads) == 1
+
+    async def test_rebinding_to_a_private_address_is_refused(
+        self, deps: HandlerDeps, seen: Seen, ticks: Ticks
+    ) -> None:
+        """A name first checked public and later answering a private address is refused at the
+        re-check, before anything is sent (the public address is never dialled here)."""
+        seen.answers["rebind.test"] = [["93.184.216.34"], ["93.184.216.34", "127.0.0.1"]]
+        handler = build("https://rebind.test/hook", deps)
+        pinned = await deps.outbound.addresses(URL("https://rebind.test/hook"), allow_private=False)
+        assert pinned == (ipaddress.ip_address("93.184.216.34"),)
+        ticks.now += RECHECK_SECONDS
+        outcome = await handler.handle(make_delivery())
+        assert outcome == Fail("refused: rebind.test resolves to a private address")
+        assert seen.lookups == ["rebind.test", "rebind.test"]
+
+    async def test_connection_failure_looks_the_host_up_again(
+        self, deps: HandlerDeps, seen: Seen
+    ) -> None:
+        """After a failed connection the next attempt does not wait for the interval: a moved
+        destination is found at once."""
+        seen.answers["sink.test"] = [["127.0.0.2"], ["127.0.0.1"]]
+        async with keep_alive_sink() as server:
+            handler = build(f"http://sink.test:{server.port}/", deps, allow_private=True)
+            failed = await handler.handle(make_delivery())
+            assert isinstance(failed, Retry)
+            assert await handler.handle(make_delivery()) == Ok("HTTP 204")
+        assert seen.lookups == ["sink.test", "sink.test"]
+
+    async def test_request_in_flight_survives_a_changed_answer(
+        self, sink: HttpSink, deps: HandlerDeps, seen: Seen, ticks: Ticks
+    ) -> None:
+        """A slow request on the old address still gets its answer when a re-check, meanwhile,
+        replaces the pool (its session closes only after that request)."""
+        seen.answers["sink.test"] = [["127.0.0.1"], ["127.0.0.2"]]
+        sink.script.append(Reply(delay=0.5))
+        handler = build(f"http://sink.test:{sink.port}/hooks/in", deps, allow_private=True)
+        slow = asyncio.create_task(handler.handle(make_delivery()))
+        await sink.wait_for(1)
+        ticks.now += RECHECK_SECONDS
+        moved = await handler.handle(make_delivery())
+        assert isinstance(moved, Retry)
+        assert await slow == Ok("HTTP 200")

@@ -13,6 +13,7 @@ import pytest
 
 from service.clock import SystemClock
 from service.handlers.base import Delivery, Fail, HandlerDeps, Ok, Outcome, Retry
+from service.handlers.outbound import Outbound
 from service.handlers.slack import SlackHandler
 from tests.deliveries import a_delivery
 from tests.sinks import HttpSink, Reply, http_sink
@@ -55,11 +56,15 @@ def closed_port() -> int:
 
 @pytest.fixture
 async def deps() -> AsyncIterator[HandlerDeps]:
-    """Handler dependencies with a real HTTP client, closed afterwards."""
+    """Handler dependencies with a real outbound path, closed afterwards."""
     http = httpx.AsyncClient()
+    outbound = Outbound()
     try:
-        yield HandlerDeps(http=http, clock=SystemClock(), public_url="https://receiver.example")
+        yield HandlerDeps(
+            http=http, clock=SystemClock(), public_url="https://receiver.example", outbound=outbound
+        )
     finally:
+        await outbound.aclose()
         await http.aclose()
 
 

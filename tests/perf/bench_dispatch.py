@@ -14,7 +14,9 @@ at a steady R/s for S seconds, to `serve` with its in-process worker and to `ser
 plus one worker process; for each event, the time from the client receiving its 200 to the
 sink receiving the handler's request. Each arrangement also shows the CPU per event of every
 process on the path (and the event rate the cores could carry at that cost) and how many TCP
-connections the sink accepted. `--concurrency ""` skips phase 1.
+connections the sink accepted. `--concurrency ""` skips phase 1. After each phase 1 row, the bare
+asyncio poster of `poster.py` sends as many signed POSTs, as many in flight, to the same sink:
+the ceiling of any worker on this machine at that moment, and the worker's steady rate's share.
 
 The sink is a bare asyncio HTTP/1.1 server (answers 204 at once, keep-alive) in a process of its
 own, so it neither waits for the client's interpreter lock nor makes the client wait for it. Its
@@ -51,6 +53,7 @@ from sqlalchemy.engine import make_url
 
 from tests.helpers import SECRET, w3_body, w3_headers
 from tests.perf.bench_ingest import blast, cpu_seconds, database, measured, server, stop
+from tests.perf.poster import plain_post
 
 BACKLOG_CONCURRENCY = 32
 WARM_UP_EVENTS = 50
@@ -409,6 +412,15 @@ def throughput(
         f" {result.busy_share * 100:5.0f}%"
         f" {result.connections:5}  {ratio:5.2f} {'met' if ratio >= 0.5 else 'MISSED'}"
         + (f"  ({repeats} repeats)" if repeats else "")
+    )
+    concurrency = int(env["WORKER_CONCURRENCY"])
+    wall, cpu = asyncio.run(plain_post(the_sink.port, SINK_SECRET, events, concurrency))
+    the_sink.take()
+    ceiling = events / wall
+    print(
+        f"       plain asyncio poster, same sink, {concurrency} in flight: {ceiling:.0f} POSTs/s,"
+        f" {cpu / events * 1e6:.0f} µs CPU each; the worker's steady rate is"
+        f" {steady / ceiling:.3f}x of it (1/{ceiling / max(steady, 1e-9):.1f})"
     )
 
 
