@@ -19,50 +19,88 @@ import resource
 import statistics
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 # The goal: `--help` at most this many times the yardstick's CPU.
 LIMIT = 3.0
 # What the console script `llmtune-receiver` runs (its generated wrapper, without the wrapper).
-CONSOLE = "import sys; from service.cli import main; sys.exit(main())"
-CASES = {
-    "import starlette.applications": ["-c", "import starlette.applications"],
-    "llmtune-receiver --help": ["-c", CONSOLE, "--help"],
-    "llmtune-receiver events --help": ["-c", CONSOLE, "events", "--help"],
-    "llmtune-receiver events list --help": ["-c", CONSOLE, "events", "list", "--help"],
-}
-YARDSTICK = "import starlette.applications"
+CONSOLE = ["-c", "import sys; from service.cli import main; sys.exit(main())"]
+# A port nothing listens on: a client command's refused connection costs nothing, what is left
+# is start-up and imports.
+REFUSED = ["--url", "http://127.0.0.1:9"]
+# An admin token in the form ADMIN_TOKENS accepts (a bare secret of 32+ characters).
+TOKEN = "bench-" + "t" * 32
 
 
-def cpu_seconds(argv: list[str]) -> float:
-    """User+sys CPU of one run of this interpreter with argv, in a fresh process."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One command: its arguments to the interpreter, extra environment, expected exit status."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    status: int = 0
+
+
+YARDSTICK = Case("import starlette.applications", ["-c", "import starlette.applications"])
+HELP = Case("llmtune-receiver --help", [*CONSOLE, "--help"])
+CASES = [
+    YARDSTICK,
+    HELP,
+    Case("llmtune-receiver events --help", [*CONSOLE, "events", "--help"]),
+    Case("llmtune-receiver events list --help", [*CONSOLE, "events", "list", "--help"]),
+    Case(
+        "llmtune-receiver events list --token T (refused)",
+        [*CONSOLE, "events", "list", "--token", TOKEN, *REFUSED],
+        status=1,
+    ),
+    # Without --token the token comes from the settings (pydantic-settings, read from ADMIN_TOKENS).
+    Case(
+        "llmtune-receiver events list, ADMIN_TOKENS (refused)",
+        [*CONSOLE, "events", "list", *REFUSED],
+        env={"ADMIN_TOKENS": TOKEN},
+        status=1,
+    ),
+]
+
+
+def cpu_seconds(case: Case) -> float:
+    """User+sys CPU of one run of the case, in a fresh process of this interpreter."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **case.env}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run(
-        [sys.executable, *argv], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL
+    done = subprocess.run(
+        [sys.executable, *case.argv],
+        env=env,
+        cwd=ROOT,
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != case.status:
+        raise SystemExit(f"{case.name}: exit {done.returncode}\n{done.stderr.decode()}")
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def median_cpu(argv: list[str], runs: int) -> float:
-    cpu_seconds(argv)  # warm: bytecode caches written, files in the page cache
-    return statistics.median(cpu_seconds(argv) for _ in range(runs))
+def median_cpu(case: Case, runs: int) -> float:
+    """The median CPU seconds of `runs` runs, after one unmeasured run (bytecode, page cache)."""
+    cpu_seconds(case)
+    return statistics.median(cpu_seconds(case) for _ in range(runs))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="runs per command (default: 7)")
     runs = parser.parse_args().runs
-    figures = {name: median_cpu(argv, runs) for name, argv in CASES.items()}
-    base = figures[YARDSTICK]
-    print(f"| command | CPU ms (median of {runs}) | x {YARDSTICK} |")
+    figures = {case.name: median_cpu(case, runs) for case in CASES}
+    base = figures[YARDSTICK.name]
+    print(f"| command | CPU ms (median of {runs}) | x {YARDSTICK.name} |")
     print("|---|---:|---:|")
     for name, seconds in figures.items():
         print(f"| `{name}` | {seconds * 1000:.0f} | {seconds / base:.2f} |")
-    ratio = figures["llmtune-receiver --help"] / base
+    ratio = figures[HELP.name] / base
     verdict = "ok" if ratio <= LIMIT else "FAIL"
     print(f"\n`--help` / yardstick = {ratio:.2f} (goal ≤ {LIMIT}): {verdict}")
     return 0 if ratio <= LIMIT else 1
