@@ -9,6 +9,7 @@ from service.webhooks.samples import FORMATS, LIFECYCLE
 
 
 def add_service_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`serve`, `worker`, `migrate` and `send-test-event`, in that order."""
     serve = sub.add_parser("serve", help="apply migrations and run the HTTP server")
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
