@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run demo test test-fast fuzz fault lint format bench bench-dispatch bench-compare migrate check-migrations check-wheel check-deploy clean
+.PHONY: run demo test test-fast fuzz fault lint format bench bench-dispatch bench-compare bench-cli migrate check-migrations check-wheel check-deploy clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,10 @@ bench-dispatch: $(STAMP)
 BENCH_ARGS ?=
 bench-compare: $(STAMP)
 	$(BIN)/python -m tests.perf.bench_compare $(BENCH_ARGS)
+
+# The command line's start-up CPU against importing starlette.applications (goal: --help ≤ 3x).
+bench-cli: $(STAMP)
+	$(BIN)/python -m tests.perf.bench_cli
 
 migrate: $(STAMP)
 	$(BIN)/llmtune-receiver migrate

@@ -5,15 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from service.commands.admin_client import (
-    RESOURCES,
-    add_client_options,
-    choices_for,
-    cmd_list,
-    cmd_show,
-    limit_arg,
-)
-from service.commands.tail import cmd_tail
+from service.commands.admin_api import RESOURCES, add_client_options, choices_for, limit_arg
 
 
 def add_admin_client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -37,16 +29,16 @@ def add_admin_client_parsers(sub: argparse._SubParsersAction[argparse.ArgumentPa
             help="the next page: the cursor a previous list printed (default: the first page)",
         )
         add_client_options(listing, json_help="print the API's JSON page as is (default: a table)")
-        listing.set_defaults(func=cmd_list, resource=name)
+        listing.set_defaults(run="service.commands.admin_client:cmd_list", resource=name)
         show = actions.add_parser("show", help=f"one of the {name} in detail")
         what = "our job id or LLMTune's" if name == "jobs" else "its id"
         show.add_argument("id", help=f"{what} (default: none, required)")
         add_client_options(show, json_help="print the API's JSON as is (default: text)")
-        show.set_defaults(func=cmd_show, resource=name)
+        show.set_defaults(run="service.commands.admin_client:cmd_show", resource=name)
     tail = sub.add_parser(
         "tail", help="print new events and delivery outcomes live until Ctrl-C (GET /admin/stream)"
     )
     add_client_options(
         tail, json_help='one JSON object per line, {"kind", "data"} (default: a text line)'
     )
-    tail.set_defaults(func=cmd_tail)
+    tail.set_defaults(run="service.commands.tail:cmd_tail")

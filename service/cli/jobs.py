@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from service.commands.demo import cmd_demo
-from service.commands.fake_llmtune import cmd_fake_llmtune
-from service.commands.submit import cmd_submit
-
 
 def add_fake_llmtune_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fake = sub.add_parser(
@@ -90,7 +86,7 @@ def add_fake_llmtune_parser(sub: argparse._SubParsersAction[argparse.ArgumentPar
         default=0.0,
         help="delay every /v1 answer by this many seconds (default: %(default)s)",
     )
-    fake.set_defaults(func=cmd_fake_llmtune)
+    fake.set_defaults(run="service.commands.fake_llmtune:cmd_fake_llmtune")
 
 
 def add_job_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -118,7 +114,7 @@ def add_job_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--url", default="http://127.0.0.1:8000", help="the service (default: %(default)s)"
     )
     submit.add_argument("--token", help="admin token (default: first of ADMIN_TOKENS)")
-    submit.set_defaults(func=cmd_submit)
+    submit.set_defaults(run="service.commands.submit:cmd_submit")
     demo = sub.add_parser(
         "demo", help="run a fake LLMTune and the service, submit a job, print its timeline"
     )
@@ -131,4 +127,4 @@ def add_job_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=60.0,
         help="seconds to wait for the job (default: %(default)s)",
     )
-    demo.set_defaults(func=cmd_demo)
+    demo.set_defaults(run="service.commands.demo:cmd_demo")

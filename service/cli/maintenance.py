@@ -5,11 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from service.commands.common import DEFAULT_BATCH, MAX_BATCH
-from service.commands.keys import cmd_keys_generate
-from service.commands.purge import cmd_purge
-from service.commands.requeue import cmd_replay, cmd_retry_dead
-from service.commands.rotate_keys import cmd_rotate_keys
+from service.commands.basics import DEFAULT_BATCH, MAX_BATCH
 
 
 def add_requeue_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -42,7 +38,7 @@ def add_requeue_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         action="store_true",
         help="only count what would be queued; change nothing (default: off)",
     )
-    replay.set_defaults(func=cmd_replay)
+    replay.set_defaults(run="service.commands.requeue:cmd_replay")
 
     retry = sub.add_parser(
         "retry-dead", help="make dead deliveries due again (a worker delivers them)"
@@ -58,7 +54,7 @@ def add_requeue_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         action="store_true",
         help="only count the dead deliveries that would be retried; change nothing (default: off)",
     )
-    retry.set_defaults(func=cmd_retry_dead)
+    retry.set_defaults(run="service.commands.requeue:cmd_retry_dead")
 
 
 def add_purge_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,7 +88,7 @@ def add_purge_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="N",
         help=f"events per transaction, 1 to {MAX_BATCH} (default: %(default)s)",
     )
-    purge.set_defaults(func=cmd_purge)
+    purge.set_defaults(run="service.commands.purge:cmd_purge")
 
 
 def add_rotate_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -120,7 +116,7 @@ def add_rotate_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentPars
         metavar="N",
         help=f"rows per transaction, 1 to {MAX_BATCH} (default: %(default)s)",
     )
-    rotate.set_defaults(func=cmd_rotate_keys)
+    rotate.set_defaults(run="service.commands.rotate_keys:cmd_rotate_keys")
 
 
 def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -150,4 +146,4 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help='print {"privateKey", "publicKey"} (or {"encryptionKey"}) as one JSON object '
         "(default: two TOML lines and a comment; the key alone with --encryption)",
     )
-    generate.set_defaults(func=cmd_keys_generate)
+    generate.set_defaults(run="service.commands.keys:cmd_keys_generate")

@@ -12,8 +12,7 @@ import argparse
 import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -21,11 +20,9 @@ import httpx
 
 from service.admin_tokens import parse_admin_tokens
 from service.commands import table
-from service.commands.common import settings_or_exit
-from service.delivery_status import DELIVERY_STATUSES
-from service.job_status import JOB_STATUSES
+from service.commands.admin_api import RESOURCES, Resource
+from service.commands.basics import settings_or_exit
 
-DEFAULT_URL = "http://127.0.0.1:8000"
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)
 Detail = Callable[..., list[str]]
 
@@ -38,48 +35,11 @@ class ClientError(Exception):
         self.code = code
 
 
-@dataclass(frozen=True, slots=True)
-class Resource:
-    """One admin list: its path, the options that filter it, and how it is shown."""
-
-    name: str
-    path: str
-    # (option, API parameter, help); the option's value is sent as the parameter.
-    filters: tuple[tuple[str, str, str], ...]
-    columns: tuple[table.Column, ...]
-    detail: Detail
-
-
-RESOURCES = {
-    "events": Resource(
-        "events",
-        "/admin/events",
-        (
-            ("--type", "type", "only events of this type, e.g. training.completed"),
-            ("--job-id", "jobId", "only events of this LLMTune job"),
-        ),
-        table.EVENT_COLUMNS,
-        table.event_detail,
-    ),
-    "deliveries": Resource(
-        "deliveries",
-        "/admin/deliveries",
-        (
-            ("--status", "status", "only deliveries in this state"),
-            ("--route", "route", "only deliveries to this route"),
-            ("--event-id", "eventId", "only deliveries of this event"),
-            ("--job-id", "jobId", "only deliveries of this LLMTune job"),
-        ),
-        table.DELIVERY_COLUMNS,
-        table.delivery_detail,
-    ),
-    "jobs": Resource(
-        "jobs",
-        "/admin/jobs",
-        (("--status", "status", "only jobs in this state"),),
-        table.JOB_COLUMNS,
-        table.job_detail,
-    ),
+# How each list is shown: its table's columns, and one item in detail.
+VIEWS: dict[str, tuple[tuple[table.Column, ...], Detail]] = {
+    "events": (table.EVENT_COLUMNS, table.event_detail),
+    "deliveries": (table.DELIVERY_COLUMNS, table.delivery_detail),
+    "jobs": (table.JOB_COLUMNS, table.job_detail),
 }
 
 
@@ -149,7 +109,8 @@ def _list(args: argparse.Namespace, resource: Resource) -> list[str]:
     if args.json:
         return [response.text]
     page = _json_body(response)
-    lines = table.render_table(resource.columns, page["items"], width=terminal_width())
+    columns, _ = VIEWS[resource.name]
+    lines = table.render_table(columns, page["items"], width=terminal_width())
     if page.get("nextCursor"):
         # On stderr, so the table stays clean for grep and friends.
         print(f"more: add --cursor {page['nextCursor']}", file=sys.stderr)
@@ -162,7 +123,8 @@ def _show(args: argparse.Namespace, resource: Resource) -> list[str]:
     response = get(args.url, read_token(args.token), path)
     if args.json:
         return [response.text]
-    return resource.detail(_json_body(response), width=terminal_width())
+    _, detail = VIEWS[resource.name]
+    return detail(_json_body(response), width=terminal_width())
 
 
 def _run(args: argparse.Namespace, action: Callable[..., list[str]]) -> int:
@@ -183,27 +145,3 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     """`<resource> show ID`: one item in detail, as text or the API's JSON."""
     return _run(args, _show)
-
-
-def limit_arg(text: str) -> int:
-    """`--limit`: an integer from 1 to 200 (the API's bounds), else an argparse error."""
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 200:
-        raise argparse.ArgumentTypeError("must be an integer from 1 to 200")
-    return int(text)
-
-
-def add_client_options(parser: argparse.ArgumentParser, *, json_help: str) -> None:
-    """`--url`, `--token` and `--json`, shared by every admin client command."""
-    parser.add_argument("--url", default=DEFAULT_URL, help="the service (default: %(default)s)")
-    parser.add_argument(
-        "--token", help="admin token (default: the first of ADMIN_TOKENS; read scope is enough)"
-    )
-    parser.add_argument("--json", action="store_true", help=json_help)
-
-
-def choices_for(resource: str, parameter: str) -> Sequence[str] | None:
-    """The values a filter accepts where the API has a fixed set (the statuses), so a typo is
-    an argument error (exit 2) before any request."""
-    if parameter != "status":
-        return None
-    return DELIVERY_STATUSES if resource == "deliveries" else JOB_STATUSES

@@ -1,17 +1,17 @@
-"""What every command shares: settings or a one-line exit, migrations, the routes check."""
+"""What the commands that open the database or start the service share: migrations, the routes
+and keys checks. The light rest (settings, exits, batch bounds) is in `basics.py`."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
-from typing import NoReturn
 
 import httpx
 import structlog
 
 from service.bootstrap import Overrides, check_stored_keys, configured_routes, llmtune_client
 from service.clock import SystemClock
-from service.config import ConfigError, Settings, load_settings
+from service.config import Settings
 from service.dispatch.routes_file import RoutesError
 from service.events import DEFAULT_WORKSPACE, Source
 from service.handlers.base import HandlerDeps, InferenceDeps
@@ -31,21 +31,9 @@ from service.store.memory import StoredMemory
 
 log = structlog.get_logger("service.cli")
 
-# Bulk commands (`purge`, `rotate-keys`): rows per transaction. Bounded so that a batch stays a
-# short lock and its id list fits any driver's parameter limit.
-DEFAULT_BATCH = 500
-MAX_BATCH = 10_000
 # SQLite's busy handler retries a waiting writer about every 100 ms: a pause a little longer
 # between batches lets the service's ingest in instead of it timing out behind a bulk command.
 SQLITE_PAUSE_SECONDS = 0.15
-
-
-def settings_or_exit() -> Settings:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        print(f"llmtune-receiver: configuration error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def apply_migrations(settings: Settings) -> bool:
@@ -120,15 +108,3 @@ async def _not_emitted(
 ) -> EmittedEvent:
     # Handlers built to check the routes file are never called, so nothing is ever emitted.
     raise AssertionError("a handler built for the routes check was called")  # pragma: no cover
-
-
-def batch_size_or_exit(value: int) -> int:
-    """`--batch-size`, or exit 2 with one line when it is outside 1..MAX_BATCH."""
-    if not 1 <= value <= MAX_BATCH:
-        fail(2, f"--batch-size: must be from 1 to {MAX_BATCH}: {value}")
-    return value
-
-
-def fail(code: int, message: str) -> NoReturn:
-    print(f"llmtune-receiver: {message}", file=sys.stderr)
-    raise SystemExit(code)

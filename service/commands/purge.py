@@ -18,12 +18,8 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from service.clock import SystemClock
-from service.commands.common import (
-    SQLITE_PAUSE_SECONDS,
-    batch_size_or_exit,
-    fail,
-    settings_or_exit,
-)
+from service.commands.basics import batch_size_or_exit, fail, settings_or_exit
+from service.commands.common import SQLITE_PAUSE_SECONDS
 from service.commands.progress import Progress
 from service.config import Settings
 from service.logs import configure_logging

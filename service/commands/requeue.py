@@ -12,7 +12,7 @@ from datetime import datetime
 
 from service.bootstrap import Overrides, configured_routes
 from service.clock import SystemClock
-from service.commands.common import fail, settings_or_exit
+from service.commands.basics import fail, settings_or_exit
 from service.commands.progress import Progress
 from service.config import Settings
 from service.dispatch.replays import REPLAY_BATCH, Replays, Targets, UnknownRoute

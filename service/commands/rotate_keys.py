@@ -16,13 +16,8 @@ import sys
 from dataclasses import dataclass, field
 from functools import partial
 
-from service.commands.common import (
-    SQLITE_PAUSE_SECONDS,
-    batch_size_or_exit,
-    fail,
-    keys_usable,
-    settings_or_exit,
-)
+from service.commands.basics import batch_size_or_exit, fail, settings_or_exit
+from service.commands.common import SQLITE_PAUSE_SECONDS, keys_usable
 from service.commands.progress import Progress, bar
 from service.config import Settings
 from service.crypto.sealing import Keyring

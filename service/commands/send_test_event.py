@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from service.commands.common import settings_or_exit
+from service.commands.basics import settings_or_exit
 from service.webhooks.samples import LIFECYCLE, Delivery, sample_delivery
 
 

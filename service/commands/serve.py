@@ -11,13 +11,9 @@ from pathlib import Path
 import uvicorn
 
 from service import firstrun
+from service.commands.basics import settings_or_exit
 from service.commands.bounded_http import BoundedHttpToolsProtocol, head_limit
-from service.commands.common import (
-    apply_migrations,
-    keys_usable,
-    routes_usable,
-    settings_or_exit,
-)
+from service.commands.common import apply_migrations, keys_usable, routes_usable
 from service.config import Settings
 from service.logs import configure_logging
 

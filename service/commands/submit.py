@@ -10,7 +10,7 @@ import httpx
 import orjson
 
 from service.admin_tokens import parse_admin_tokens
-from service.commands.common import settings_or_exit
+from service.commands.basics import settings_or_exit
 
 
 def job_request(args: argparse.Namespace) -> dict[str, Any]:

@@ -9,7 +9,8 @@ import signal
 from prometheus_client import start_http_server
 
 from service.bootstrap import Overrides, built_services, run_background
-from service.commands.common import keys_usable, log, routes_usable, settings_or_exit
+from service.commands.basics import settings_or_exit
+from service.commands.common import keys_usable, log, routes_usable
 from service.config import Settings
 from service.logs import configure_logging
 from service.services import Services
