@@ -106,7 +106,11 @@ async def job_event_bodies(
     `SealedDataUnreadable` when one cannot be."""
     stmt = (
         sa.select(
-            EVENTS.c.id, EVENTS.c.type, EVENTS.c.received_at, EVENTS.c.raw_body, EVENTS.c.sealed_with
+            EVENTS.c.id,
+            EVENTS.c.type,
+            EVENTS.c.received_at,
+            EVENTS.c.raw_body,
+            EVENTS.c.sealed_with,
         )
         .where(EVENTS.c.job_id == llmtune_job_id)
         .order_by(EVENTS.c.received_at, EVENTS.c.id)

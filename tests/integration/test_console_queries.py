@@ -133,9 +133,7 @@ class TestJobEventBodies:
         """A job's events in the order received, with their bodies; other jobs' left out."""
         await seed(db, {"evt_2": NOW, "evt_1": NOW - timedelta(minutes=1)})
         await seed(db, {"evt_x": NOW}, job_id="job-2")
-        found = await db.read(
-            lambda s: console_queries.job_event_bodies(s, "job-1", db.sealer)
-        )
+        found = await db.read(lambda s: console_queries.job_event_bodies(s, "job-1", db.sealer))
         assert [(e.id, e.raw_body) for e in found] == [
             ("evt_1", b'{"n": "evt_1"}'),
             ("evt_2", b'{"n": "evt_2"}'),

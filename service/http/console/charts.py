@@ -32,7 +32,7 @@ def _scale(value: float, low: float, high: float, start: float, end: float) -> f
 
 
 def plot(points: Sequence[Point], width: float = WIDTH, height: float = HEIGHT) -> list[Point]:
-    """The finite `points` in SVG coordinates inside a `width` × `height` box less a margin,
+    """The finite `points` in SVG coordinates inside a box of `width` by `height` less a margin,
     larger y drawn higher (SVG's y grows downwards)."""
     kept = _finite(points)
     if not kept:
@@ -64,7 +64,9 @@ def line_chart(points: Sequence[Point], label: str) -> Markup:
     if not plotted:
         return Markup()
     ys = [y for _, y in _finite(points)]
-    dots = join(h('<circle cx="{}" cy="{}" r="2.5"></circle>', f"{x:g}", f"{y:g}") for x, y in plotted)
+    dots = join(
+        h('<circle cx="{}" cy="{}" r="2.5"></circle>', f"{x:g}", f"{y:g}") for x, y in plotted
+    )
     return h(
         '<figure class="chart"><svg role="img" aria-label="{}" viewBox="0 0 {} {}" width="{}"'
         ' height="{}"><path d="{}"></path>{}</svg><figcaption>{}: from {} to {}, lowest {},'
