@@ -109,6 +109,7 @@ class TestDeliveryPage:
         assert "failed, no attempt left: dead" in page
         assert "<td>503</td><td>12.5 ms</td><td>HTTP 503: upstream &lt;down&gt;</td>" in page
         assert "<td>Next attempt</td><td></td>" in page
+        assert "<td>Attempts</td><td>1</td>" in page
         assert "retry scheduled" not in page
         assert f'href="{CONSOLE}/events/{event_id}"' in page
         listing = (await client.get(f"{CONSOLE}/events/{event_id}")).text

@@ -125,6 +125,8 @@ def delivery_page(d: View, viewer: Viewer) -> Markup:
         "eventId": id_link(path("events", d["eventId"]), d["eventId"]),
         "jobId": link(path("jobs", d["jobId"]), d["jobId"]) if d["jobId"] else "",
         "status": coloured(d["status"]),
+        # The admin API's delivery detail lists its attempts under `attempts`.
+        "attempts": len(d["attempts"]),
     }
     summary = fields(d, DELIVERY_FIELDS, **given)
     retry = Markup()
