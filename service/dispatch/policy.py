@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from service.delivery_status import DeliveryStatus
 from service.handlers.base import Fail, Ok, Outcome, Retry
@@ -19,6 +20,7 @@ SCHEDULE_SECONDS: tuple[float, ...] = (0, 5, 300, 1800, 7200, 18000, 36000, 3600
 JITTER = 0.2
 MIN_RETRY_AFTER_SECONDS = 1.0
 MAX_DELAY_SECONDS = 86400.0
+AttemptOutcome = Literal["ok", "retry", "fail", "dead"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +50,14 @@ def decide(
     assert isinstance(outcome, Retry)  # noqa: S101 - the union has three members
     seconds = delay_after(attempt, outcome.after, rng)
     return Decision("retrying", now + timedelta(seconds=seconds))
+
+
+def attempt_outcome(outcome: Outcome, decision: Decision) -> AttemptOutcome:
+    """What an attempt is recorded as: `ok`, `retry` (another attempt is scheduled), `fail`
+    (a permanent failure) or `dead` (a transient failure with no attempt left), so the last
+    attempt of a dead delivery never reads as a retry."""
+    if isinstance(outcome, Ok):
+        return "ok"
+    if isinstance(outcome, Fail):
+        return "fail"
+    return "dead" if decision.status == "dead" else "retry"

@@ -27,7 +27,7 @@ import structlog
 from service.clock import Clock, Timer
 from service.dispatch.dead import DEAD_EVENT, dead_event_body
 from service.dispatch.notify import Notifier
-from service.dispatch.policy import Decision, decide
+from service.dispatch.policy import Decision, attempt_outcome, decide
 from service.dispatch.ratelimit import RateLimiter
 from service.dispatch.results import AttemptRecorder
 from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
@@ -279,7 +279,7 @@ class Worker:
         result = Finish(
             status=decision.status,
             next_attempt_at=decision.next_attempt_at,
-            outcome=type(outcome).__name__.lower(),
+            outcome=attempt_outcome(outcome, decision),
             detail=outcome.summary if isinstance(outcome, Ok) else outcome.error,
             started_at=started_at,
             duration_ms=round(elapsed * 1000, 2),

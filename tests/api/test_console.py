@@ -77,7 +77,7 @@ class TestSignIn:
         """HttpOnly, SameSite=Strict, scoped to /admin/, no token inside; not Secure on http."""
         response = await login(client)
         assert response.status_code == 303
-        assert response.headers["location"] == f"{CONSOLE}/events"
+        assert response.headers["location"] == f"{CONSOLE}/overview"
         cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith(COOKIE))
         flags = cookie.lower()
         assert "httponly" in flags
@@ -105,10 +105,10 @@ class TestSignIn:
         assert "secure" in cookie.lower()
 
     async def test_signed_in_skips_the_form(self, client: httpx.AsyncClient) -> None:
-        """The sign-in page sends a signed-in user on to the events."""
+        """The sign-in page sends a signed-in user on to the overview."""
         await login(client)
         response = await client.get(f"{CONSOLE}/login")
-        assert response.headers["location"] == f"{CONSOLE}/events"
+        assert response.headers["location"] == f"{CONSOLE}/overview"
 
     async def test_wrong_token(self, client: httpx.AsyncClient) -> None:
         """A wrong token gets the form again with 401 and no session."""
@@ -210,7 +210,7 @@ class TestPages:
             response = await client.get(f"{CONSOLE}/{path}")
             page = response.text
             assert response.status_code == 200, path
-            assert "<script" not in page, path
+            assert page.count("<script") == page.count("<script src="), path
             assert "&lt;script&gt;" in page, path
 
     async def test_bidi_job_id_shows_escaped(self, client: httpx.AsyncClient) -> None:
@@ -282,7 +282,7 @@ class TestPages:
         page = (await client.get(job.group(1))).text
         assert "Timeline" in page
         assert f'href="/admin/console/events/{event_id}"' in page
-        assert "log: " in page
+        assert "log</a>: " in page
 
 
 class TestActions:
@@ -340,7 +340,7 @@ class TestActions:
         )
         assert response.status_code == 200
         assert "Test event stored and routed." in response.text
-        assert re.search(r"isTest</td><td>True", response.text)
+        assert re.search(r"<td>Test</td><td>yes</td>", response.text)
 
     async def test_oversized_form_is_refused(self, client: httpx.AsyncClient) -> None:
         """A form body over 16 KiB is not parsed (so it carries no CSRF token)."""

@@ -72,6 +72,7 @@ async def test_event_is_forwarded_once_and_listed(
         )
         detail = (await client.get(f"/admin/deliveries/{item['id']}", headers=AUTH)).json()
         assert [(a["number"], a["outcome"]) for a in detail["attempts"]] == [(1, "ok")]
+        assert (item["nextAttemptAt"], detail["nextAttemptAt"]) == (None, None)
     [received] = sink.received
     assert received.headers["webhook-id"] == item["id"]
 
@@ -89,6 +90,7 @@ async def test_dead_delivery_is_listed_retried_and_announced(
         )
         [item] = dead["items"]
         assert item["lastError"].startswith("HTTP 400")
+        assert item["nextAttemptAt"] is None  # dead: nothing more is scheduled
         announced = await eventually(
             client, "/admin/events?type=delivery.dead", lambda body: len(body["items"]) == 1
         )

@@ -1,5 +1,7 @@
-"""The console in a real browser against a real `serve` process: sign in, open an event, retry
-a dead delivery and watch it succeed, with JavaScript switched off (plain forms and links).
+"""The console in a real browser against a real `serve` process: sign in, look over the
+overview, an event, a dead delivery's page, the rejections log and a job's loss chart, filter
+jobs by status, retry the dead delivery and watch it succeed, with JavaScript switched off
+(plain forms and links); then, with JavaScript on, times shown in the viewer's zone.
 
 Headless Chromium is Debian's (`.ci/install-browser`), driven by Playwright. Under CI a missing
 browser fails the test; elsewhere it skips. A full-page screenshot is saved in the test's
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -30,6 +33,7 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = Path("/usr/bin/chromium")
 FORWARD_SECRET = "whsec_" + base64.b64encode(b"console-forward-secret-32-bytes!").decode()
 JOB = "job-console-demo"
+WRONG_SECRET = "whsec_" + base64.b64encode(b"a-secret-pasted-from-elsewhere!!").decode()
 
 
 def routes_toml(sink: HttpSink) -> str:
@@ -83,10 +87,39 @@ async def reload_until(page: Page, text: str, within: float = 20.0) -> None:
             await page.reload()
 
 
+async def send_events(client: httpx.AsyncClient) -> str:
+    """A job's life (training metrics on the way) and one delivery signed with a wrong secret;
+    the first event's id."""
+    body = w3_body("training.started", JOB)
+    sent = await client.post("/webhooks/llmtune", content=body, headers=w3_headers(body))
+    event_id: str = sent.json()["eventId"]
+    await until_delivery(client, "dead")
+    for name, data in (
+        ("training.progress", {"metrics": {"loss": 1.84, "step": 100}}),
+        ("training.progress", {"metrics": {"loss": 1.37, "step": 200}}),
+        ("training.completed", {"metrics": {"loss": 1.12, "step": 300}}),
+        ("model.deployed", {"deploymentId": "dep-7"}),
+    ):
+        body = w3_body(name, JOB, **data)
+        await client.post("/webhooks/llmtune", content=body, headers=w3_headers(body))
+    body = w3_body("training.completed", "job-wrong-secret")
+    wrong = w3_headers(body, secret=WRONG_SECRET)
+    assert (await client.post("/webhooks/llmtune", content=body, headers=wrong)).status_code == 401
+    return event_id
+
+
+async def sign_in(page: Page, base_url: str) -> None:
+    await page.goto(f"{base_url}/admin/")
+    await page.get_by_label("Admin token").fill(ADMIN_TOKEN)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+
+
 async def test_retry_a_dead_delivery_in_the_browser(
     browser: Browser, sqlite_url: str, tmp_path: Path
 ) -> None:
-    """Sign in, open the event, go to deliveries, retry the dead one, see it succeed."""
+    """Sign in, look over the overview, the event, the dead delivery's page, the rejections and
+    a job's loss chart; retry the dead delivery and see it succeed. JavaScript off throughout."""
     await (await emptied_engine(sqlite_url)).dispose()
     async with http_sink() as sink:
         sink.script = [Reply(status=400, body="refused once by the test")]
@@ -97,28 +130,42 @@ async def test_retry_a_dead_delivery_in_the_browser(
             "ADMIN_TOKENS": f"ops:write:{ADMIN_TOKEN}",
         }
         with running_server(tmp_path, env) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, trust_env=False) as client:
-                body = w3_body("training.started", JOB)
-                sent = await client.post(
-                    "/webhooks/llmtune", content=body, headers=w3_headers(body)
-                )
-                event_id = sent.json()["eventId"]
+            base = server.base_url
+            async with httpx.AsyncClient(base_url=base, trust_env=False) as client:
+                event_id = await send_events(client)
                 dead = await until_delivery(client, "dead")
-                for name in ("training.completed", "model.deployed"):
-                    body = w3_body(name, JOB, metrics={"loss": 1.12}, deploymentId="dep-7")
-                    await client.post("/webhooks/llmtune", content=body, headers=w3_headers(body))
             context = await browser.new_context(
                 java_script_enabled=False, viewport={"width": 1280, "height": 800}
             )
             page = await context.new_page()
-            await page.goto(f"{server.base_url}/admin/")
-            await page.get_by_label("Admin token").fill(ADMIN_TOKEN)
-            await page.get_by_role("button", name="Sign in").click()
-            await expect(page.get_by_role("heading", name="Events")).to_be_visible()
+            await sign_in(page, base)
+            await expect(page.locator("svg[role=img]")).to_have_count(2)
 
-            await page.get_by_role("link", name=event_id).click()
+            await page.get_by_role("link", name="Events", exact=True).click()
+            await expect(page.get_by_role("heading", name="Events")).to_be_visible()
+            await expect(page.locator(".chip.c-dead")).to_have_text("1 dead")
+            await page.locator(f"a[href$='/events/{event_id}']").first.click()
             await expect(page.get_by_role("heading", name="training.started")).to_be_visible()
             await expect(page.get_by_text("[redacted]")).to_be_visible()
+
+            await page.locator(f"a[href$='/deliveries/{dead}']").first.click()
+            await expect(page.get_by_role("heading", name="Delivery to forward")).to_be_visible()
+            await expect(page.get_by_text("failed for good: dead")).to_be_visible()
+            preview = page.get_by_role("cell", name="HTTP 400: refused once by the test")
+            await expect(preview.last).to_be_visible()
+
+            await page.get_by_role("link", name="Rejections", exact=True).click()
+            await reload_until(page, "(signature_mismatch)")
+            await expect(page.get_by_text("wrong secret?").first).to_be_visible()
+
+            await page.get_by_role("link", name="Jobs", exact=True).click()
+            await page.get_by_label("Status").select_option("deployed")
+            await page.get_by_role("button", name="Filter").click()
+            await expect(page.get_by_text(JOB)).to_be_visible()
+            await page.locator("tbody a.id").first.click()
+            chart = page.get_by_role("img", name="Loss over the job's events")
+            await expect(chart).to_be_visible()
+            await expect(chart.locator("circle")).to_have_count(3)
 
             await page.get_by_role("link", name="Deliveries", exact=True).click()
             row = page.locator("tr", has=page.locator(f"form[action$='/{dead}/retry']"))
@@ -126,12 +173,30 @@ async def test_retry_a_dead_delivery_in_the_browser(
             await row.get_by_role("button", name="Retry").click()
             await expect(page.get_by_text("Queued for retry.")).to_be_visible()
 
-            await page.goto(f"{server.base_url}/admin/console/events/{event_id}")
+            await page.goto(f"{base}/admin/console/events/{event_id}")
             await reload_until(page, '<span class="s-succeeded">succeeded</span>')
-            await expect(page.get_by_text("refused once by the test")).to_be_visible()
+            await expect(page.get_by_text("refused once by the test").first).to_be_visible()
             shot = tmp_path / "console.png"
             await page.screenshot(path=str(shot), full_page=True)
             await context.close()
-    assert len(sink.received) == 4  # the refusal, its retry, and the two later events
+            await local_times_with_script(browser, base)
+    assert len(sink.received) == 6  # the refusal, its retry, and the four later events
     if target := os.environ.get("CONSOLE_SCREENSHOT"):
         shutil.copyfile(shot, target)
+
+
+async def local_times_with_script(browser: Browser, base_url: str) -> None:
+    """With JavaScript on, the console's one script runs under the CSP and shows times in the
+    viewer's zone (Tokyo here), the full UTC time still on hover."""
+    context = await browser.new_context(java_script_enabled=True, timezone_id="Asia/Tokyo")
+    page = await context.new_page()
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text))
+    await sign_in(page, base_url)
+    await page.get_by_role("link", name="Events", exact=True).click()
+    first = page.locator("td time").first
+    await expect(first).not_to_contain_text("UTC")
+    await expect(first).to_have_text(re.compile(r"^\w{3} \d\d \d\d:\d\d:\d\d (GMT\+9|JST)$"))
+    assert (await first.get_attribute("title") or "").endswith("Z")
+    assert not [text for text in refused if "Content Security Policy" in text]
+    await context.close()

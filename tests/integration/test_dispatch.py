@@ -188,6 +188,7 @@ class TestOutcomes:
             h.clock.advance(timedelta(hours=12))
         [row] = await h.rows()
         assert (row.status, row.attempts, row.last_error) == ("dead", 3, "HTTP 500")
+        assert [a.outcome for a in await h.attempts()] == ["retry", "retry", "dead"]
         dead = [e for e in await h.events() if e.type == "delivery.dead"]
         assert [(e.source, e.job_id) for e in dead] == [("internal", "job-1")]
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from markupsafe import Markup
 
-from service.http.console import markup, pages
+from service.http.console import debug_pages, markup, pages
+from service.http.console import metrics as metrics_view
 from service.http.console.markup import Viewer, attr, h, join, table, text, url
 
 EVIL = '<script>alert("x")</script>'
@@ -53,7 +54,8 @@ def event() -> dict[str, Any]:
 
 
 def visible_text_has_no_markup(page: str) -> None:
-    assert "<script" not in page
+    # The page's one script is a same-origin file; no other script element may appear.
+    assert page.count("<script") == page.count('<script src="/admin/console/local-time.js"')
     assert "&lt;script&gt;" in page
 
 
@@ -173,6 +175,7 @@ class TestPages:
                 {
                     "at": "t2",
                     "kind": "delivery",
+                    "deliveryId": "dlv_1",
                     "eventId": "evt_1",
                     "route": "r",
                     "status": "dead",
@@ -197,3 +200,77 @@ class TestPages:
         assert 'type="password" name="token"' in page
         assert 'name="login_csrf" value="n&#34;1"' in page
         assert 'method="post"' in page
+
+
+class TestReadableValues:
+    @pytest.mark.parametrize(
+        ("value", "shown"),
+        [
+            pytest.param(
+                "2025-11-08T14:00:05.123456Z",
+                '<time datetime="2025-11-08T14:00:05.123Z" title="2025-11-08T14:00:05.123456Z">'
+                "Nov 08 14:00:05 UTC</time>",
+                id="utc-short-full-on-hover",
+            ),
+            pytest.param(None, "", id="none"),
+            pytest.param("", "", id="empty"),
+            pytest.param("yesterday", "yesterday", id="unreadable-as-given"),
+        ],
+    )
+    def test_when(self, value: str | None, shown: str) -> None:
+        """A time reads short in UTC (the script redraws it locally), the full time on hover."""
+        assert markup.when(value) == shown
+
+    @pytest.mark.parametrize(
+        ("value", "shown"),
+        [
+            pytest.param("evt_019a2b3c4d5e6f7a8b9c0d1e2f3a", "evt_…0d1e2f3a", id="ours"),
+            pytest.param("job-console-demo", "job-console-demo", id="llmtune-id-kept"),
+            pytest.param("dlv_12ab", "dlv_12ab", id="short-kept"),
+        ],
+    )
+    def test_short_id(self, value: str, shown: str) -> None:
+        """Our ids keep their kind and their random tail; other ids are shown whole."""
+        assert markup.short_id(value) == shown
+
+    @pytest.mark.parametrize(
+        ("detail", "status"),
+        [
+            pytest.param("HTTP 503: down", "503", id="with-preview"),
+            pytest.param("HTTP 200", "200", id="bare"),
+            pytest.param("TimeoutError: no answer", "", id="no-answer"),
+            pytest.param(None, "", id="none"),
+            pytest.param("HTTP x", "", id="not-a-status"),
+        ],
+    )
+    def test_http_status(self, detail: str | None, status: str) -> None:
+        """The HTTP status is read from an attempt's detail when it starts with one."""
+        assert debug_pages.http_status(detail) == status
+
+    @pytest.mark.parametrize(
+        ("metrics", "loss"),
+        [
+            pytest.param({"loss": 1.25}, 1.25, id="loss"),
+            pytest.param({"train_loss": 2, "accuracy": 0.5}, 2.0, id="other-name"),
+            pytest.param({"loss": True}, None, id="bool-is-not-a-number"),
+            pytest.param({"loss": "1.2"}, None, id="text"),
+            pytest.param({"loss": float("nan"), "train_loss": 3.0}, 3.0, id="nan-skipped"),
+            pytest.param({}, None, id="none"),
+        ],
+    )
+    def test_loss_of(self, metrics: dict[str, Any], loss: float | None) -> None:
+        """The loss is the first finite number under a known name."""
+        assert metrics_view.loss_of(metrics) == loss
+
+    def test_chips_count_each_status_group(self) -> None:
+        """Pending and in flight count as pending, retrying as failed; zeros are left out."""
+        shown = pages.delivery_chips({"pending": 1, "in_flight": 2, "retrying": 1, "dead": 0})
+        assert shown == (
+            '<span class="chip c-pending">3 pending</span>'
+            '<span class="chip c-failed">1 failed</span>'
+        )
+
+    def test_dead_attempt_reads_as_final(self) -> None:
+        """A dead delivery's last attempt is labelled as the final failure, never a retry."""
+        assert "no attempt left: dead" in pages.outcome_label("dead")
+        assert "retry" not in pages.outcome_label("dead")

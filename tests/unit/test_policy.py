@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.dispatch.policy import SCHEDULE_SECONDS, Decision, decide, delay_after
+from service.dispatch.policy import (
+    SCHEDULE_SECONDS,
+    Decision,
+    attempt_outcome,
+    decide,
+    delay_after,
+)
 from service.handlers.base import Fail, Ok, Outcome, Retry
 
 NOW = datetime(2025, 11, 8, 14, 0, tzinfo=UTC)
@@ -50,6 +56,26 @@ def test_decide(outcome: Outcome, attempt: int, max_attempts: int, expected: Dec
         decide(outcome, attempt=attempt, max_attempts=max_attempts, now=NOW, rng=random.Random(1))
         == expected
     )
+
+
+@pytest.mark.parametrize(
+    ("outcome", "attempt", "max_attempts", "recorded"),
+    [
+        pytest.param(Ok(), 1, 9, "ok", id="ok"),
+        pytest.param(Retry("503"), 1, 9, "retry", id="retry-scheduled"),
+        pytest.param(Retry("503"), 9, 9, "dead", id="last-attempt-spent"),
+        pytest.param(Retry("503"), 1, 1, "dead", id="single-attempt-route"),
+        pytest.param(Fail("400"), 1, 9, "fail", id="permanent"),
+        pytest.param(Fail("400"), 9, 9, "fail", id="permanent-on-last-attempt"),
+    ],
+)
+def test_attempt_outcome(outcome: Outcome, attempt: int, max_attempts: int, recorded: str) -> None:
+    """An attempt is recorded as what came of it: a transient failure with no attempt left is
+    `dead`, never `retry`."""
+    decision = decide(
+        outcome, attempt=attempt, max_attempts=max_attempts, now=NOW, rng=random.Random(1)
+    )
+    assert attempt_outcome(outcome, decision) == recorded
 
 
 @pytest.mark.parametrize(

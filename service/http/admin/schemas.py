@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from service.delivery_status import UNFINISHED
 from service.store.deliveries import StoredAttempt, StoredDelivery
 from service.store.events import OpenedEvent, StoredEvent
 from service.store.inference_runs import JobRun
@@ -69,7 +70,9 @@ def delivery_view(row: StoredDelivery) -> dict[str, Any]:
         "jobId": row.job_id,
         "status": row.status,
         "attempts": row.attempts,
-        "nextAttemptAt": rfc3339(row.next_attempt_at),
+        # The column is never NULL (the worker's claim index wants a time), but a finished
+        # delivery has no next attempt.
+        "nextAttemptAt": rfc3339(row.next_attempt_at) if row.status in UNFINISHED else None,
         "lastError": row.last_error,
         "createdAt": rfc3339(row.created_at),
         "updatedAt": rfc3339(row.updated_at),

@@ -11,11 +11,13 @@ import base64
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 from markupsafe import Markup, escape
 
 from service.display import visible
+from service.ids import looks_like_id
 from service.links import console_path
 
 # The console names its paths this way; kept here so pages and routes import one module.
@@ -32,11 +34,48 @@ th{background:#eef1f5}pre{background:#fff;border:1px solid #e2e5ea;padding:.6rem
 form.inline{display:inline}form.filters{margin-bottom:.8rem}input,select,button{font:inherit}
 .notice{background:#e5f5e8;padding:.4rem .6rem}.error{background:#fde8e8;padding:.4rem .6rem}
 .s-dead,.s-failed{color:#b42318;font-weight:600}.s-succeeded,.s-deployed{color:#067647}
+time,.id,.chip{white-space:nowrap}.id{font-family:ui-monospace,monospace;font-size:.92em}
+.chip{display:inline-block;border-radius:.7rem;padding:0 .45rem;margin:0 .2rem .1rem 0;
+font-size:.85em;background:#eef1f5}.c-succeeded{background:#dcf3e2;color:#05603a}
+.c-failed{background:#fdebd0;color:#93370d}.c-dead{background:#fde2e1;color:#b42318}
+.c-pending{background:#e6eefb;color:#1d4ed8}
+figure.chart{margin:.2rem 0 1rem}figure.chart svg{background:#fff;border:1px solid #e2e5ea}
+.chart path{fill:none;stroke:#2563eb;stroke-width:2}.chart circle{fill:#2563eb}
+.chart rect{fill:#64748b}.chart .s-succeeded rect{fill:#12b76a}.chart .s-dead rect{fill:#d92d20}
+.chart .s-retrying rect{fill:#f79009}.chart text{font-size:9px;text-anchor:middle;fill:#475467}
+figcaption{font-size:.85em;color:#475467}.muted{color:#667085}
+"""
+# The one script: it rewrites each `<time>` in the viewer's time zone. Pages are whole without
+# it (the server writes UTC), and the CSP admits it as a same-origin file, never inline.
+LOCAL_TIME_SCRIPT = "local-time.js"
+LOCAL_TIME_JS = """"use strict";
+(function () {
+  var months = ["Jan","Feb","Mar","Apr","May","Jun","Jul","Aug","Sep","Oct","Nov","Dec"];
+  function two(n) { return (n < 10 ? "0" : "") + n; }
+  function zone(d) {
+    try {
+      var parts = new Intl.DateTimeFormat(undefined, {timeZoneName: "short"}).formatToParts(d);
+      for (var i = 0; i < parts.length; i++) {
+        if (parts[i].type === "timeZoneName") { return " " + parts[i].value; }
+      }
+    } catch (e) {}
+    return "";
+  }
+  function local(el) {
+    var d = new Date(el.getAttribute("datetime"));
+    if (isNaN(d.getTime())) { return; }
+    el.textContent = months[d.getMonth()] + " " + two(d.getDate()) + " " + two(d.getHours()) +
+      ":" + two(d.getMinutes()) + ":" + two(d.getSeconds()) + zone(d);
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("time[datetime]").forEach(local);
+  });
+})();
 """
 _STYLE_HASH = base64.b64encode(hashlib.sha256(CSS.encode()).digest()).decode()
 CSP = (
-    f"default-src 'self'; style-src 'sha256-{_STYLE_HASH}'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'"
+    f"default-src 'self'; script-src 'self'; style-src 'sha256-{_STYLE_HASH}'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 
 
@@ -126,7 +165,15 @@ def document(title: str, body: Markup, viewer: Viewer | None = None, notice: str
     """A whole page: the header (navigation, who is signed in, logout) and `body`."""
     nav = Markup("<span>llmtune-receiver</span>")
     if viewer is not None:
-        shown = ("events", "deliveries", "jobs", "routes", *(("sessions",) * viewer.can_write))
+        shown = (
+            "overview",
+            "events",
+            "deliveries",
+            "jobs",
+            "rejections",
+            "routes",
+            *(("sessions",) * viewer.can_write),
+        )
         pages = join(link(path(p), p.title()) for p in shown)
         test = post_form(path("test-event"), "Send test event", viewer) if viewer.can_write else ""
         who = h('<span class="who">{} ({})</span>', viewer.name, viewer.scope)
@@ -134,11 +181,54 @@ def document(title: str, body: Markup, viewer: Viewer | None = None, notice: str
     banner = h('<p class="notice">{}</p>', notice) if notice else ""
     return h(
         '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{} · console</title>'
-        '<meta name="viewport" content="width=device-width"><style>{}</style></head>'
+        '<meta name="viewport" content="width=device-width"><style>{}</style>'
+        '<script src="{}" defer></script></head>'
         "<body><header>{}</header><main>{}{}</main></body></html>",
         title,
         Markup(CSS),  # noqa: S704 - our own constant stylesheet
+        path(LOCAL_TIME_SCRIPT),
         nav,
         banner,
         body,
     )
+
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def when(value: str | None) -> Markup:
+    """An RFC 3339 time from the API as a short UTC `<time>` (the script shows it in the
+    viewer's zone), the full time on hover; empty for None, as given when unreadable."""
+    if not value:
+        return Markup()
+    try:
+        moment = datetime.fromisoformat(value).astimezone(UTC)
+    except ValueError:
+        return text(value)
+    short = f"{MONTHS[moment.month - 1]} {moment:%d %H:%M:%S} UTC"
+    machine = f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    return h('<time datetime="{}" title="{}">{}</time>', machine, value, short)
+
+
+def short_id(value: str) -> str:
+    """One of our ids (`evt_` + 28 hex digits) cut to its prefix and last 8 digits (the random
+    part, so ids of one moment stay apart); any other value unchanged."""
+    prefix, _, rest = value.partition("_")
+    if looks_like_id(value) and len(rest) > 12:
+        return f"{prefix}_…{rest[-8:]}"
+    return value
+
+
+def id_link(href: str, value: str) -> Markup:
+    """A link to `href` showing `value` shortened, the whole of it on hover."""
+    return h('<a class="id" href="{}" title="{}">{}</a>', href, value, short_id(value))
+
+
+def yes_no(value: object) -> str:
+    """`yes` or `no` for a flag, empty when unknown."""
+    return "" if value is None else ("yes" if value else "no")
+
+
+def chip(count: int, label: str, kind: str) -> Markup:
+    """A small coloured count, such as "2 succeeded"."""
+    return h('<span class="chip c-{}">{} {}</span>', kind, count, label)

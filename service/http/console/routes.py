@@ -26,12 +26,13 @@ from service.http.admin import schemas
 from service.http.admin.audit import audit_target, write_audit_line
 from service.http.admin.auth import authenticate, count_failure
 from service.http.admin.deliveries import list_deliveries, retry_deliveries, retry_delivery
-from service.http.admin.jobs import get_job, list_jobs
+from service.http.admin.jobs import list_jobs
+from service.http.admin.rejections import list_rejections
 from service.http.admin.route_config import list_routes
-from service.http.admin.routes import get_event, list_events
+from service.http.admin.routes import get_event
 from service.http.admin.synthetic import synthetic_payload
-from service.http.console import pages, session, sessions
-from service.http.console.markup import CSP, Viewer, path
+from service.http.console import debug_pages, pages, reads, session, sessions
+from service.http.console.markup import CSP, LOCAL_TIME_JS, LOCAL_TIME_SCRIPT, Viewer, path
 from service.http.context import services
 from service.http.errors import ApiError
 from service.links import CONSOLE as BASE
@@ -158,7 +159,7 @@ def _back(to: str) -> str:
 async def login_form(request: Request) -> Response:
     """The sign-in page, with a fresh double-submit nonce (cookie and hidden field)."""
     if await _session(request, services(request)) is not None:
-        return _redirect(path("events"))
+        return _redirect(path("overview"))
     return _login_page(request, "", 200)
 
 
@@ -189,7 +190,7 @@ async def login(request: Request) -> Response:
         return _login_page(request, "That token is not valid.", 401)
     cookie = await sessions.start(request, svc, token)
     write_audit_line(request, token, action="console_login", status=303)
-    response = _redirect(path("events"))
+    response = _redirect(path("overview"))
     lifetime = session.LIFETIME_SECONDS
     _set_cookie(request, response, session.COOKIE, cookie, path="/admin/", max_age=lifetime)
     response.delete_cookie(session.LOGIN_COOKIE, path=path("login"))
@@ -242,25 +243,48 @@ async def test_event(request: Request, svc: Services) -> str:
 
 
 async def home(request: Request) -> Response:
-    """`/admin/` is the console's events page."""
-    return _redirect(path("events"))
+    """`/admin/` is the console's overview."""
+    return _redirect(path("overview"))
+
+
+async def local_time_script(request: Request) -> Response:
+    """The console's one script (same-origin, so the CSP admits it): times in the viewer's zone."""
+    return Response(LOCAL_TIME_JS, media_type="text/javascript", headers=HEADERS)
+
+
+async def no_such_page(request: Request) -> Response:
+    """Any other console path: an HTML 404 page (after signing in), never the API's JSON."""
+    found = await _session(request, services(request))
+    if found is None:
+        return _redirect(path("login"))
+    viewer = _viewer(_own(request), found)
+    return _html(pages.error_page(404, "There is no such console page.", viewer), 404)
 
 
 ROUTES = [
     Route("/admin/", home, methods=["GET"]),
+    Route(BASE, home, methods=["GET"]),
+    Route(path(LOCAL_TIME_SCRIPT), local_time_script, methods=["GET"]),
+    Route(path("overview"), page(reads.overview, debug_pages.overview_page), methods=["GET"]),
     Route(path("login"), login_form, methods=["GET"]),
     Route(path("login"), login, methods=POST),
     Route(path("logout"), logout, methods=POST),
-    Route(path("events"), page(list_events, pages.events_page), methods=["GET"]),
+    Route(path("events"), page(reads.events_with_counts, pages.events_page), methods=["GET"]),
     Route(BASE + "/events/{event_id}", page(event_with_attempts, pages.event_page)),
     Route(path("deliveries"), page(list_deliveries, pages.deliveries_page), methods=["GET"]),
     Route(path("deliveries", "retry"), action(retry_deliveries, "retried"), methods=POST),
+    Route(
+        BASE + "/deliveries/{delivery_id}",
+        page(reads.delivery_with_request, debug_pages.delivery_page),
+        methods=["GET"],
+    ),
     Route(
         BASE + "/deliveries/{delivery_id}/retry", action(retry_delivery, "retried"), methods=POST
     ),
     Route(path("jobs"), page(list_jobs, pages.jobs_page), methods=["GET"]),
     # LLMTune's job ids may hold "/" (links encode it as %2F, which routing sees decoded).
-    Route(BASE + "/jobs/{job_id:path}", page(get_job, pages.job_page)),
+    Route(BASE + "/jobs/{job_id:path}", page(reads.job_with_metrics, pages.job_page)),
+    Route(path("rejections"), page(list_rejections, debug_pages.rejections_page), methods=["GET"]),
     Route(path("routes"), page(list_routes, pages.routes_page), methods=["GET"]),
     Route(path("test-event"), action(test_event, "test-sent"), methods=POST),
     Route(path("sessions"), page(sessions.list_sessions, pages.sessions_page), methods=["GET"]),
@@ -269,4 +293,5 @@ ROUTES = [
         action(sessions.revoke_session, "revoked"),
         methods=POST,
     ),
+    Route(BASE + "/{rest:path}", no_such_page, methods=["GET"]),
 ]
