@@ -37,7 +37,7 @@ from service.http.console.markup import (
     when,
 )
 from service.http.console.metrics import training_metrics
-from service.jobs.state import STATUSES as JOB_STATUSES
+from service.job_status import JOB_STATUSES
 
 NOTICES = {
     "retried": "Queued for retry.",
