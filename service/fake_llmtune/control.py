@@ -1,4 +1,5 @@
-"""The test-only control endpoints under `/_fake`: switches, a manual step, recorded traffic.
+"""The test-only control endpoints under `/_fake`: switches, a manual step, recorded traffic, and
+an inbox that takes any POST (a destination for forwards in demos and the quick start).
 
 They need no API key and are not recorded as API traffic. Bad input answers 400 with
 `{"error": "<message>"}`.
@@ -14,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from service.fake_llmtune.api import fake_of, json_response
-from service.fake_llmtune.jobs import job_view
+from service.fake_llmtune.jobs import iso_millis, job_view
 from service.fake_llmtune.state import Answer
 from service.fake_llmtune.switches import SwitchError, apply_patch, switches_json
 
@@ -69,6 +70,24 @@ async def received(request: Request) -> Response:
     return json_response(Answer(200, {"requests": fake_of(request).received}))
 
 
+async def deliver_to_inbox(request: Request) -> Response:
+    """`POST /_fake/inbox`: keep the request (headers, body as text) and answer 204."""
+    body = await request.body()
+    fake_of(request).inbox.append(
+        {
+            "headers": dict(request.headers),
+            "body": body.decode("utf-8", "replace"),
+            "at": iso_millis(fake_of(request).clock.now()),
+        }
+    )
+    return Response(status_code=204)
+
+
+async def inbox(request: Request) -> Response:
+    """`GET /_fake/inbox`: the requests POSTed to the inbox, oldest first (the last 1,000)."""
+    return json_response(Answer(200, {"requests": list(fake_of(request).inbox)}))
+
+
 async def webhooks(request: Request) -> Response:
     """`GET /_fake/webhooks`: every webhook attempt so far, in the order they were made."""
     attempts = [attempt.as_json() for attempt in fake_of(request).sender.attempts]
@@ -83,4 +102,6 @@ def control_routes() -> list[Route]:
         Route("/_fake/advance", advance, methods=["POST"]),
         Route("/_fake/received", received, methods=["GET"]),
         Route("/_fake/webhooks", webhooks, methods=["GET"]),
+        Route("/_fake/inbox", deliver_to_inbox, methods=["POST"]),
+        Route("/_fake/inbox", inbox, methods=["GET"]),
     ]

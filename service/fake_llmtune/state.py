@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from service.webhooks.samples import signed_delivery
 
 # How often the ticker looks for due jobs; the step itself is config.step_seconds.
 TICK_SECONDS = 0.05
+INBOX_LIMIT = 1000
 # Request headers worth recording (Authorization only as present/absent: it is a secret).
 RECORDED_HEADERS = ("content-type", "idempotency-key", "user-agent")
 
@@ -63,6 +65,8 @@ class FakeLLMTune:
         self.jobs: dict[str, Job] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.received: list[dict[str, Any]] = []
+        # What was POSTed to /_fake/inbox: a stand-in destination for the receiver's forwards.
+        self.inbox: deque[dict[str, Any]] = deque(maxlen=INBOX_LIMIT)
         self.sender = Sender(
             clock=clock,
             sleep=sleep,

@@ -26,6 +26,7 @@ import uvicorn
 from service.clock import Clock, FakeClock
 from service.fake_llmtune import FakeConfig, FakeLLMTune, Switches, create_fake_app, fake_state
 from service.fake_llmtune.sender import Sleep
+from service.fake_llmtune.state import INBOX_LIMIT
 from tests.e2e.server import free_port, service_env
 from tests.sinks import HttpSink, Received, Reply, http_sink
 
@@ -586,3 +587,26 @@ async def _until_listening(client: httpx.AsyncClient) -> None:
                 await asyncio.sleep(0.05)
             else:
                 return
+
+
+async def test_inbox_keeps_what_was_posted_and_needs_no_key() -> None:
+    async with running_fake(config()) as fake:
+        assert (await fake.client.get("/_fake/inbox")).json() == {"requests": []}
+        for n in range(2):
+            answer = await fake.client.post(
+                "/_fake/inbox", content=f'{{"n": {n}}}', headers={"webhook-id": f"msg_{n}"}
+            )
+            assert answer.status_code == 204
+        kept = (await fake.client.get("/_fake/inbox")).json()["requests"]
+    assert [entry["body"] for entry in kept] == ['{"n": 0}', '{"n": 1}']
+    assert [entry["headers"]["webhook-id"] for entry in kept] == ["msg_0", "msg_1"]
+
+
+async def test_inbox_keeps_only_the_latest() -> None:
+    async with running_fake(config()) as fake:
+        fake.state.inbox.extend({"body": str(n)} for n in range(INBOX_LIMIT))
+        await fake.client.post("/_fake/inbox", content="last")
+        kept = (await fake.client.get("/_fake/inbox")).json()["requests"]
+    assert len(kept) == INBOX_LIMIT
+    assert kept[0]["body"] == "1"
+    assert kept[-1]["body"] == "last"
