@@ -272,6 +272,7 @@ class SlackHandler:
                 time_limit=TIMEOUT,
                 limit=MAX_ANSWER_BYTES,
                 allow_private=True,
+                secret_path=token is None,  # a webhook URL's path is its secret
             )
         except TimeoutError:
             return Retry(f"TimeoutError: no answer within {TIMEOUT:g} s")
