@@ -201,7 +201,7 @@ async def open_core(
     llmtune_http = await stack.enter_async_context(
         httpx.AsyncClient(timeout=LLMTUNE_TIMEOUT, follow_redirects=False)
     )
-    outbound = Outbound()
+    outbound = Outbound(tracing=tracing)
     stack.push_async_callback(outbound.aclose)
     tracer: Tracer = NO_TRACING
     if tracing is not None:

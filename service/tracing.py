@@ -2,7 +2,8 @@
 
 Off unless `OTEL_EXPORTER_OTLP_ENDPOINT` is set: then OpenTelemetry's SDK exports over OTLP/HTTP,
 and its instrumentations cover the ASGI app (the request), SQLAlchemy (every statement) and httpx
-(LLMTune, Slack, forwards). The service's own spans come from a `Tracer`: `ingest.store` in the
+(LLMTune); the `http` and `slack` handlers' aiohttp requests get the same client spans from
+`client_span`. The service's own spans come from a `Tracer`: `ingest.store` in the
 request (the wait for the group commit), `ingest.commit` for each batch (linked to the requests
 it answers), and `deliver` for each handler call. The request's trace context is kept on each
 delivery row (`trace_parent`, W3C `traceparent`), so a worker's `deliver` span joins the trace
@@ -134,6 +135,33 @@ class OtelTracing:
         context = self._propagator.extract({"traceparent": traceparent})
         span_context = trace.get_current_span(context).get_span_context()
         return span_context if span_context.is_valid else None
+
+    @contextlib.contextmanager
+    def client_span(
+        self, name: str, attributes: Attributes, headers: MutableMapping[str, str]
+    ) -> Iterator[Callable[[int], None]]:
+        """A CLIENT span around one outbound request, its context put in `headers`
+        (`traceparent`); call what it yields with the answer's status. Statuses from 400 and
+        exceptions mark it an error, as OpenTelemetry's httpx instrumentation does."""
+        from opentelemetry import propagate, trace
+
+        clean = {key: value for key, value in attributes.items() if value is not None}
+        with self._tracer.start_as_current_span(
+            name, kind=trace.SpanKind.CLIENT, attributes=clean
+        ) as span:
+            propagate.inject(headers)
+
+            def answered(status: int) -> None:
+                span.set_attribute("http.response.status_code", status)
+                if status >= 400:
+                    span.set_attribute("error.type", str(status))
+                    span.set_status(trace.StatusCode.ERROR)
+
+            try:
+                yield answered
+            except BaseException as exc:
+                span.set_attribute("error.type", type(exc).__qualname__)
+                raise
 
     def instrument_app(
         self, app: Any, route_of: Callable[[MutableMapping[str, Any]], str | None]

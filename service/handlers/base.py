@@ -87,7 +87,10 @@ class Options(BaseModel):
     must: ClassVar[Mapping[str, str]] = {}
 
 
-_RANGE = frozenset({"greater_than", "greater_than_equal", "less_than", "less_than_equal"})
+# NaN and infinity are out of any range a number of seconds can have.
+_RANGE = frozenset(
+    {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number"}
+)
 _LENGTH = frozenset({"too_short", "too_long"})
 OptionsT = TypeVar("OptionsT", bound=Options)
 
@@ -101,7 +104,7 @@ def validated(model: type[OptionsT], options: Mapping[str, Any]) -> OptionsT:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
     unknown = sorted(str(error["loc"][0]) for error in errors if error["type"] == "extra_forbidden")
     if unknown:
-        known = ", ".join(sorted(model.model_fields))
+        known = ", ".join(sorted(f.alias or key for key, f in model.model_fields.items()))
         raise OptionsError(f"{unknown[0]}: unknown option (known: {known})")
     error = errors[0]
     name = str(error["loc"][0])

@@ -12,7 +12,6 @@ from the first byte.
 from __future__ import annotations
 
 import base64
-import math
 import ssl
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -20,9 +19,11 @@ from dataclasses import dataclass, field
 from email.errors import MessageError
 from email.headerregistry import Address
 from email.utils import getaddresses, parseaddr
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import aiosmtplib
+from pydantic import AfterValidator, ConfigDict, Field, PlainValidator
+from pydantic_core import PydanticCustomError
 
 from service.clock import Clock
 from service.handlers.base import (
@@ -31,15 +32,16 @@ from service.handlers.base import (
     Fail,
     HandlerDeps,
     Ok,
+    Options,
     OptionsError,
     Outcome,
     Retry,
+    validated,
 )
 from service.handlers.email_format import compose
 
-_KNOWN_OPTIONS = frozenset(
-    {"host", "port", "from", "to", "starttls", "tls", "user", "password", "timeout"}
-)
+DEFAULT_TIMEOUT = 10.0
+MAX_TIMEOUT = 300.0
 # Handshake failures that mean "this port does not speak TLS": retrying cannot help.
 _TLS_MISMATCH = frozenset({"WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL"})
 
@@ -47,74 +49,90 @@ _TLS_MISMATCH = frozenset({"WRONG_VERSION_NUMBER", "UNSUPPORTED_PROTOCOL"})
 # --- options ---------------------------------------------------------------------------------
 
 
-def _address(option: str, value: object) -> Address:
-    """One `local@domain` address, optionally with a display name (`Ops <ops@example.com>`)."""
+def _option(message: str) -> PydanticCustomError:
+    return PydanticCustomError("option", message)
+
+
+def _address(value: object, item: str = "") -> Address:
+    """One `local@domain` address, optionally with a display name (`Ops <ops@example.com>`).
+    Problems are named, never quoted: the option's value stays out of every message."""
     if not isinstance(value, str) or not value.strip():
-        raise OptionsError(f"{option}: must be an email address")
+        raise _option(f"{item}must be an email address")
     if any(unicodedata.category(c) == "Cc" for c in value):
-        raise OptionsError(f"{option}: must not contain control characters")
+        raise _option(f"{item}must not contain control characters")
     if len(getaddresses([value])) != 1:
-        raise OptionsError(f"{option}: must be one address, got {value!r}")
+        raise _option(f"{item}must be one address")
     name, addr = parseaddr(value)
     try:
         address = Address(display_name=name, addr_spec=addr)
     except (ValueError, IndexError, MessageError):
-        raise OptionsError(f"{option}: not a valid address: {value!r}") from None
+        raise _option(f"{item}not a valid address") from None
     # parseaddr quietly drops spaces inside an address ("a@exa mple.com"); insist it is intact.
     if not (address.username and address.domain) or address.addr_spec not in value:
-        raise OptionsError(f"{option}: not a valid address: {value!r}")
+        raise _option(f"{item}not a valid address")
     return address
 
 
 def _recipients(value: object) -> tuple[Address, ...]:
     if not isinstance(value, list | tuple):
-        raise OptionsError("to: must be a list of addresses")
+        raise _option("must be a list of addresses")
     if not value:
-        raise OptionsError("to: must name at least one address")
-    found = [_address(f"to: item {index}", item) for index, item in enumerate(value, 1)]
+        raise _option("must name at least one address")
+    found = [_address(item, f"item {index}: ") for index, item in enumerate(value, 1)]
     unique: dict[str, Address] = {}
     for address in found:  # a repeated recipient gets one copy
         unique.setdefault(address.addr_spec.lower(), address)
     return tuple(unique.values())
 
 
-def _flag(options: Mapping[str, Any], name: str) -> bool | None:
-    value = options.get(name)
-    if value is not None and not isinstance(value, bool):
-        raise OptionsError(f"{name}: must be true or false")
-    return value
-
-
-def _text(options: Mapping[str, Any], name: str) -> str | None:
-    value = options.get(name)
-    if value is not None and (not isinstance(value, str) or not value):
-        raise OptionsError(f"{name}: must be a non-empty string")
-    return value
-
-
-def _host(options: Mapping[str, Any]) -> str:
-    host = options.get("host")
-    if not isinstance(host, str) or not host:
-        raise OptionsError("host: required, the SMTP server's name or address")
+def _host(host: str) -> str:
+    if not host:
+        raise _option("required, the SMTP server's name or address")
     if len(host) > 253 or any(c.isspace() or unicodedata.category(c) == "Cc" for c in host):
-        raise OptionsError(f"host: not a host name: {host!r}")
+        raise _option("not a host name")
     return host
 
 
-def _port(options: Mapping[str, Any], *, tls: bool) -> int:
-    port = options.get("port", 465 if tls else 25)
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise OptionsError(f"port: must be an integer from 1 to 65535, got {port!r}")
-    return port
+class EmailOptions(Options):
+    """The `email` handler's options; `tls` against `starttls` and `user` with `password` are
+    checked by `parse_options`."""
+
+    model_config = Options.model_config | ConfigDict(arbitrary_types_allowed=True)
+    must: ClassVar[Mapping[str, str]] = {
+        "host": "must be the SMTP server's name or address",
+        "host.missing": "required, the SMTP server's name or address",
+        "port": "must be an integer from 1 to 65535",
+        "from.missing": "required, an email address",
+        "to.missing": "required, a list of addresses",
+        "starttls": "must be true or false",
+        "tls": "must be true or false",
+        "user": "must be a non-empty string",
+        "password": "must be a non-empty string",
+        "timeout": "must be a number of seconds",
+        "timeout.range": f"must be more than 0 and at most {MAX_TIMEOUT:g} seconds",
+    }
+    host: Annotated[str, AfterValidator(_host)]
+    port: int | None = Field(None, ge=1, le=65535)  # None: 465 with `tls`, else 25
+    sender: Annotated[Address, PlainValidator(_address)] = Field(alias="from")
+    to: Annotated[tuple[Address, ...], PlainValidator(_recipients)]
+    starttls: bool | None = None
+    tls: bool = False
+    user: str | None = Field(None, min_length=1)
+    password: str | None = Field(None, min_length=1, repr=False)
+    timeout: float = Field(DEFAULT_TIMEOUT, gt=0, le=MAX_TIMEOUT, allow_inf_nan=False)
 
 
-def _timeout(options: Mapping[str, Any]) -> float:
-    value = options.get("timeout", 10)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise OptionsError("timeout: must be a number of seconds")
-    if not (math.isfinite(value) and 0 < value <= 300):
-        raise OptionsError(f"timeout: must be more than 0 and at most 300 seconds, got {value}")
-    return float(value)
+def parse_options(options: Mapping[str, Any]) -> EmailOptions:
+    """`options` read by `EmailOptions`, and the options that go together checked; else
+    `OptionsError("<option>: <what is wrong>")`, which never quotes a value."""
+    found = validated(EmailOptions, options)
+    if found.tls and found.starttls:
+        raise OptionsError("starttls: cannot be true with tls = true (implicit TLS)")
+    if found.user is not None and found.password is None:
+        raise OptionsError("password: required when user is set")
+    if found.password is not None and found.user is None:
+        raise OptionsError("user: required when password is set")
+    return found
 
 
 # --- outcomes --------------------------------------------------------------------------------
@@ -201,28 +219,18 @@ class EmailHandler:
     @classmethod
     def from_options(cls, options: Mapping[str, Any], deps: HandlerDeps) -> EmailHandler:
         """Validate a route's options (`OptionsError` names the option) and build the handler."""
-        unknown = sorted(str(name) for name in options if name not in _KNOWN_OPTIONS)
-        if unknown:
-            raise OptionsError(f"{unknown[0]}: unknown option; known: {sorted(_KNOWN_OPTIONS)}")
-        tls, starttls = _flag(options, "tls") or False, _flag(options, "starttls")
-        if tls and starttls:
-            raise OptionsError("starttls: cannot be true with tls = true (implicit TLS)")
-        user, password = _text(options, "user"), _text(options, "password")
-        if user is not None and password is None:
-            raise OptionsError("password: required when user is set")
-        if password is not None and user is None:
-            raise OptionsError("user: required when password is set")
+        found = parse_options(options)
         return cls(
-            host=_host(options),
-            port=_port(options, tls=tls),
-            sender=_address("from", options.get("from")),
-            recipients=_recipients(options.get("to")),
+            host=found.host,
+            port=found.port or (465 if found.tls else 25),
+            sender=found.sender,
+            recipients=found.to,
             # None: plain SMTP, upgraded only if the server offers STARTTLS (see module doc).
-            start_tls=False if tls else starttls,
-            use_tls=tls,
-            user=user,
-            password=password,
-            timeout=_timeout(options),
+            start_tls=False if found.tls else found.starttls,
+            use_tls=found.tls,
+            user=found.user,
+            password=found.password,
+            timeout=found.timeout,
             public_url=deps.public_url,
             clock=deps.clock,
         )

@@ -79,8 +79,8 @@ class HttpOptions(Options):
     url: str
     allow_private: bool = False
     signing: Signing = "v1"
-    secret: str | None = None
-    private_key: str | None = None
+    secret: str | None = Field(None, repr=False)
+    private_key: str | None = Field(None, repr=False)
     timeout: float = Field(DEFAULT_TIMEOUT, gt=0, le=MAX_TIMEOUT)
     ca_file: str | None = None
 

@@ -11,8 +11,10 @@ reused for the very hostname it was verified for. The check is redone every `REC
 and after a connection failure; a pool keeps its connections while the answer still holds every
 address it dialled, and is replaced (the old one closed once its requests end) when one is gone.
 
-Redirects are never followed and an answer's body is read up to a limit. Nothing here logs, and
-errors name the exception and the connection trouble only (never a header, a body or a path).
+Redirects are never followed and an answer's body is read up to a limit. With tracing on, each
+POST is a client span (as httpx's instrumentation made them) and carries its `traceparent`.
+Nothing here logs, and errors name the exception and the connection trouble only (never a
+header, a body or a path).
 The service's composition root owns one `Outbound` and closes it.
 """
 
@@ -34,6 +36,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from service.handlers.addresses import IPAddress, first_refused, resolve
+from service.tracing import Attributes, OtelTracing
 
 RECHECK_SECONDS = 60.0  # how long a checked DNS answer is used before it is looked up again
 Resolve = Callable[[str, int], Awaitable[list[IPAddress]]]
@@ -216,8 +219,15 @@ class _Pool:
 class Outbound:
     """Pooled, checked POSTs to the handlers' destinations; close with `aclose()`."""
 
-    def __init__(self, *, resolver: Resolve = resolve, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        resolver: Resolve = resolve,
+        clock: Clock = time.monotonic,
+        tracing: OtelTracing | None = None,
+    ) -> None:
         self._resolve = resolver
+        self._tracing = tracing
         self._clock = clock
         self._pools: dict[Destination, _Pool] = {}
         self._default_tls: ssl.SSLContext | None = None
@@ -232,29 +242,21 @@ class Outbound:
         limit: int,
         allow_private: bool,
         ca_file: str | None = None,
+        secret_path: bool = False,
     ) -> Answer:
         """POST `body` to `url` (no redirects) within `time_limit` seconds; raises `Refused`,
-        `NoAddress`, `OSError` (DNS), `SendError` or `TimeoutError`."""
+        `NoAddress`, `OSError` (DNS), `SendError` or `TimeoutError`. With tracing, the request
+        is a client span whose context goes out in `traceparent`; `secret_path` keeps the
+        path out of the span (a Slack webhook's path is its secret)."""
         pool = self._pool(url, allow_private=allow_private, ca_file=ca_file)
-        async with pool.session() as session:
-            try:
-                async with session.post(
-                    url,
-                    data=body,
-                    headers=headers,
-                    allow_redirects=False,
-                    timeout=aiohttp.ClientTimeout(total=time_limit),
-                ) as response:
-                    data = await _read(response.content, limit)
-                    return Answer(response.status, response.headers, data)
-            except aiohttp.ClientError as exc:
-                if isinstance(exc, TimeoutError):  # aiohttp's timeouts are both
-                    pool.expire()
-                    raise
-                error = _send_error(exc)
-                if not error.connected:
-                    pool.expire()
-                raise error from None
+        if self._tracing is None:
+            return await _send(pool, url, body, headers, time_limit=time_limit, limit=limit)
+        sent = dict(headers)
+        attributes = _span_attributes(url, secret_path=secret_path)
+        with self._tracing.client_span("POST", attributes, sent) as answered:
+            answer = await _send(pool, url, body, sent, time_limit=time_limit, limit=limit)
+            answered(answer.status)
+        return answer
 
     async def addresses(
         self, url: URL, *, allow_private: bool, ca_file: str | None = None
@@ -289,6 +291,50 @@ class Outbound:
                 tls = self._default_tls
             pool = self._pools[destination] = _Pool(destination, tls, self._resolve, self._clock)
         return pool
+
+
+async def _send(
+    pool: _Pool,
+    url: URL,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    time_limit: float,
+    limit: int,
+) -> Answer:
+    async with pool.session() as session:
+        try:
+            async with session.post(
+                url,
+                data=body,
+                headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=time_limit),
+            ) as response:
+                data = await _read(response.content, limit)
+                return Answer(response.status, response.headers, data)
+        except aiohttp.ClientError as exc:
+            if isinstance(exc, TimeoutError):  # aiohttp's timeouts are both
+                pool.expire()
+                raise
+            error = _send_error(exc)
+            if not error.connected:
+                pool.expire()
+            raise error from None
+
+
+def _span_attributes(url: URL, *, secret_path: bool) -> Attributes:
+    """A client span's attributes for `url`, which leave out its user, password, query and
+    fragment (a forward's query may hold a token) and, when `secret_path`, its path."""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    shown = url.with_user(None).with_query(None).with_fragment(None)
+    full = str(shown.with_path("/REDACTED") if secret_path else shown)
+    return {
+        "http.request.method": "POST",
+        "server.address": url.host,
+        "server.port": port,
+        "url.full": full,
+    }
 
 
 async def _read(stream: aiohttp.StreamReader, limit: int) -> bytes:

@@ -16,9 +16,11 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import httpx
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 from yarl import URL
 
 from service.handlers.base import (
@@ -27,10 +29,12 @@ from service.handlers.base import (
     Fail,
     HandlerDeps,
     Ok,
+    Options,
     OptionsError,
     Outcome,
     Retry,
     outcome_for_status,
+    validated,
 )
 from service.handlers.outbound import Answer, NoAddress, SendError
 from service.handlers.slack_format import message
@@ -42,7 +46,6 @@ TIMEOUT = 10.0  # seconds per request; a slow Slack is retried, not waited for
 # Slack's answers are small (a posted message echoed back); a longer one is read no further.
 MAX_ANSWER_BYTES = 1 << 20
 
-_OPTIONS = ("api_url", "bot_token", "channel", "webhook_url")
 # Web API errors that no retry can fix: credentials, the channel, or the message itself.
 _PERMANENT_API_ERRORS = frozenset(
     {
@@ -78,45 +81,58 @@ class _Thread:
     ts: str | None = None
 
 
-def _text_option(options: Mapping[str, Any], key: str) -> str | None:
-    if key not in options:
-        return None
-    value = options[key]
-    if not isinstance(value, str) or not value.strip():
-        raise OptionsError(f"{key}: must be a non-empty string")
+def _text_value(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("option", "must be a non-empty string")
     if value != value.strip():
-        raise OptionsError(f"{key}: must not start or end with whitespace")
+        raise PydanticCustomError("option", "must not start or end with whitespace")
     return value
 
 
-def _http_url(key: str, value: str) -> str:
+def _url_value(value: str) -> str:
     # Never quote the value: a webhook URL is a secret.
     try:
         url = httpx.URL(value)
-    except httpx.InvalidURL:
-        raise OptionsError(f"{key}: not a valid URL") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise OptionsError(f"{key}: must be an http:// or https:// URL")
-    try:
         URL(value)  # as it will be sent
-    except ValueError:
-        raise OptionsError(f"{key}: not a valid URL") from None
+    except (httpx.InvalidURL, ValueError):
+        raise PydanticCustomError("option", "not a valid URL") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise PydanticCustomError("option", "must be an http:// or https:// URL")
     return value
 
 
-def _target(options: Mapping[str, Any]) -> _Webhook | _WebApi:
-    unknown = sorted(str(key) for key in options if key not in _OPTIONS)
-    if unknown:
-        raise OptionsError(f"{unknown[0]}: unknown option (known: {', '.join(_OPTIONS)})")
-    webhook, token, channel, api_url = (
-        _text_option(options, key) for key in ("webhook_url", "bot_token", "channel", "api_url")
-    )
+_Text = Annotated[str, AfterValidator(_text_value)]
+_Url = Annotated[str, AfterValidator(_text_value), AfterValidator(_url_value)]
+
+
+class SlackOptions(Options):
+    """The `slack` handler's options; which of them go together is checked by
+    `parse_options`."""
+
+    must: ClassVar[Mapping[str, str]] = {
+        "webhook_url": "must be a non-empty string",
+        "bot_token": "must be a non-empty string",
+        "channel": "must be a non-empty string",
+        "api_url": "must be a non-empty string",
+    }
+    webhook_url: _Url | None = Field(None, repr=False)  # a secret, as the token is
+    bot_token: _Text | None = Field(None, repr=False)
+    channel: _Text | None = None
+    api_url: _Url | None = None
+
+
+def parse_options(options: Mapping[str, Any]) -> _Webhook | _WebApi:
+    """Where the route posts: its webhook, or the Web API with its token and channel; else
+    `OptionsError("<option>: <what is wrong>")`, which never quotes a value."""
+    found = validated(SlackOptions, options)
+    webhook, token, channel = found.webhook_url, found.bot_token, found.channel
+    api_url = found.api_url
     if webhook is not None:
         if token is not None:
             raise OptionsError("webhook_url: give either webhook_url or bot_token + channel")
         if channel is not None or api_url is not None:
             raise OptionsError(f"{'channel' if channel else 'api_url'}: only used with bot_token")
-        return _Webhook(_http_url("webhook_url", webhook))
+        return _Webhook(webhook)
     if token is None:
         missing = "bot_token: required with channel" if channel else "webhook_url: required"
         raise OptionsError(f"{missing} (give webhook_url, or bot_token + channel)")
@@ -124,7 +140,7 @@ def _target(options: Mapping[str, Any]) -> _Webhook | _WebApi:
         raise OptionsError("channel: required with bot_token")
     if not (token.isascii() and token.isprintable()) or " " in token:
         raise OptionsError("bot_token: must be printable ASCII without spaces")
-    base = _http_url("api_url", api_url or DEFAULT_API_URL)
+    base = api_url or DEFAULT_API_URL
     return _WebApi(token, channel, base if base.endswith("/") else base + "/")
 
 
@@ -173,7 +189,7 @@ class SlackHandler:
     def from_options(cls, options: Mapping[str, Any], deps: HandlerDeps) -> SlackHandler:
         """Either `webhook_url`, or `bot_token` + `channel` (+ optional `api_url`); anything
         else raises `OptionsError("<option>: <what is wrong>")`."""
-        return cls(target=_target(options), deps=deps)
+        return cls(target=parse_options(options), deps=deps)
 
     async def handle(self, delivery: Delivery) -> Outcome:
         """Post the event's message; Ok, Retry or Fail by Slack's answer, never raising for it."""
@@ -256,6 +272,7 @@ class SlackHandler:
                 time_limit=TIMEOUT,
                 limit=MAX_ANSWER_BYTES,
                 allow_private=True,
+                secret_path=token is None,  # a webhook URL's path is its secret
             )
         except TimeoutError:
             return Retry(f"TimeoutError: no answer within {TIMEOUT:g} s")
