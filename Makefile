@@ -1,24 +1,35 @@
 # Everything runs from .venv, which this Makefile creates and keeps in step with
-# pyproject.toml and constraints.txt (the pinned versions the tests passed with).
+# pyproject.toml and constraints.txt (the pinned versions the tests passed with). `run`, `demo`
+# and `migrate` install the service's own dependencies only (RUN_STAMP); the test, lint and
+# bench targets add the dev extra (STAMP, which .ci/run builds first).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
+# `make run PORT=8080 HOST=0.0.0.0`: passed to serve as options (PORT and HOST in the
+# environment or .env are read by serve itself).
+SERVE_ARGS := $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST))
 
 .PHONY: run demo test test-fast fuzz fault lint format bench bench-dispatch bench-compare bench-cli migrate check-migrations check-wheel check-deploy clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(RUN_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
-	$(BIN)/llmtune-receiver serve --init-env
+run: $(RUN_STAMP)
+	$(BIN)/llmtune-receiver serve --init-env $(SERVE_ARGS)
 
-# A fake LLMTune and the service on this machine: submit a job, watch it reach deployed.
-demo: $(STAMP)
-	$(BIN)/llmtune-receiver demo
+# A fake LLMTune and the service on this machine: submit a job, watch it reach deployed
+# (`make demo PORT=8080` puts the receiver on that port; default: a free one).
+demo: $(RUN_STAMP)
+	$(BIN)/llmtune-receiver demo $(if $(PORT),--port $(PORT))
 
 # `make test` measures branch coverage of service/, servers started by the e2e tests included
 # (see [tool.coverage.run]); extra pytest options go in PYTEST_ARGS (.ci/run adds the floor).
@@ -91,7 +102,7 @@ bench-compare: $(STAMP)
 bench-cli: $(STAMP)
 	$(BIN)/python -m tests.perf.bench_cli
 
-migrate: $(STAMP)
+migrate: $(RUN_STAMP)
 	$(BIN)/llmtune-receiver migrate
 
 clean:

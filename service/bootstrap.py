@@ -117,7 +117,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
 
 def configured_routes(settings: Settings, overrides: Overrides) -> RoutesConfig:
     """Routes and workspaces: overridden, from the routes file, or the default `log` route."""
-    config = load_config(settings.routes_file, os.environ)
+    config = load_config(settings.routes_file, os.environ, settings.custom_event_types)
     if overrides.routes is not None:
         return RoutesConfig(overrides.routes, config.workspaces)
     return config

@@ -10,7 +10,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from service.admin_tokens import TokenFormatError, parse_admin_tokens
@@ -18,6 +18,11 @@ from service.crypto.sealing import EncryptionKeyError, Keyring, keyring_from
 from service.whsec import WHSEC_PREFIX
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./llmtune-receiver.db"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+# Where links and job callbacks point when PUBLIC_URL is unset and no server is bound here (the
+# `worker` command, a bare `create_app`); `serve` puts its bound address in its place.
+DEFAULT_PUBLIC_URL = f"http://{DEFAULT_HOST}:{DEFAULT_PORT}"
 ACCEPTED_URL_SCHEMES = (
     "postgresql+asyncpg://",
     "postgresql://",
@@ -54,8 +59,13 @@ class Settings(BaseSettings):
     # a few kB, a proxy adds a few hundred bytes.
     max_header_bytes: int = Field(default=64 * 1024, ge=8 * 1024, le=1024 * 1024)
     body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
-    public_url: str = "http://localhost:8000"
+    public_url: str = DEFAULT_PUBLIC_URL
+    # Where `serve` listens when --host/--port are not given.
+    host: str = DEFAULT_HOST
+    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535)
     routes_file: Path | None = None
+    # Event types beyond LLMTune's and our own that a route may name without a pattern.
+    custom_event_types: Annotated[list[str], NoDecode] = Field(default_factory=list)
     run_worker: bool = True
     ingest_queue_limit: int = Field(default=4096, ge=1, le=1_000_000)
     ingest_batch_limit: int = Field(default=256, ge=1, le=10_000)
@@ -75,7 +85,20 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 
-    @field_validator("webhook_secrets", "admin_tokens", "encryption_keys", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_public_url_is_unset(cls, data: object) -> object:
+        # `PUBLIC_URL=` means "not set": left out, it stays out of `model_fields_set`, so
+        # `serve` puts the address it binds in its place.
+        if isinstance(data, dict):
+            value = data.get("public_url")
+            if isinstance(value, str) and not value.strip():
+                return {key: item for key, item in data.items() if key != "public_url"}
+        return data
+
+    @field_validator(
+        "webhook_secrets", "admin_tokens", "encryption_keys", "custom_event_types", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -145,6 +168,11 @@ class Settings(BaseSettings):
         return normalize_database_url(value)
 
     @property
+    def public_url_given(self) -> bool:
+        """True when PUBLIC_URL was set (not blank) in the environment or `.env`."""
+        return "public_url" in self.model_fields_set
+
+    @property
     def is_sqlite(self) -> bool:
         """True when the store is the embedded SQLite file."""
         return self.database_url.startswith("sqlite")
@@ -161,6 +189,19 @@ def normalize_database_url(url: str) -> str:
     if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
         return url
     raise ValueError(f"must start with one of {', '.join(ACCEPTED_URL_SCHEMES)}")
+
+
+def database_location(url: str) -> str:
+    """Where DATABASE_URL points, for error messages: the SQLite file's absolute path, or the
+    PostgreSQL host and database (never the password)."""
+    scheme, _, rest = url.partition("://")
+    if scheme.startswith("sqlite"):
+        path = rest.removeprefix("/").split("?", 1)[0]
+        if not path or path == ":memory:":
+            return "an in-memory SQLite database"
+        return f"SQLite file {Path(path).resolve()}"
+    where = rest.rpartition("@")[2].split("?", 1)[0]
+    return f"PostgreSQL at {where}"
 
 
 def load_settings(**overrides: object) -> Settings:

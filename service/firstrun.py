@@ -10,9 +10,11 @@ import base64
 import os
 import secrets
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
+from service.links import CONSOLE, WEBHOOK_PATH
 from service.whsec import WHSEC_PREFIX
 
 
@@ -81,3 +83,43 @@ def announce(
 def stdin_is_terminal() -> bool:
     """True when a person started us from a terminal."""
     return sys.stdin is not None and sys.stdin.isatty()
+
+
+@dataclass(frozen=True, slots=True)
+class Banner:
+    """What `serve` says once it listens: where to look, where LLMTune posts, what to run."""
+
+    listening: str
+    console: str
+    webhooks: str
+    next: str
+    schema: str
+
+    def text(self) -> str:
+        """The lines a person at a terminal reads."""
+        return (
+            f"llmtune-receiver is ready on {self.listening} ({self.schema})\n"
+            f"  console:  {self.console}\n"
+            f"  webhooks: {self.webhooks}  (paste into LLMTune)\n"
+            f"  next:     {self.next}\n"
+        )
+
+    def fields(self) -> dict[str, str]:
+        """The same, as fields of one log line."""
+        return asdict(self)
+
+
+def banner(*, base_url: str, public_url: str, schema: str, client_url: str) -> Banner:
+    """The banner of a server listening on `base_url` and known outside as `public_url`;
+    `client_url` is where the client commands would look without `--url`."""
+    try_it = "llmtune-receiver send-test-event"
+    if client_url.rstrip("/") != base_url:
+        try_it += f" --url {base_url}"
+    public = public_url.rstrip("/")
+    return Banner(
+        listening=base_url,
+        console=public + CONSOLE,
+        webhooks=public + WEBHOOK_PATH,
+        next=try_it,
+        schema=schema,
+    )

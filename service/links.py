@@ -8,6 +8,9 @@ from __future__ import annotations
 from urllib.parse import quote
 
 CONSOLE = "/admin/console"
+WEBHOOK_PATH = "/webhooks/llmtune"
+# Addresses that mean "every interface": a link to one of them names this machine's loopback.
+_WILDCARDS = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}  # noqa: S104 - not a bind
 
 
 def console_path(*parts: str) -> str:
@@ -19,3 +22,19 @@ def console_path(*parts: str) -> str:
 def event_page(public_url: str, event_id: str) -> str:
     """The absolute URL of the event's console page under `public_url`."""
     return public_url.rstrip("/") + console_path("events", event_id)
+
+
+def bound_url(host: str, port: int) -> str:
+    """`http://HOST:PORT` for a server bound there; a wildcard address becomes loopback."""
+    host = _WILDCARDS.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def webhook_target(url: str) -> str:
+    """`url` as a webhook endpoint: a base URL (no path) gets `WEBHOOK_PATH` added."""
+    _scheme, sep, rest = url.partition("://")
+    if sep and "/" not in rest.rstrip("/"):
+        return url.rstrip("/") + WEBHOOK_PATH
+    return url

@@ -133,8 +133,13 @@ def _orjson_dumps(value: Any, **_: Any) -> str:
     return orjson.dumps(value, default=repr).decode("utf-8")
 
 
+def uses_console(fmt: str) -> bool:
+    """True when LOG_FORMAT `fmt` renders for a person (console) rather than as JSON lines."""
+    return fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+
+
 def _renderer(fmt: str) -> Any:
-    use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
+    use_console = uses_console(fmt)
     if use_console:
         # plain_traceback: the rich formatter would print local variables, secrets included.
         return structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import cast
 
 from service.cli import client, jobs, maintenance, run
+from service.commands.basics import receiver_url
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -45,4 +46,7 @@ def load_command(target: str) -> Command:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `llmtune-receiver` command."""
     args = build_parser().parse_args(argv)
+    if getattr(args, "url", "") is None:
+        # The client commands' --url left out: LLMTUNE_RECEIVER_URL, read only now.
+        args.url = receiver_url()
     return load_command(args.run)(args)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from service.commands.admin_api import URL_HELP
+from service.commands.basics import DEFAULT_RECEIVER_URL
+
 
 def add_fake_llmtune_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fake = sub.add_parser(
@@ -110,9 +113,7 @@ def add_job_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="repeat a submission safely: the same key never makes a second job "
         "(default: none, each call is a new job)",
     )
-    submit.add_argument(
-        "--url", default="http://127.0.0.1:8000", help="the service (default: %(default)s)"
-    )
+    submit.add_argument("--url", help=URL_HELP % DEFAULT_RECEIVER_URL)
     submit.add_argument("--token", help="admin token (default: first of ADMIN_TOKENS)")
     submit.set_defaults(run="service.commands.submit:cmd_submit")
     demo = sub.add_parser(
@@ -127,4 +128,5 @@ def add_job_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=60.0,
         help="seconds to wait for the job (default: %(default)s)",
     )
+    demo.add_argument("--port", type=int, help="the receiver's TCP port (default: a free one)")
     demo.set_defaults(run="service.commands.demo:cmd_demo")

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import argparse
 
+from service.commands.basics import DEFAULT_RECEIVER_URL
+from service.links import WEBHOOK_PATH
 from service.webhooks.samples import FORMATS, LIFECYCLE
 
 
 def add_service_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """`serve`, `worker`, `migrate` and `send-test-event`, in that order."""
     serve = sub.add_parser("serve", help="apply migrations and run the HTTP server")
-    serve.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
-    )
-    serve.add_argument("--port", type=int, default=8000, help="TCP port (default: %(default)s)")
+    serve.add_argument("--host", help="address to listen on (default: HOST, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (default: PORT, else 8000)")
     serve.add_argument(
         "--workers",
         type=int,
@@ -62,8 +62,9 @@ def add_service_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     send = sub.add_parser("send-test-event", help="post signed sample deliveries")
     send.add_argument(
         "--url",
-        default="http://127.0.0.1:8000/webhooks/llmtune",
-        help="where to post (default: %(default)s)",
+        help="the service's base URL or its full webhook URL (default: LLMTUNE_RECEIVER_URL "
+        f"from the environment or .env, else {DEFAULT_RECEIVER_URL}; a base URL gets "
+        f"{WEBHOOK_PATH})",
     )
     send.add_argument("--secret", help="webhook secret (default: first of WEBHOOK_SECRETS)")
     send.add_argument(

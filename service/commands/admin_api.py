@@ -11,10 +11,11 @@ import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from service.commands.basics import DEFAULT_RECEIVER_URL
 from service.delivery_status import DELIVERY_STATUSES
 from service.job_status import JOB_STATUSES
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+URL_HELP = "the service (default: LLMTUNE_RECEIVER_URL from the environment or .env, else %s)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ def limit_arg(text: str) -> int:
 
 def add_client_options(parser: argparse.ArgumentParser, *, json_help: str) -> None:
     """`--url`, `--token` and `--json`, shared by every admin client command."""
-    parser.add_argument("--url", default=DEFAULT_URL, help="the service (default: %(default)s)")
+    parser.add_argument("--url", help=URL_HELP % DEFAULT_RECEIVER_URL)
     parser.add_argument(
         "--token", help="admin token (default: the first of ADMIN_TOKENS; read scope is enough)"
     )

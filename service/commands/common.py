@@ -11,7 +11,7 @@ import structlog
 
 from service.bootstrap import Overrides, check_stored_keys, configured_routes, llmtune_client
 from service.clock import SystemClock
-from service.config import Settings
+from service.config import Settings, database_location
 from service.dispatch.routes_file import RoutesError
 from service.events import DEFAULT_WORKSPACE, Source
 from service.handlers.base import HandlerDeps, InferenceDeps
@@ -28,6 +28,8 @@ from service.store.db import (
 from service.store.inference_runs import StoredRuns
 from service.store.keys import KeyCheckFailed
 from service.store.memory import StoredMemory
+from service.store.migrate import Upgraded
+from service.store.schema import SchemaMissing, schema_revisions
 
 log = structlog.get_logger("service.cli")
 
@@ -36,16 +38,48 @@ log = structlog.get_logger("service.cli")
 SQLITE_PAUSE_SECONDS = 0.15
 
 
-def apply_migrations(settings: Settings) -> bool:
-    """Apply migrations; on failure print one line (no traceback) and return False."""
+def apply_migrations(settings: Settings, *, quiet: bool = False) -> Upgraded | None:
+    """Apply migrations and log one summary line (`quiet`: Alembic's own lines left out); on
+    failure print one line naming the database (no traceback) and return None."""
     try:
-        migrate.upgrade(settings.database_url)
+        done = migrate.upgrade(settings.database_url, quiet=quiet)
     except STORAGE_ERRORS as exc:
         reason = describe_storage_error(exc)
-        print(f"llmtune-receiver: cannot apply migrations: {reason}", file=sys.stderr)
-        return False
-    log.info("migrations_applied")
-    return True
+        where = database_location(settings.database_url)
+        print(f"llmtune-receiver: cannot apply migrations to {where}: {reason}", file=sys.stderr)
+        return None
+    log.info("migrations", schema=done.schema, applied=done.applied, summary=done.summary())
+    return done
+
+
+def schema_current_or_explain(settings: Settings) -> str | None:
+    """None when the database is at this code's migration head (or newer); else one line
+    saying what is wrong and what to run."""
+    return asyncio.run(_schema_problem(settings))
+
+
+async def _schema_problem(settings: Settings) -> str | None:
+    db = open_database(settings.database_url)
+    where = database_location(settings.database_url)
+    try:
+        found = await schema_revisions(db)
+    except SchemaMissing:
+        found = frozenset()
+    except StoreUnavailable as exc:
+        # A SQLite file that cannot be opened stays so; a PostgreSQL server may come back, and
+        # the worker and the server retry it.
+        return f"cannot open {where}: {exc}" if settings.is_sqlite else None
+    finally:
+        await db.aclose()
+    if found and not found & migrate.known_revisions():
+        return None  # a newer release migrated ahead; migrations only add
+    if found == migrate.heads():
+        return None
+    at = ",".join(sorted(found)) or "none"
+    return (
+        f"{where} is not migrated (schema {at}, this code needs "
+        f"{','.join(sorted(migrate.heads()))}): run `llmtune-receiver migrate`"
+    )
 
 
 def routes_usable(settings: Settings) -> bool:
@@ -53,8 +87,12 @@ def routes_usable(settings: Settings) -> bool:
     try:
         routes = configured_routes(settings, Overrides()).routes
         asyncio.run(_build_handlers_once(settings, routes))
-    except (RoutesError, RouteError) as exc:
+    except RoutesError as exc:
         print(f"llmtune-receiver: routes: {exc}", file=sys.stderr)
+        return False
+    except RouteError as exc:
+        where = f"{settings.routes_file}: " if settings.routes_file else ""
+        print(f"llmtune-receiver: routes: {where}{exc}", file=sys.stderr)
         return False
     return True
 

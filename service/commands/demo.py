@@ -98,11 +98,16 @@ def _finished(job: dict[str, Any]) -> bool:
     return job["status"] == "deployed" and any(r["status"] == "succeeded" for r in runs)
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the demo; exit 0 once the job is deployed and its smoke test answered."""
     secret = WHSEC_PREFIX + secrets.token_urlsafe(24)
     token = secrets.token_urlsafe(16)
-    fake_port, port = _free_port(), _free_port()
+    port = args.port if args.port is not None else _free_port()
+    fake_port = _free_port()
     base = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="llmtune-demo-") as folder:
         work = Path(folder)
@@ -121,13 +126,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         fake = [sys.executable, "-m", "service", "fake-llmtune", "--port", str(fake_port)]
         fake += ["--secret", secret, "--api-key", "demo-key", "--step-seconds", str(args.step)]
         serve = [sys.executable, "-m", "service", "serve", "--port", str(port), "--no-init-env"]
-        with (
-            _process(fake, env, work / "fake.log"),
-            _process(serve, env, work / "serve.log"),
-        ):
+        _say(f"demo: starting a fake LLMTune on 127.0.0.1:{fake_port}")
+        with _process(fake, env, work / "fake.log"):
             _wait_ready(f"http://127.0.0.1:{fake_port}/_fake/switches", work / "fake.log")
-            _wait_ready(f"{base}/readyz", work / "serve.log")
-            return _run(base, token, args.timeout)
+            _say(f"demo: starting the receiver on {base} (SQLite in {work})")
+            with _process(serve, env, work / "serve.log"):
+                _wait_ready(f"{base}/readyz", work / "serve.log")
+                _say("demo: both ready; submitting a fine-tune through the admin API")
+                code = _run(base, token, args.timeout)
+                _say("demo: stopping the receiver and the fake LLMTune")
+    if code == 0:
+        _say("demo: done: the job reached deployed and its smoke test answered (both stopped)")
+    return code
 
 
 def _run(base: str, token: str, timeout: float) -> int:
@@ -151,7 +161,6 @@ def _run(base: str, token: str, timeout: float) -> int:
         for line in _lines_for(job, seen):
             print(line, flush=True)
         if _finished(job):
-            print(f"done: {base}/admin/jobs/{job['id']} has the whole timeline")
             return 0
         time.sleep(0.5)
     print(f"the job did not reach deployed with a smoke test in {timeout:g} s", file=sys.stderr)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import httpx
 
 from service.commands.basics import settings_or_exit
+from service.links import webhook_target
 from service.webhooks.samples import LIFECYCLE, Delivery, sample_delivery
 
 
@@ -41,10 +42,11 @@ def cmd_send_test_event(args: argparse.Namespace) -> int:
         return 2
     job_id = args.job_id or f"job-{uuid.uuid4()}"
     names = LIFECYCLE if args.lifecycle else (args.event,)
+    url = webhook_target(args.url)
     for name in names:
         delivery = sample_delivery(args.format, name, secret, job_id, datetime.now(UTC))
         if args.lifecycle:
             print(f"{name} ", end="")
-        if not _post(args.url, delivery):
+        if not _post(url, delivery):
             return 1
     return 0

@@ -9,8 +9,8 @@ import signal
 from prometheus_client import start_http_server
 
 from service.bootstrap import Overrides, built_services, run_background
-from service.commands.basics import settings_or_exit
-from service.commands.common import keys_usable, log, routes_usable
+from service.commands.basics import fail, settings_or_exit
+from service.commands.common import keys_usable, log, routes_usable, schema_current_or_explain
 from service.config import Settings
 from service.logs import configure_logging
 from service.services import Services
@@ -23,6 +23,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if not routes_usable(settings) or not keys_usable(settings):
         return 2
+    if problem := schema_current_or_explain(settings):
+        fail(2, problem)
     asyncio.run(_work(settings, once=args.once, metrics=(args.metrics_host, args.metrics_port)))
     return 0
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 
-from service.events import DEFAULT_WORKSPACE
+from service.events import DEFAULT_WORKSPACE, KNOWN_EVENTS, UNKNOWN_TYPE
 from service.routing import DEFAULT_MAX_ATTEMPTS, DEFAULT_ROUTES, Subscription
 from service.whsec import WHSEC_PREFIX
 
@@ -56,6 +56,10 @@ class RoutesConfig:
 
     routes: tuple[Subscription, ...]
     workspaces: tuple[Workspace, ...] = ()
+
+
+# A name with one of these is a pattern (fnmatch), matched against whatever types arrive.
+_GLOB = frozenset("*?[")
 
 
 def _pattern(value: str) -> str:
@@ -124,8 +128,11 @@ def _validated(model: type[M], table: dict[str, Any], label: str, kind: str) -> 
     raise RoutesError(prefix + _MUST[f"{kind}{first['loc'][0]}"])
 
 
-def parse_config(text: str, env: Mapping[str, str]) -> RoutesConfig:
-    """Every `[[routes]]` and `[[workspaces]]` table, validated, with `${VAR}` expanded."""
+def parse_config(
+    text: str, env: Mapping[str, str], custom_events: Iterable[str] = ()
+) -> RoutesConfig:
+    """Every `[[routes]]` and `[[workspaces]]` table, validated, with `${VAR}` expanded; an
+    event name that is no glob must be a known type or one of `custom_events`."""
     try:
         document = _validated(_File, tomllib.loads(text), "", "")
     except tomllib.TOMLDecodeError as exc:
@@ -135,7 +142,10 @@ def parse_config(text: str, env: Mapping[str, str]) -> RoutesConfig:
     )
     _unique("workspace", [w.name for w in workspaces])
     known = {DEFAULT_WORKSPACE} | {w.name for w in workspaces}
-    routes = tuple(_route(index, table, env, known) for index, table in enumerate(document.routes))
+    types = KNOWN_EVENTS | {UNKNOWN_TYPE} | frozenset(custom_events)
+    routes = tuple(
+        _route(index, table, env, known, types) for index, table in enumerate(document.routes)
+    )
     _unique("route", [route.name for route in routes])
     return RoutesConfig(routes=routes, workspaces=workspaces)
 
@@ -168,10 +178,20 @@ def _workspace(index: int, table: dict[str, Any], env: Mapping[str, str]) -> Wor
 
 
 def _route(
-    index: int, table: dict[str, Any], env: Mapping[str, str], known: set[str]
+    index: int,
+    table: dict[str, Any],
+    env: Mapping[str, str],
+    known: set[str],
+    types: frozenset[str],
 ) -> Subscription:
     label = _label("route", index, table)
     found = _validated(_Route, table, label, "route.")
+    for event in found.events:
+        if not _GLOB.intersection(event) and event not in types:
+            raise RoutesError(
+                f"{label}: {event!r} is no known event type and no pattern (known: "
+                f"{', '.join(sorted(types))}; add others to CUSTOM_EVENT_TYPES)"
+            )
     for name in found.workspaces or ():
         if name not in known:
             raise RoutesError(f"{label}: no workspace named {name!r}")
@@ -207,7 +227,9 @@ def _expand(label: str, value: Any, env: Mapping[str, str]) -> Any:
 DEFAULT_FILE = Path("routes.toml")
 
 
-def load_config(path: Path | None, env: Mapping[str, str]) -> RoutesConfig:
+def load_config(
+    path: Path | None, env: Mapping[str, str], custom_events: Iterable[str] = ()
+) -> RoutesConfig:
     """The routes file at `path` (or `./routes.toml` when it exists); without one, or when it
     names no routes, the default `log` route (an emptied file still shows events in the log)."""
     chosen = path if path is not None else (DEFAULT_FILE if DEFAULT_FILE.is_file() else None)
@@ -217,5 +239,8 @@ def load_config(path: Path | None, env: Mapping[str, str]) -> RoutesConfig:
         text = chosen.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RoutesError(f"cannot read {chosen}: {exc}") from None
-    config = parse_config(text, env)
+    try:
+        config = parse_config(text, env, custom_events)
+    except RoutesError as exc:
+        raise RoutesError(f"{chosen}: {exc}") from None
     return config if config.routes else RoutesConfig(DEFAULT_ROUTES, config.workspaces)

@@ -39,7 +39,7 @@ from starlette.responses import Response
 
 from service.http.responses import JSONResponse
 from service.http.route_template import loggable_path
-from service.store.db import StoreUnavailable
+from service.store.db import SchemaNotMigrated, StoreUnavailable
 from service.store.errors import SealedDataUnreadable
 from service.store.writer import Overloaded
 from service.webhooks.normalize import BodyError
@@ -172,6 +172,11 @@ async def handle_body_error(request: Request, exc: Exception) -> Response:
 
 async def handle_store_unavailable(request: Request, exc: Exception) -> Response:
     """503 so the sender retries; dedup absorbs the repeat."""
+    if isinstance(exc, SchemaNotMigrated):
+        return storage_unavailable(
+            "the database is not migrated: run `llmtune-receiver migrate`",
+            {"reason": "migrations_pending", "error": str(exc)},
+        )
     return storage_unavailable("the event store is unavailable; retry later")
 
 

@@ -20,10 +20,9 @@ from service.http.errors import BodyTimeout, ClientDisconnected, NotFound, Paylo
 from service.http.numbers import parse_count
 from service.http.rejections import keep_body, recording_refusals
 from service.http.responses import JSONResponse
+from service.links import WEBHOOK_PATH
 from service.services import Services
 from service.store import jobs
-
-WEBHOOK_PATH = "/webhooks/llmtune"
 
 
 async def read_body(request: Request, *, limit: int, deadline_seconds: float) -> bytes:

@@ -14,6 +14,7 @@ once on a fresh connection, so the first request after a healthy restart does no
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -54,6 +55,32 @@ SQLITE_READERS = 4
 
 class StoreUnavailable(Exception):
     """The store cannot answer right now (unreachable, locked, failing); retrying later may work."""
+
+
+class SchemaNotMigrated(StoreUnavailable):
+    """The database answers but lacks our tables: `llmtune-receiver migrate` was not run."""
+
+
+# SQLite's and PostgreSQL's words for a table that is not there.
+_MISSING_TABLE = re.compile(r"no such table: (\S+)|relation \"([^\"]+)\" does not exist")
+# Said once per process: a server or worker polling an unmigrated database would otherwise log
+# the same warning every second.
+_told_not_migrated: set[str] = set()
+
+
+def _not_migrated(exc: BaseException) -> SchemaNotMigrated | None:
+    found = _MISSING_TABLE.search(describe_storage_error(exc))
+    if found is None:
+        return None
+    table = found.group(1) or found.group(2)
+    if table not in _told_not_migrated:
+        _told_not_migrated.add(table)
+        log.warning(
+            "database_not_migrated",
+            table=table,
+            message=f"no table {table}: run `llmtune-receiver migrate`",
+        )
+    return SchemaNotMigrated(f"the database is not migrated (no table {table})")
 
 
 def describe_storage_error(exc: BaseException) -> str:
@@ -192,6 +219,8 @@ async def retry_dropped(work: Callable[[], Awaitable[T]]) -> T:
             if attempt == 1 and _dropped_connection(exc):
                 log.info("store_connection_dropped", cause=describe_storage_error(exc))
                 continue
+            if missing := _not_migrated(exc):
+                raise missing from exc
             log.warning(
                 "store_unavailable",
                 error_type=type(exc).__name__,

@@ -6,7 +6,12 @@ its own loop with `asyncio.run`.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -31,9 +36,45 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def upgrade(database_url: str) -> None:
-    """Apply every migration up to head."""
-    command.upgrade(alembic_config(database_url), "head")
+@dataclass(frozen=True, slots=True)
+class Upgraded:
+    """What an upgrade did: the schema it left (the head revisions) and how many it applied."""
+
+    schema: str
+    applied: int
+
+    def summary(self) -> str:
+        """One line: `schema 0013, 13 applied` or `schema 0013, up to date`."""
+        done = f"{self.applied} applied" if self.applied else "up to date"
+        return f"schema {self.schema}, {done}"
+
+
+def upgrade(database_url: str, *, quiet: bool = False) -> Upgraded:
+    """Apply every migration up to head; `quiet` keeps Alembic's own INFO lines out of the log."""
+    applied: list[str] = []
+
+    def count(*, step: Any, **_: Any) -> None:
+        applied.append(str(step.up_revision_id))
+
+    config = alembic_config(database_url)
+    # migrations/env.py hands these to Alembic's `on_version_apply`: each called per revision.
+    config.attributes["on_version_apply"] = [count]
+    with _quieted(logging.getLogger("alembic") if quiet else None):
+        command.upgrade(config, "head")
+    return Upgraded(schema=",".join(sorted(heads())), applied=len(applied))
+
+
+@contextmanager
+def _quieted(logger: logging.Logger | None) -> Iterator[None]:
+    if logger is None:
+        yield
+        return
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def heads() -> frozenset[str]:

@@ -141,7 +141,7 @@ async def test_callback_token_shown_to_write_scope_only(engine: AsyncEngine, db_
             assert answer.status_code == 200
             seen[name] = answer.text
     assert row.callback_token not in seen["read"]
-    assert '"webhookUrl":"http://localhost:8000/webhooks/llmtune/jobs/{token}"' in seen["read"]
+    assert '"webhookUrl":"http://127.0.0.1:8000/webhooks/llmtune/jobs/{token}"' in seen["read"]
     assert f"/webhooks/llmtune/jobs/{row.callback_token}" in seen["write"]
 
 

@@ -56,6 +56,10 @@ SETTINGS_VARIABLES = frozenset(
         "WORKER_CONCURRENCY",
         "WORKER_LEASE_SECONDS",
         "WORKER_POLL_SECONDS",
+        "HOST",
+        "PORT",
+        "CUSTOM_EVENT_TYPES",
+        "LLMTUNE_RECEIVER_URL",
     }
 )
 # A proxy would take the CLI's requests to 127.0.0.1 elsewhere.

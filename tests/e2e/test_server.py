@@ -245,7 +245,9 @@ def test_unreachable_database_stops_with_one_line(tmp_path: Path, command: list[
     assert result.returncode == 1, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("llmtune-receiver: cannot apply migrations: "), lines[0]
+    assert lines[0].startswith("llmtune-receiver: cannot apply migrations to PostgreSQL at "), (
+        lines[0]
+    )
 
 
 def test_several_workers_need_postgresql(tmp_path: Path) -> None:

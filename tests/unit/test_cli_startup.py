@@ -70,7 +70,7 @@ OPTIONS = {
     "--fail-times --flat-errors --slow-seconds",
     ("submit",): "-h --base-model --dataset --training-method --learning-rate --epochs "
     "--batch-size --idempotency-key --url --token",
-    ("demo",): "-h --step --timeout",
+    ("demo",): "-h --step --timeout --port",
     ("events",): "-h",
     ("events", "list"): "-h --type --job-id --limit --cursor --url --token --json",
     ("events", "show"): "-h --url --token --json",

@@ -83,11 +83,13 @@ def test_usable_keys_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str], op
 def test_bad_key_stops_start_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], options: str, problem: str
 ) -> None:
-    """One line, `llmtune-receiver: routes: route 'forward': <option>: ...`, without the key."""
+    """One line, `llmtune-receiver: routes: FILE: route 'forward': <option>: ...`, without the
+    key."""
     usable, err = check(tmp_path, options, capsys)
     assert usable is False
     [line] = err.splitlines()
-    assert line.startswith(f"llmtune-receiver: routes: route 'forward': {problem}")
+    where = tmp_path / "routes.toml"
+    assert line.startswith(f"llmtune-receiver: routes: {where}: route 'forward': {problem}")
     encoded = PRIVATE_KEY.removeprefix("whsk_")
     for piece in (encoded[:12], encoded[12:24], SECRET.removeprefix("whsec_")[:12]):
         assert piece not in line

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.http.webhooks import WEBHOOK_PATH
+from service.links import WEBHOOK_PATH
 from service.webhooks.verify import SIGNATURE_HEADERS
 
 # LLMTune's error envelope (`service.http.errors.error_body`).
