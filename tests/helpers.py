@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,6 +33,10 @@ SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLWxsbXR1bmUtcmVjZWl2ZXI="
 OTHER_SECRET = "rotated-user-chosen-secret"
 ADMIN_TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# For an end-to-end test whose subject is not the store (HTTP edges, the CLI over the admin API,
+# logs): its servers and CLI processes run on SQLite alone. Storage is tested on both databases
+# by the api/ and integration/ tests, so a second run would only pay for another process start.
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 def make_settings(db_url: str, **values: Any) -> Settings:
