@@ -134,12 +134,17 @@ def join_sqlite_threads(timeout: float = 5.0) -> None:
             assert not thread.is_alive(), f"{thread.name} still running after {timeout} s"
 
 
-async def emptied_engine(url: str) -> AsyncEngine:
-    """An engine on `url` after deleting every row of our tables (the caller disposes it)."""
-    engine = make_engine(url)
+async def empty_tables(engine: AsyncEngine) -> None:
+    """Delete every row of our tables, in one transaction."""
     async with engine.begin() as connection:
         for table in TABLES:
             await connection.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+
+
+async def emptied_engine(url: str) -> AsyncEngine:
+    """An engine on `url` after deleting every row of our tables (the caller disposes it)."""
+    engine = make_engine(url)
+    await empty_tables(engine)
     return engine
 
 
