@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.store.migrate import upgrade
-from tests.helpers import emptied_engine
+from tests.helpers import emptied_engine, empty_tables
 from tests.pgdb import TEST_POSTGRES_URL, create_database, drop_database, temporary_database
 
 
@@ -74,8 +74,11 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
     rows (encryption at rest) must not leave them, or their key, to the next one."""
     engine = await emptied_engine(db_url)
     yield engine
+    # Its pool closed, the same engine opens a fresh connection for the emptying: what a new
+    # engine would give, without a second engine's set-up per test.
     await engine.dispose()
-    await (await emptied_engine(db_url)).dispose()
+    await empty_tables(engine)
+    await engine.dispose()
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 import sqlalchemy as sa
 from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -34,6 +35,10 @@ SECRET = "whsec_dGVzdC1zZWNyZXQtZm9yLWxsbXR1bmUtcmVjZWl2ZXI="
 OTHER_SECRET = "rotated-user-chosen-secret"
 ADMIN_TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# For an end-to-end test whose subject is not the store (HTTP edges, the CLI over the admin API,
+# logs): its servers and CLI processes run on SQLite alone. Storage is tested on both databases
+# by the api/ and integration/ tests, so a second run would only pay for another process start.
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 def make_settings(db_url: str, **values: Any) -> Settings:
@@ -131,12 +136,17 @@ def join_sqlite_threads(timeout: float = 5.0) -> None:
             assert not thread.is_alive(), f"{thread.name} still running after {timeout} s"
 
 
-async def emptied_engine(url: str) -> AsyncEngine:
-    """An engine on `url` after deleting every row of our tables (the caller disposes it)."""
-    engine = make_engine(url)
+async def empty_tables(engine: AsyncEngine) -> None:
+    """Delete every row of our tables, in one transaction."""
     async with engine.begin() as connection:
         for table in TABLES:
             await connection.execute(sa.text(f"DELETE FROM {table}"))  # noqa: S608 - fixed names
+
+
+async def emptied_engine(url: str) -> AsyncEngine:
+    """An engine on `url` after deleting every row of our tables (the caller disposes it)."""
+    engine = make_engine(url)
+    await empty_tables(engine)
     return engine
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.http.console.session import COOKIE
 from tests.e2e.server import Server, receiver_env, running_server
-from tests.helpers import ADMIN_TOKEN, AUTH
+from tests.helpers import ADMIN_TOKEN, AUTH, SQLITE_ONLY
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +31,7 @@ def client(server: Server, **cookies: str) -> httpx.Client:
     return httpx.Client(base_url=server.base_url, timeout=10, trust_env=False, cookies=cookies)
 
 
+@SQLITE_ONLY
 def test_wrong_bearer_tokens_are_throttled(server: Server) -> None:
     """40 wrong tokens: 401 ten times, then 429 with Retry-After; the right token gets 200."""
     wrong = {"Authorization": "Bearer wrong-token-0123456789"}
@@ -45,6 +46,7 @@ def test_wrong_bearer_tokens_are_throttled(server: Server) -> None:
     assert 'llmtune_admin_auth_failures_total{outcome="throttled",surface="api"} 31.0' in metrics
 
 
+@SQLITE_ONLY
 def test_logged_out_cookie_opens_nothing(server: Server) -> None:
     """Sign in, keep a copy of the cookie, log out: the copy leads to the sign-in page."""
     with client(server) as browser:

@@ -1,5 +1,5 @@
 """`events|deliveries|jobs list|show` and `tail` as real processes against a real `serve` (with
-its worker and a `log` route), on SQLite and PostgreSQL: tables and `--json`, the API's errors as
+its worker and a `log` route) on SQLite: tables and `--json`, the API's errors as
 one line and exit 1, bad arguments exit 2; `tail` prints what is stored after it started and
 stops on SIGTERM with 0; a server with a `tail` attached still stops at once."""
 
@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.e2e.server import Server, free_port, receiver_env, run_cli, running_server
-from tests.helpers import ADMIN_TOKEN, AUTH, w3_body, w3_headers
+from tests.helpers import ADMIN_TOKEN, AUTH, SQLITE_ONLY, w3_body, w3_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -87,6 +87,7 @@ def one_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+@SQLITE_ONLY
 def test_lists_and_details_as_tables_and_json(service: Service) -> None:
     """Each resource lists and shows as a table/text and as the API's JSON, untouched."""
     started = service.post("training.started", "job-cli")
@@ -123,6 +124,7 @@ def test_lists_and_details_as_tables_and_json(service: Service) -> None:
     assert [event["id"] for event in job["events"]] == [started, completed]
 
 
+@SQLITE_ONLY
 def test_table_lines_are_cut_to_the_terminal_width(service: Service) -> None:
     """With COLUMNS set (a terminal), no line of a table is wider."""
     service.post("training.started", "job-" + "w" * 80)
@@ -138,6 +140,7 @@ def test_table_lines_are_cut_to_the_terminal_width(service: Service) -> None:
     assert lines[1].endswith("…")
 
 
+@SQLITE_ONLY
 def test_api_errors_print_one_line_and_exit_1(service: Service) -> None:
     """An unknown id and a wrong token answer in the API's shape: its message, exit 1; a
     service that is not there: one line, exit 1."""
@@ -251,6 +254,7 @@ def tail(service: Service) -> Iterator[Tail]:
         running.stop()
 
 
+@SQLITE_ONLY
 def test_tail_prints_new_events_and_outcomes_and_stops_on_sigterm(
     service: Service, tail: Tail
 ) -> None:
@@ -264,6 +268,7 @@ def test_tail_prints_new_events_and_outcomes_and_stops_on_sigterm(
     assert tail.stop() == 0
 
 
+@SQLITE_ONLY
 def test_tail_json_lines(service: Service) -> None:
     """`--json`: one JSON object per line, the stream's data under `data`."""
     running = Tail(service, "--json")
@@ -276,6 +281,7 @@ def test_tail_json_lines(service: Service) -> None:
         assert running.stop() == 0
 
 
+@SQLITE_ONLY
 def test_server_stops_at_once_with_a_tail_attached(service: Service, tail: Tail) -> None:
     """SIGTERM to `serve` is not held up by an open stream; `tail` says it lost the
     connection, keeps trying, and still exits 0 on SIGTERM."""

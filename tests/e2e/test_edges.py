@@ -20,7 +20,7 @@ from tests.e2e.server import (
     running_server,
     service_env,
 )
-from tests.helpers import ADMIN_TOKEN, AUTH, SECRET, w3_body, w3_headers
+from tests.helpers import ADMIN_TOKEN, AUTH, SECRET, SQLITE_ONLY, w3_body, w3_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -41,6 +41,7 @@ def post_forwarded(server: Server, job_id: str) -> httpx.Response:
         return client.post(WEBHOOK_PATH, content=body, headers=headers)
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize(
     ("trusted", "logged_client"),
     [
@@ -61,6 +62,7 @@ def test_client_address_believes_only_trusted_proxies(
     assert line["client"] == logged_client
 
 
+@SQLITE_ONLY
 def test_stalled_upload_is_cut_off_with_408(
     engine: AsyncEngine, db_url: str, tmp_path: Path
 ) -> None:
@@ -87,6 +89,7 @@ def test_stalled_upload_is_cut_off_with_408(
             assert admin.get("/admin/events").json()["items"] == []
 
 
+@SQLITE_ONLY
 @pytest.mark.parametrize("fmt", ["w3", "w1"])
 def test_send_test_event_lifecycle_deploys_a_job(
     engine: AsyncEngine, db_url: str, tmp_path: Path, fmt: str
@@ -117,6 +120,7 @@ def test_send_test_event_lifecycle_deploys_a_job(
     assert None not in (job["startedAt"], job["finishedAt"], job["deployedAt"])
 
 
+@SQLITE_ONLY
 def test_probes_log_at_debug_only(engine: AsyncEngine, db_url: str, tmp_path: Path) -> None:
     """Health checks and scrapes write no line at info; a webhook still does."""
     with running_server(tmp_path, receiver_env(db_url), "--no-init-env") as server:

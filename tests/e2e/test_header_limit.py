@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.e2e.server import HOST, WEBHOOK_PATH, Server, receiver_env, running_server
-from tests.helpers import AUTH, w3_body, w3_headers
+from tests.helpers import AUTH, SQLITE_ONLY, w3_body, w3_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -44,6 +44,7 @@ def raw_post(server: Server, pad_bytes: int) -> bytes:
     return answer
 
 
+@SQLITE_ONLY
 async def test_oversized_heads_are_refused_and_nothing_is_stored(
     engine: AsyncEngine, db_url: str, tmp_path: Path
 ) -> None:

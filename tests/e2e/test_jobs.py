@@ -1,5 +1,6 @@
 """Jobs end to end on real processes: the fake LLMTune (`fake-llmtune`) and `serve` with its
-worker, on SQLite and PostgreSQL. Submit → signed callbacks → deployed → smoke-test inference
+worker (on SQLite; the reordered-webhooks test, whose subject is the store's forward-only
+rule, on PostgreSQL too). Submit → signed callbacks → deployed → smoke-test inference
 stored → `inference.completed` delivered; a dropped `training.completed` found by the reconciler;
 reordered and repeated webhooks ending where in-order ones do; idempotent resubmission; LLMTune's
 errors passed on in its shape; `llmtune-receiver demo` itself."""
@@ -20,7 +21,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.e2e.server import HOST, free_port, receiver_env, run_cli, running_server, service_env
-from tests.helpers import ADMIN_TOKEN, AUTH, SECRET
+from tests.helpers import ADMIN_TOKEN, AUTH, SECRET, SQLITE_ONLY
 from tests.waiting import until_sync
 
 pytestmark = pytest.mark.e2e
@@ -124,6 +125,7 @@ def loop(engine: AsyncEngine, db_url: str, tmp_path: Path) -> Iterator[Loop]:
             yield Loop(server.base_url, fake)
 
 
+@SQLITE_ONLY
 def test_submitted_job_reaches_deployed_with_its_smoke_test(loop: Loop) -> None:
     """Submit → the fake's signed callbacks → deployed; two prompts answered and stored; one
     `inference.completed` event, delivered to the log route."""
@@ -164,6 +166,7 @@ def test_submitted_job_reaches_deployed_with_its_smoke_test(loop: Loop) -> None:
     )
 
 
+@SQLITE_ONLY
 def test_unsigned_callbacks_cannot_forge_a_job(loop: Loop) -> None:
     """The forgery of a leaked callback URL: unsigned `training.completed` and `model.deployed`
     naming an attacker's model only ring the doorbell (202, nothing stored, the job polled
@@ -199,6 +202,7 @@ def test_unsigned_callbacks_cannot_forge_a_job(loop: Loop) -> None:
     assert "attacker" not in json.dumps(received)
 
 
+@SQLITE_ONLY
 def test_reconciler_finds_a_dropped_completion(loop: Loop) -> None:
     """The fake never sends `training.completed`; the reconciler's poll stores it anyway."""
     loop.switch(drop=["training.completed"])
@@ -228,6 +232,7 @@ def test_reordered_and_repeated_webhooks_end_where_in_order_ones_do(loop: Loop) 
     assert sum(e["duplicateCount"] for e in b["events"]) == 3
 
 
+@SQLITE_ONLY
 def test_resubmission_and_llmtune_errors(loop: Loop) -> None:
     """LLMTune's 402 stays 402 and a 500 becomes 502, in LLMTune's error shape, the row kept
     with its error; the same idempotency key later submits it exactly once."""
@@ -256,6 +261,7 @@ def test_resubmission_and_llmtune_errors(loop: Loop) -> None:
     assert [r["headers"]["idempotency-key"] for r in accepted] == ["k-500"]
 
 
+@SQLITE_ONLY
 def test_bad_job_request_is_400(loop: Loop) -> None:
     """A body that is not a job request is refused before anything is stored or sent."""
     answer = httpx.post(
@@ -284,6 +290,7 @@ def test_demo_command(tmp_path: Path) -> None:
     assert "smoke test" in done.stdout
 
 
+@SQLITE_ONLY
 def test_refresh_polls_now_and_submit_command(loop: Loop, tmp_path: Path) -> None:
     """`llmtune-receiver submit` creates a job; `POST /admin/jobs/{id}/refresh` asks LLMTune at
     once and answers with the job as it then stands."""

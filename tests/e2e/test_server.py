@@ -27,7 +27,7 @@ from tests.e2e.server import (
     running_server,
     service_env,
 )
-from tests.helpers import ADMIN_TOKEN, AUTH, SECRET, w3_body, w3_headers
+from tests.helpers import ADMIN_TOKEN, AUTH, SECRET, SQLITE_ONLY, w3_body, w3_headers
 
 pytestmark = pytest.mark.e2e
 
@@ -91,6 +91,7 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return records
 
 
+@SQLITE_ONLY
 def test_send_test_event_every_format(server: Server, admin: httpx.Client, tmp_path: Path) -> None:
     """`send-test-event` in W3, W2 and W1 exits 0 with 200, and each is listed verified by type."""
     for fmt, event in EVENT_OF.items():
@@ -118,6 +119,7 @@ def test_send_test_event_every_format(server: Server, admin: httpx.Client, tmp_p
         assert sign(SECRET, detail["rawBody"].encode()) not in response.text
 
 
+@SQLITE_ONLY
 def test_send_test_event_wrong_secret(server: Server, admin: httpx.Client, tmp_path: Path) -> None:
     """`send-test-event` with a secret the receiver does not know exits non-zero with a 401."""
     code, out = send_test_event(server, tmp_path, "--secret", "whsec_bm90LXRoZS1zZWNyZXQ=")
@@ -154,6 +156,7 @@ async def test_concurrent_duplicates_store_one_event(server: Server) -> None:
         ]
 
 
+@SQLITE_ONLY
 def test_logs_are_json_with_request_ids_and_no_secrets(server: Server) -> None:
     """Every log line is JSON; each request writes one line with its id, client and outcome;
     no line carries a secret."""
