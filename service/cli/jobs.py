@@ -114,6 +114,9 @@ def add_job_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--url", default="http://127.0.0.1:8000", help="the service (default: %(default)s)"
     )
     submit.add_argument("--token", help="admin token (default: first of ADMIN_TOKENS)")
+    submit.add_argument(
+        "--json", action="store_true", help="print the API's JSON as is (default: text)"
+    )
     submit.set_defaults(run="service.commands.submit:cmd_submit")
     demo = sub.add_parser(
         "demo", help="run a fake LLMTune and the service, submit a job, print its timeline"
