@@ -5,13 +5,16 @@ fine-tunes; see the whole loop against a fake LLMTune; read a running service's 
 deliveries and jobs, or follow them; make signing and encryption keys, and reseal stored data
 under a new one.
 
-Configuration errors end the command with one line naming the variable and exit code 2.
+Configuration errors end the command with one line naming the variable and exit code 2. A reader
+that goes away (`| head -1`) ends any command quietly with exit code 141, as SIGPIPE would.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import cast
 
@@ -19,6 +22,8 @@ from service.cli import client, jobs, maintenance, run
 from service.commands.basics import receiver_url
 
 Command = Callable[[argparse.Namespace], int]
+# 128 + SIGPIPE: what a shell reports for a program the closed pipe killed.
+BROKEN_PIPE_EXIT = 141
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,8 +50,19 @@ def load_command(target: str) -> Command:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `llmtune-receiver` command."""
-    args = build_parser().parse_args(argv)
-    if getattr(args, "url", "") is None:
-        # The client commands' --url left out: LLMTUNE_RECEIVER_URL, read only now.
-        args.url = receiver_url()
-    return load_command(args.run)(args)
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+            if getattr(args, "url", "") is None:
+                # The client commands' --url left out: LLMTUNE_RECEIVER_URL, read only now.
+                args.url = receiver_url()
+            code = load_command(args.run)(args)
+        finally:
+            # Here, not at exit: a short output (or `--help`, which exits) is still in the
+            # buffer when the reader is already gone.
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # Point stdout at nothing, so the interpreter's flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_EXIT
+    return code

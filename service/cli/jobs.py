@@ -115,6 +115,9 @@ def add_job_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     submit.add_argument("--url", help=URL_HELP % DEFAULT_RECEIVER_URL)
     submit.add_argument("--token", help="admin token (default: first of ADMIN_TOKENS)")
+    submit.add_argument(
+        "--json", action="store_true", help="print the API's JSON as is (default: text)"
+    )
     submit.set_defaults(run="service.commands.submit:cmd_submit")
     demo = sub.add_parser(
         "demo", help="run a fake LLMTune and the service, submit a job, print its timeline"

@@ -128,14 +128,23 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     generate = actions.add_parser(
         "generate",
-        help="print a new ed25519 key pair for an http route's v1a signatures, or "
-        "(--encryption) a key for ENCRYPTION_KEYS",
+        help="print a new ed25519 key pair for an http route's v1a signatures, or (--hmac) a "
+        "whsec_ secret for its v1 signatures, or (--encryption) a key for ENCRYPTION_KEYS",
         description="Print a new ed25519 key pair: the whsk_ private key (its 32-byte seed) goes "
         'into an http route\'s options with signing = "v1a" or "both"; the whpk_ public key goes '
-        "to the destination's owner, who verifies the v1a signatures with it. With "
-        "--encryption, print one AES-256 key (base64 of 32 random bytes) for ENCRYPTION_KEYS.",
+        "to the destination's owner, who verifies the v1a signatures with it. With --hmac, "
+        "print a whsec_ secret (base64 of 32 random bytes, the Standard Webhooks form) for the "
+        'route\'s secret with signing = "v1" or "both"; the destination verifies with the same '
+        "secret. With --encryption, print one AES-256 key (base64 of 32 random bytes) for "
+        "ENCRYPTION_KEYS.",
     )
-    generate.add_argument(
+    kind = generate.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--hmac",
+        action="store_true",
+        help="print a whsec_ secret for an http route's v1 signatures instead (default: off)",
+    )
+    kind.add_argument(
         "--encryption",
         action="store_true",
         help="print a key for ENCRYPTION_KEYS (encryption at rest) instead (default: off)",
@@ -143,7 +152,7 @@ def add_keys_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     generate.add_argument(
         "--json",
         action="store_true",
-        help='print {"privateKey", "publicKey"} (or {"encryptionKey"}) as one JSON object '
-        "(default: two TOML lines and a comment; the key alone with --encryption)",
+        help='print {"privateKey", "publicKey"} (or {"secret"}, {"encryptionKey"}) as one JSON '
+        "object (default: TOML lines and a comment; the key alone with --encryption)",
     )
     generate.set_defaults(run="service.commands.keys:cmd_keys_generate")

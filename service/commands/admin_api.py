@@ -1,5 +1,6 @@
-"""The admin API as the client commands (`events|deliveries|jobs list|show`, `tail`) see it
-before they send anything: each list's path and filters, and the options they share.
+"""The admin API as the client commands (`events|deliveries|jobs list|show`, `jobs refresh`,
+`deliveries retry|retry-dead`, `tail`) see it before they send anything: each list's path and
+filters, and the options they share.
 
 The parser reads this module for every command line, `--help` included: it imports argparse and
 the status names only (no HTTP client, no tables, no settings).
@@ -55,6 +56,16 @@ RESOURCES = {
 }
 
 
+# `deliveries retry-dead` (POST /admin/deliveries/retry): (option, API parameter, metavar, help).
+RETRY_FILTERS = (
+    ("--route", "route", "NAME", "only dead deliveries to this route"),
+    ("--event-id", "eventId", "ID", "only dead deliveries of this event"),
+    ("--job-id", "jobId", "ID", "only dead deliveries of this LLMTune job"),
+    ("--since", "since", "TIME", "only deliveries created at or after this RFC 3339 time"),
+    ("--until", "until", "TIME", "only deliveries created before this RFC 3339 time"),
+)
+
+
 def limit_arg(text: str) -> int:
     """`--limit`: an integer from 1 to 200 (the API's bounds), else an argparse error."""
     if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 200:
@@ -62,12 +73,15 @@ def limit_arg(text: str) -> int:
     return int(text)
 
 
-def add_client_options(parser: argparse.ArgumentParser, *, json_help: str) -> None:
+READER_HELP = "admin token (default: the first of ADMIN_TOKENS; read scope is enough)"
+
+
+def add_client_options(
+    parser: argparse.ArgumentParser, *, json_help: str, token_help: str = READER_HELP
+) -> None:
     """`--url`, `--token` and `--json`, shared by every admin client command."""
     parser.add_argument("--url", help=URL_HELP % DEFAULT_RECEIVER_URL)
-    parser.add_argument(
-        "--token", help="admin token (default: the first of ADMIN_TOKENS; read scope is enough)"
-    )
+    parser.add_argument("--token", help=token_help)
     parser.add_argument("--json", action="store_true", help=json_help)
 
 

@@ -9,7 +9,6 @@ reached. Bad arguments are argparse's exit 2. `tail` (live events) is in `comman
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from collections.abc import Callable, Mapping
@@ -43,21 +42,25 @@ VIEWS: dict[str, tuple[tuple[table.Column, ...], Detail]] = {
 }
 
 
-def read_token(given: str | None) -> str:
+def read_token(given: str | None, *, write: bool = False) -> str:
     """The token to call the admin API with: `--token`, else the secret of the first entry of
-    ADMIN_TOKENS (every token may read). `ClientError` (exit 2) when there is neither."""
+    ADMIN_TOKENS (every token may read), or of the first write token when the call changes
+    something. `ClientError` (exit 2) when there is none."""
     if given:
         return given
     configured = settings_or_exit().admin_tokens
     tokens = parse_admin_tokens([token.get_secret_value() for token in configured])
-    if not tokens:
-        raise ClientError("give --token (no ADMIN_TOKENS configured)", code=2)
-    return tokens[0].secret.decode()
+    usable = [token for token in tokens if token.can_write or not write]
+    if not usable:
+        missing = "no write token in ADMIN_TOKENS" if tokens else "no ADMIN_TOKENS configured"
+        raise ClientError(f"give --token ({missing})", code=2)
+    return usable[0].secret.decode()
 
 
 def terminal_width() -> int | None:
-    """Columns to cut lines to: the terminal's (or `COLUMNS`), None when output is piped."""
-    if not (os.environ.get("COLUMNS") or sys.stdout.isatty()):
+    """Columns to cut lines to on a terminal (its width, or `COLUMNS`); None when output goes
+    elsewhere, so a script gets whole lines and whole ids whatever the shell exports."""
+    if not sys.stdout.isatty():
         return None
     return shutil.get_terminal_size().columns
 
@@ -72,13 +75,24 @@ def api_error(response: httpx.Response) -> str:
     return f"{table.printable(message)} ({response.status_code} {table.printable(code)})"
 
 
-def get(url: str, token: str, path: str, params: Mapping[str, str] | None = None) -> httpx.Response:
-    """GET `path` of the service at `url`; the 2xx answer, else `ClientError` with one line."""
+def call(
+    url: str,
+    token: str,
+    path: str,
+    *,
+    method: str = "GET",
+    params: Mapping[str, str] | None = None,
+    body: object = None,
+) -> httpx.Response:
+    """`method` `path` of the service at `url`; the 2xx answer, else `ClientError` with one
+    line."""
     target = url.rstrip("/") + path
     try:
-        response = httpx.get(
+        response = httpx.request(
+            method,
             target,
             params=params,
+            json=body,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             timeout=TIMEOUT,
         )
@@ -89,7 +103,8 @@ def get(url: str, token: str, path: str, params: Mapping[str, str] | None = None
     return response
 
 
-def _json_body(response: httpx.Response) -> Any:
+def json_body(response: httpx.Response) -> Any:
+    """The answer's JSON document; `ClientError` when it is not JSON."""
     try:
         return response.json()
     except ValueError:
@@ -105,10 +120,10 @@ def _list(args: argparse.Namespace, resource: Resource) -> list[str]:
     params["limit"] = str(args.limit)
     if args.cursor:
         params["cursor"] = args.cursor
-    response = get(args.url, read_token(args.token), resource.path, params)
+    response = call(args.url, read_token(args.token), resource.path, params=params)
     if args.json:
         return [response.text]
-    page = _json_body(response)
+    page = json_body(response)
     columns, _ = VIEWS[resource.name]
     lines = table.render_table(columns, page["items"], width=terminal_width())
     if page.get("nextCursor"):
@@ -120,16 +135,17 @@ def _list(args: argparse.Namespace, resource: Resource) -> list[str]:
 def _show(args: argparse.Namespace, resource: Resource) -> list[str]:
     # Quoted whole, so a `?`, `#` or space stays part of the id instead of ending the path.
     path = f"{resource.path}/{quote(args.id, safe='')}"
-    response = get(args.url, read_token(args.token), path)
+    response = call(args.url, read_token(args.token), path)
     if args.json:
         return [response.text]
     _, detail = VIEWS[resource.name]
-    return detail(_json_body(response), width=terminal_width())
+    return detail(json_body(response), width=terminal_width())
 
 
-def _run(args: argparse.Namespace, action: Callable[..., list[str]]) -> int:
+def run(args: argparse.Namespace, action: Callable[[argparse.Namespace], list[str]]) -> int:
+    """Print what `action` returns, exit 0; a `ClientError` as one line on stderr instead."""
     try:
-        lines = action(args, RESOURCES[args.resource])
+        lines = action(args)
     except ClientError as exc:
         print(f"llmtune-receiver: {exc}", file=sys.stderr)
         return exc.code
@@ -139,9 +155,9 @@ def _run(args: argparse.Namespace, action: Callable[..., list[str]]) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """`<resource> list`: a page of the list, newest first, as a table or the API's JSON."""
-    return _run(args, _list)
+    return run(args, lambda a: _list(a, RESOURCES[a.resource]))
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     """`<resource> show ID`: one item in detail, as text or the API's JSON."""
-    return _run(args, _show)
+    return run(args, lambda a: _show(a, RESOURCES[a.resource]))

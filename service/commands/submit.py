@@ -1,16 +1,22 @@
-"""`submit`: submit a fine-tune through a running service's admin API (`POST /admin/jobs`)."""
+"""`submit`: submit a fine-tune through a running service's admin API (`POST /admin/jobs`).
+
+Prints the job as `field: value` lines and the command that follows it, or with `--json` the
+API's JSON as it answered. Errors as the other client commands: one line on stderr, exit 1.
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-import httpx
-import orjson
+from service.commands import table
+from service.commands.admin_client import call, json_body, read_token, run, terminal_width
 
-from service.admin_tokens import parse_admin_tokens
-from service.commands.basics import settings_or_exit
+SUBMIT_FIELDS: tuple[tuple[str, table.Kind], ...] = (
+    *table.JOB_FIELDS[:8],
+    ("idempotencyKey", "text"),
+    *table.JOB_FIELDS[8:],
+)
 
 
 def job_request(args: argparse.Namespace) -> dict[str, Any]:
@@ -35,37 +41,29 @@ def job_request(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
-def admin_token(given: str | None) -> str | None:
-    """The token to call the admin API with: the option, else the first write token of
-    ADMIN_TOKENS (its secret part, not the `name:scope:` prefix)."""
-    if given:
-        return given
-    configured = settings_or_exit().admin_tokens
-    tokens = parse_admin_tokens([token.get_secret_value() for token in configured])
-    writers = [token for token in tokens if token.can_write]
-    return writers[0].secret.decode() if writers else None
+def submitted_lines(job: dict[str, Any], *, created: bool, width: int | None) -> list[str]:
+    """The submitted job for people: what happened, its fields, and how to follow it."""
+    job_id = table.cell(job.get("id"))
+    head = (
+        f"submitted job {job_id}"
+        if created
+        else f"job {job_id} was already submitted with this idempotency key (nothing new)"
+    )
+    follow = f"follow it: llmtune-receiver jobs show {job_id}"
+    fields = table.render_fields(job, SUBMIT_FIELDS, width=width)
+    return [table.clip(head, width), *fields, "", table.clip(follow, width)]
+
+
+def _submit(args: argparse.Namespace) -> list[str]:
+    token = read_token(args.token, write=True)
+    response = call(args.url, token, "/admin/jobs", method="POST", body=job_request(args))
+    if args.json:
+        return [response.text]
+    job = json_body(response)
+    return submitted_lines(job, created=response.status_code == 201, width=terminal_width())
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    """Submit a job; print it (JSON); exit 0 when the service answered 200 or 201."""
-    token = admin_token(args.token)
-    if token is None:
-        print("llmtune-receiver: give --token (no ADMIN_TOKENS configured)", file=sys.stderr)
-        return 2
-    url = args.url.rstrip("/") + "/admin/jobs"
-    try:
-        response = httpx.post(
-            url,
-            json=job_request(args),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
-        print(f"llmtune-receiver: could not reach {url}: {exc}", file=sys.stderr)
-        return 1
-    try:
-        shown = orjson.dumps(response.json(), option=orjson.OPT_INDENT_2).decode()
-    except ValueError:
-        shown = response.text
-    print(shown)
-    return 0 if response.status_code in (200, 201) else 1
+    """Submit a job; print it (text, or the API's JSON with `--json`); exit 0 when the service
+    took it (201 new, 200 a known idempotency key)."""
+    return run(args, _submit)

@@ -3,7 +3,8 @@
 Pure: items in, lines out. Lists are tables of fixed columns (each cut to its own width), detail
 views are `field: value` lines followed by tables of what belongs to the item. Times are shown in
 UTC as `2025-11-08 14:22:31`. With a `width`, every line is cut to it (the terminal's); without
-one, lines are whole (output piped to another program). Values come from webhooks senders
+one (output piped to another program), lines are whole and so are ids, ready to paste into
+`show`. Values come from webhooks senders
 control, so control, bidi and invisible characters are shown as escapes (`\\u202e`,
 `service.display`) before anything reaches the terminal.
 """
@@ -27,12 +28,14 @@ MISSING = "-"
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One table column: its title, the item's field it shows, and its widest width."""
+    """One table column: its title, the item's field it shows, and its widest width (`whole`:
+    an id, never cut when the table has no width)."""
 
     title: str
     field: str
     width: int
     kind: Kind = "text"
+    whole: bool = False
 
 
 def utc_time(value: object) -> str:
@@ -78,8 +81,15 @@ def render_table(
     columns: Sequence[Column], items: Iterable[Mapping[str, Any]], *, width: int | None
 ) -> list[str]:
     """A header line and one line per item; each column as wide as its widest cell, at most
-    its own width; every line cut to `width`."""
-    cells = [[clip(cell(item.get(c.field), c.kind), c.width) for c in columns] for item in items]
+    its own width (ids whole without a `width`); every line cut to `width`."""
+    sizes = [None if c.whole and width is None else c.width for c in columns]
+    cells = [
+        [
+            clip(cell(item.get(c.field), c.kind), size)
+            for c, size in zip(columns, sizes, strict=True)
+        ]
+        for item in items
+    ]
     widths = [
         max([len(column.title), *(len(row[index]) for row in cells)])
         for index, column in enumerate(columns)
@@ -123,27 +133,27 @@ def section(
 
 EVENT_COLUMNS = (
     Column("RECEIVED (UTC)", "receivedAt", 19, "time"),
-    Column("ID", "id", 32),
+    Column("ID", "id", 32, whole=True),
     Column("TYPE", "type", 24),
-    Column("JOB", "jobId", 24),
+    Column("JOB", "jobId", 24, whole=True),
     Column("SOURCE", "source", 12),
     Column("VERIFIED", "verified", 8),
     Column("DUPS", "duplicateCount", 4),
 )
 DELIVERY_COLUMNS = (
     Column("UPDATED (UTC)", "updatedAt", 19, "time"),
-    Column("ID", "id", 32),
+    Column("ID", "id", 32, whole=True),
     Column("STATUS", "status", 9),
     Column("ROUTE", "route", 20),
     Column("TRIES", "attempts", 5),
-    Column("EVENT", "eventId", 32),
+    Column("EVENT", "eventId", 32, whole=True),
     Column("NEXT ATTEMPT (UTC)", "nextAttemptAt", 19, "time"),
     Column("LAST ERROR", "lastError", 60),
 )
 JOB_COLUMNS = (
     Column("CREATED (UTC)", "createdAt", 19, "time"),
-    Column("ID", "id", 32),
-    Column("LLMTUNE JOB", "llmtuneJobId", 24),
+    Column("ID", "id", 32, whole=True),
+    Column("LLMTUNE JOB", "llmtuneJobId", 24, whole=True),
     Column("STATUS", "status", 9),
     Column("BASE MODEL", "baseModel", 36),
     Column("ARTIFACT", "artifact", 48),

@@ -11,7 +11,6 @@ token was removed) ends the command.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
@@ -173,10 +172,5 @@ def cmd_tail(args: argparse.Namespace) -> int:
     except ClientError as exc:
         note(str(exc))
         return exc.code
-    except BrokenPipeError:
-        # The reader went away (`| head`): done. Point stdout at nothing, so the flush at exit
-        # does not fail a second time.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -22,6 +22,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import secrets
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -32,6 +33,7 @@ PUBLIC_KEY_PREFIX = "whpk_"
 MIN_KEY_BYTES = 24
 MAX_KEY_BYTES = 64
 SEED_BYTES = 32  # an ed25519 private key (RFC 8032); its public key has as many bytes
+SECRET_BYTES = 32  # of a new `whsec_` secret: 256 bits, as the Standard Webhooks libraries make
 
 
 def _decode(text: str, prefix: str) -> bytes:
@@ -110,3 +112,8 @@ def generate_key_pair() -> tuple[str, str]:
     seed = Ed25519PrivateKey.generate().private_bytes_raw()
     private_key = PRIVATE_KEY_PREFIX + base64.b64encode(seed).decode("ascii")
     return private_key, public_key_for(private_key)
+
+
+def generate_secret() -> str:
+    """A new `whsec_` secret for `v1`: base64 of SECRET_BYTES random bytes."""
+    return WHSEC_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode("ascii")

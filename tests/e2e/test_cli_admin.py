@@ -6,6 +6,8 @@ stops on SIGTERM with 0; a server with a `tail` attached still stops at once."""
 from __future__ import annotations
 
 import json
+import os
+import pty
 import queue
 import signal
 import subprocess
@@ -124,20 +126,48 @@ def test_lists_and_details_as_tables_and_json(service: Service) -> None:
     assert [event["id"] for event in job["events"]] == [started, completed]
 
 
+def on_a_terminal(args: list[str], *, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+    """`python -m service ARGS` with its stdout on a pseudo-terminal; (exit, what it showed)."""
+    leader, follower = pty.openpty()
+    with subprocess.Popen(
+        [sys.executable, "-m", "service", *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+    ) as process:
+        os.close(follower)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # EIO: the process closed the terminal's last writer
+                break
+            if not chunk:
+                break
+            shown += chunk
+        os.close(leader)
+        return process.wait(timeout=30), shown.decode().replace("\r\n", "\n")
+
+
 @SQLITE_ONLY
-def test_table_lines_are_cut_to_the_terminal_width(service: Service) -> None:
-    """With COLUMNS set (a terminal), no line of a table is wider."""
-    service.post("training.started", "job-" + "w" * 80)
-    result = run_cli(
-        ["events", "list", "--url", service.server.base_url],
-        cwd=service.cwd,
-        env=service.env | {"COLUMNS": "50"},
-    )
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+def test_tables_are_cut_on_a_terminal_and_whole_in_a_pipe(service: Service) -> None:
+    """On a terminal (COLUMNS=50) no line of a table is wider; into a pipe, COLUMNS or not,
+    the line and the job id in it are whole."""
+    long_job = "job-" + "w" * 80
+    service.post("training.started", long_job)
+    args = ["events", "list", "--url", service.server.base_url]
+    code, shown = on_a_terminal(args, cwd=service.cwd, env=service.env | {"COLUMNS": "50"})
+    assert code == 0
+    lines = shown.splitlines()
     assert len(lines) == 2
     assert all(len(line) <= 50 for line in lines)
     assert lines[1].endswith("…")
+
+    piped = run_cli(args, cwd=service.cwd, env=service.env | {"COLUMNS": "50"})
+    assert piped.returncode == 0, piped.stderr
+    assert piped.stdout.splitlines()[1].split()[4] == long_job
 
 
 @SQLITE_ONLY

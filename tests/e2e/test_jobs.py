@@ -292,11 +292,14 @@ def test_demo_command(tmp_path: Path) -> None:
 
 @SQLITE_ONLY
 def test_refresh_polls_now_and_submit_command(loop: Loop, tmp_path: Path) -> None:
-    """`llmtune-receiver submit` creates a job; `POST /admin/jobs/{id}/refresh` asks LLMTune at
-    once and answers with the job as it then stands."""
+    """`llmtune-receiver submit` creates a job (text, or the API's JSON with `--json`); `jobs
+    refresh ID` asks LLMTune at once and prints the job as it then stands; the same idempotency
+    key submits nothing new and says so."""
     env = service_env(ADMIN_TOKENS=ADMIN_TOKEN)
     args = ["submit", "--url", loop.service, "--base-model", "base-m", "--dataset", "s3://d"]
-    done = run_cli([*args, "--epochs", "2", "--idempotency-key", "cli-1"], cwd=tmp_path, env=env)
+    done = run_cli(
+        [*args, "--epochs", "2", "--idempotency-key", "cli-1", "--json"], cwd=tmp_path, env=env
+    )
     assert done.returncode == 0, done.stderr
     job = json.loads(done.stdout)
     assert (job["baseModel"], job["hyperparameters"], job["status"]) == (
@@ -307,9 +310,28 @@ def test_refresh_polls_now_and_submit_command(loop: Loop, tmp_path: Path) -> Non
     loop.switch(drop=["training.started"])
     loop.advance(1)
     polls_before = len(loop.fake_requests(f"/v1/fine-tune/{job['llmtuneJobId']}"))
-    refreshed = httpx.post(f"{loop.service}/admin/jobs/{job['id']}/refresh", headers=AUTH)
-    assert refreshed.status_code == 200, refreshed.text
-    assert refreshed.json()["status"] == "running"
+    refresh = ["jobs", "refresh", job["llmtuneJobId"], "--url", loop.service]
+    refreshed = run_cli(refresh, cwd=tmp_path, env=env)
+    assert refreshed.returncode == 0, refreshed.stderr
+    lines = refreshed.stdout.splitlines()
+    assert lines[0] == f"asked LLMTune about job {job['id']}; it is running"
+    assert ["status:", "running"] in [line.split() for line in lines]
     assert len(loop.fake_requests(f"/v1/fine-tune/{job['llmtuneJobId']}")) > polls_before
+    as_json = run_cli([*refresh, "--json"], cwd=tmp_path, env=env)
+    assert json.loads(as_json.stdout)["status"] == "running"
+
     again = run_cli([*args, "--idempotency-key", "cli-1"], cwd=tmp_path, env=env)
-    assert (again.returncode, json.loads(again.stdout)["id"]) == (0, job["id"])
+    assert again.returncode == 0, again.stderr
+    text = again.stdout.splitlines()
+    assert text[0] == (
+        f"job {job['id']} was already submitted with this idempotency key (nothing new)"
+    )
+    assert ["idempotencyKey:", "cli-1"] in [line.split() for line in text]
+    assert text[-1] == f"follow it: llmtune-receiver jobs show {job['id']}"
+    unknown = run_cli(
+        ["jobs", "refresh", "no-such-job", "--url", loop.service], cwd=tmp_path, env=env
+    )
+    assert (unknown.returncode, unknown.stderr) == (
+        1,
+        "llmtune-receiver: no job 'no-such-job' (404 NOT_FOUND)\n",
+    )

@@ -108,6 +108,19 @@ class TestTable:
         items = [{"id": "0123456789", "name": "x"}]
         assert render_table(self.COLUMNS, items, width=None) == ["ID      NAME", "01234…  x"]
 
+    @pytest.mark.parametrize(
+        ("width", "lines"),
+        [
+            pytest.param(None, ["ID          NAME", "0123456789  abcdefg…"], id="piped-id-whole"),
+            pytest.param(80, ["ID      NAME", "01234…  abcdefg…"], id="terminal-id-cut"),
+        ],
+    )
+    def test_ids_are_whole_without_a_width(self, width: int | None, lines: list[str]) -> None:
+        """An id column is cut to its width on a terminal only; other columns always are."""
+        columns = (Column("ID", "id", 6, whole=True), Column("NAME", "name", 8))
+        items = [{"id": "0123456789", "name": "abcdefghij"}]
+        assert render_table(columns, items, width=width) == lines
+
     def test_lines_are_cut_to_the_terminal(self) -> None:
         """With a width, no line is longer than it."""
         items = [{"id": "a", "name": "a-rather-long-name"}]

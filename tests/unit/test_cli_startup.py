@@ -69,7 +69,7 @@ OPTIONS = {
     "--webhook-attempts --retry-base-seconds --duplicates --reorder --drop --fail-status "
     "--fail-times --flat-errors --slow-seconds",
     ("submit",): "-h --base-model --dataset --training-method --learning-rate --epochs "
-    "--batch-size --idempotency-key --url --token",
+    "--batch-size --idempotency-key --url --token --json",
     ("demo",): "-h --step --timeout --port",
     ("events",): "-h",
     ("events", "list"): "-h --type --job-id --limit --cursor --url --token --json",
@@ -78,12 +78,16 @@ OPTIONS = {
     ("deliveries", "list"): "-h --status --route --event-id --job-id --limit --cursor --url "
     "--token --json",
     ("deliveries", "show"): "-h --url --token --json",
+    ("deliveries", "retry"): "-h --url --token --json",
+    ("deliveries", "retry-dead"): "-h --route --event-id --job-id --since --until --url --token "
+    "--json",
     ("jobs",): "-h",
     ("jobs", "list"): "-h --status --limit --cursor --url --token --json",
     ("jobs", "show"): "-h --url --token --json",
+    ("jobs", "refresh"): "-h --url --token --json",
     ("tail",): "-h --url --token --json",
     ("keys",): "-h",
-    ("keys", "generate"): "-h --encryption --json",
+    ("keys", "generate"): "-h --hmac --encryption --json",
     ("rotate-keys",): "-h --to-clear --batch-size",
 }
 
@@ -183,6 +187,9 @@ CLIENT_COMMANDS = {
     "jobs list --json": ("jobs", "list", "--json", "--token", ADMIN_TOKEN),
     "tail": ("tail", "--token", ADMIN_TOKEN),
     "submit": ("submit", "--base-model", "m", "--dataset", "d", "--token", ADMIN_TOKEN),
+    "jobs refresh": ("jobs", "refresh", "job_1", "--token", ADMIN_TOKEN),
+    "deliveries retry": ("deliveries", "retry", "dlv_1", "--token", ADMIN_TOKEN),
+    "deliveries retry-dead": ("deliveries", "retry-dead", "--route", "log"),
     "events list, token from ADMIN_TOKENS": ("events", "list"),
 }
 

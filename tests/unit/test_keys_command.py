@@ -1,17 +1,20 @@
-"""`llmtune-receiver keys generate`: a new ed25519 pair, as TOML lines or JSON, that matches."""
+"""`llmtune-receiver keys generate`: a new ed25519 pair, as TOML lines or JSON, that matches; a
+`whsec_` secret (`--hmac`) that the Standard Webhooks library verifies with."""
 
 from __future__ import annotations
 
 import base64
+import time
 import tomllib
 
 import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from standardwebhooks.webhooks import Webhook
 
 from service.cli import main
 from service.crypto.sealing import keyring_from, parse_key
-from service.handlers.signing import sign_ed25519
+from service.handlers.signing import decode_secret, sign, sign_ed25519
 from tests.v1a_verifier import verify_v1a
 
 
@@ -94,3 +97,39 @@ def test_encryption_key_as_json(capsys: pytest.CaptureFixture[str]) -> None:
     values = orjson.loads(generated(capsys, "--encryption", "--json"))
     assert set(values) == {"encryptionKey"}
     assert len(base64.b64decode(values["encryptionKey"], validate=True)) == 32
+
+
+class TestHmacSecret:
+    def test_toml_line_with_a_hint(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """`--hmac` prints `secret = "whsec_…"` (32 random bytes) and where it goes."""
+        out = generated(capsys, "--hmac")
+        secret = tomllib.loads(out)["secret"]
+        assert secret.startswith("whsec_")
+        assert len(base64.b64decode(secret.removeprefix("whsec_"), validate=True)) == 32
+        assert decode_secret(secret) == base64.b64decode(secret.removeprefix("whsec_"))
+        assert out.splitlines()[1].startswith("# put secret in the http route's options")
+
+    def test_the_secret_signs_what_standard_webhooks_verifies(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """A `v1` signature made with the printed secret verifies with the reference library (a
+        real `serve` taking it as a route's secret: tests/e2e/test_cli_actions.py)."""
+        secret = orjson.loads(generated(capsys, "--hmac", "--json"))["secret"]
+        body = b'{"type":"training.completed"}'
+        timestamp = int(time.time())
+        headers = {
+            "webhook-id": "msg_1",
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secret, "msg_1", timestamp, body),
+        }
+        assert Webhook(secret).verify(body, headers) == {"type": "training.completed"}
+
+    def test_each_run_makes_a_new_secret(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert generated(capsys, "--hmac") != generated(capsys, "--hmac")
+
+    def test_not_with_encryption(self, capsys: pytest.CaptureFixture[str]) -> None:
+        """`--hmac` and `--encryption` ask for two different keys: a usage error (exit 2)."""
+        with pytest.raises(SystemExit) as caught:
+            main(["keys", "generate", "--hmac", "--encryption"])
+        assert caught.value.code == 2
+        assert "not allowed with" in capsys.readouterr().err
