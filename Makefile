@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # environment or .env are read by serve itself).
 SERVE_ARGS := $(if $(PORT),--port $(PORT)) $(if $(HOST),--host $(HOST))
 
-.PHONY: run demo test test-fast fuzz fault lint format bench bench-dispatch bench-compare bench-cli migrate check-migrations check-wheel check-deploy clean
+.PHONY: run demo test test-fast fuzz fault lint format bench bench-dispatch bench-compare bench-cli migrate check-migrations check-wheel check-deploy check-quickstart clean
 
 $(RUN_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +83,11 @@ check-wheel: $(STAMP)
 # deploy/: hadolint, the Compose schema, Kubernetes schemas and cross-checks (no Docker needed).
 check-deploy: $(STAMP)
 	bash .ci/check-deploy
+
+# The README's quick start, block by block as written, in a fresh clone of what is committed
+# (its own `make run` on port 18123, a fake LLMTune on 18124; everything stopped by pid after).
+check-quickstart:
+	bash .ci/check-quickstart
 
 bench: $(STAMP)
 	$(BIN)/python -m tests.perf.bench_ingest
