@@ -93,36 +93,43 @@ def _due_in_order() -> sa.Select[tuple[str]]:
 # Statements are built once, at import: building the aliased claim costs about 1 ms of CPU.
 # The claim is one statement on both stores: the due rows are picked (and locked, skipping
 # rows another worker holds, on PostgreSQL) and leased together.
-_CLAIM = (
-    sa.update(DELIVERIES)
-    .where(DELIVERIES.c.id.in_(_due_in_order().limit(_LIMIT).with_for_update(skip_locked=True)))
-    .values(
-        status="in_flight",
-        attempts=DELIVERIES.c.attempts + 1,
-        lease_expires_at=_LEASE_UNTIL,
-        updated_at=_NOW,
-    )
-    .returning(DELIVERIES.c.id)
+_LEASE_VALUES = {
+    "status": "in_flight",
+    "attempts": DELIVERIES.c.attempts + 1,
+    "lease_expires_at": _LEASE_UNTIL,
+    "updated_at": _NOW,
+}
+_PICKED = DELIVERIES.c.id.in_(_due_in_order().limit(_LIMIT).with_for_update(skip_locked=True))
+_CLAIM = sa.update(DELIVERIES).where(_PICKED).values(_LEASE_VALUES).returning(DELIVERIES.c.id)
+_CLAIMED_COLUMNS = (
+    DELIVERIES.c.id,
+    DELIVERIES.c.attempts.label("attempt"),
+    DELIVERIES.c.max_attempts,
+    DELIVERIES.c.route,
+    DELIVERIES.c.handler,
+    DELIVERIES.c.event_id,
+    DELIVERIES.c.job_id,
+    EVENTS.c.source,
+    EVENTS.c.workspace,
+    EVENTS.c.raw_body,
+    EVENTS.c.received_at,
+    DELIVERIES.c.trace_parent,
+    EVENTS.c.sealed_with,
 )
 _CLAIMED = (
-    sa.select(
-        DELIVERIES.c.id,
-        DELIVERIES.c.attempts.label("attempt"),
-        DELIVERIES.c.max_attempts,
-        DELIVERIES.c.route,
-        DELIVERIES.c.handler,
-        DELIVERIES.c.event_id,
-        DELIVERIES.c.job_id,
-        EVENTS.c.source,
-        EVENTS.c.workspace,
-        EVENTS.c.raw_body,
-        EVENTS.c.received_at,
-        DELIVERIES.c.trace_parent,
-        EVENTS.c.sealed_with,
-    )
+    sa.select(*_CLAIMED_COLUMNS)
     .join(EVENTS, EVENTS.c.id == DELIVERIES.c.event_id)
     .where(DELIVERIES.c.id.in_(_IDS))
     .order_by(DELIVERIES.c.seq)
+)
+# PostgreSQL returns the events' columns from the claim itself (`UPDATE ... FROM events ...
+# RETURNING`): one round trip, so a worker can run it outside a transaction of its own.
+# SQLite's RETURNING may not name the FROM table, so it reads the claimed rows afterwards.
+_CLAIM_RETURNING = (
+    sa.update(DELIVERIES)
+    .where(_PICKED, EVENTS.c.id == DELIVERIES.c.event_id)
+    .values(_LEASE_VALUES)
+    .returning(*_CLAIMED_COLUMNS, DELIVERIES.c.seq)
 )
 # The rows a batch of finishes may touch, locked in one order (by id) so that two workers
 # finishing overlapping batches (a stale attempt and its successor) cannot deadlock, and a
@@ -172,13 +179,23 @@ _RELEASE = (
 
 
 async def claim(session: Executor, *, now: datetime, lease: timedelta, limit: int) -> list[Claimed]:
-    """Lease up to `limit` due deliveries to the caller, one attempt each, in queue order."""
+    """Lease up to `limit` due deliveries to the caller, one attempt each, in queue order. On
+    PostgreSQL this is a single statement, atomic without a transaction around it."""
     params = {"now": now, "lease_until": now + lease, "limit": limit}
+    if _dialect(session) == "postgresql":
+        returned = (await session.execute(_CLAIM_RETURNING, params)).all()
+        return [Claimed(*row[:-1]) for row in sorted(returned, key=lambda row: row[-1])]
     ids = list((await session.scalars(_CLAIM, params)).all())
     if not ids:
         return []
     rows = await session.execute(_CLAIMED, {"ids": ids})
-    return [Claimed(**row._mapping) for row in rows]
+    return [Claimed(*row) for row in rows]
+
+
+def _dialect(session: Executor) -> str:
+    if isinstance(session, AsyncConnection):
+        return session.dialect.name
+    return session.get_bind().dialect.name
 
 
 async def finish_many(
