@@ -111,7 +111,8 @@ class AttemptRecorder:
     async def _write(self, batch: list[_Pending]) -> list[bool]:
         results = [(pending.claimed, pending.result) for pending in batch]
         now = self._clock.now()
-        return await self._db.write_on_connection(
+        # One statement on PostgreSQL, so no transaction of its own (two round trips fewer).
+        return await self._db.write_one_statement(
             lambda conn: outbox.finish_many(conn, results, now=now)
         )
 

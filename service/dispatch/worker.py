@@ -4,15 +4,12 @@ reschedule (`policy.py`) or bury them. Runs inside `serve` or as `llmtune-receiv
 It wakes at once when ingest stores new work (an in-process signal, and PostgreSQL's
 LISTEN/NOTIFY across processes) and polls as a fallback. At most `concurrency` handler calls
 run at a time, each route at most `rate_limit` per second (per process). Claims run up to
-`concurrency` deliveries ahead of the handler calls and are made once that many slots could
-take work, so a deep queue is claimed in batches, not one statement per finished attempt; a
-claimed delivery that waited so long that its lease could run out during its attempt is given
-back. On stop, deliveries not yet started are given back at once, in-flight attempts may finish
-for a grace period, then the rest are given back too (their leases).
-Finished attempts are recorded many per transaction (`results.py`); a delivery keeps its lease
-until its result is committed, and the recorder writes what is queued before the worker stops.
-A delivery that goes `dead` is announced as an internal `delivery.dead` event through the
-ingest service, so operators can route it like any other event.
+`concurrency` deliveries ahead of the handler calls, so a deep queue is claimed in batches; a
+claim whose lease could run out during its attempt by the time its turn comes is given back.
+On stop, claims not yet started are given back at once, in-flight attempts may finish for a
+grace period, then the rest are given back too. Finished attempts are recorded many at a time
+(`results.py`); a delivery keeps its lease until its result is committed. A delivery that goes
+`dead` is announced as an internal `delivery.dead` event through the ingest service.
 """
 
 from __future__ import annotations
@@ -27,6 +24,7 @@ from datetime import datetime, timedelta
 
 import orjson
 import structlog
+from prometheus_client import Counter, Histogram
 
 from service.clock import Clock, Timer
 from service.dispatch.dead import DEAD_EVENT, dead_event_body
@@ -104,6 +102,8 @@ class Worker:
         self._slots = asyncio.Semaphore(self._config.concurrency)
         self._room = asyncio.Event()  # set when the claims ahead fell to `concurrency` or fewer
         self._held_limit = 2 * self._config.concurrency
+        self._counted: dict[tuple[str, str], Counter] = {}
+        self._timed: dict[str, Histogram] = {}
         # A claimed delivery must still have this much lease when its turn comes.
         self._lease_needed = timedelta(seconds=self._config.attempt_timeout_seconds)
 
@@ -245,6 +245,9 @@ class Worker:
             self._started.discard(key)
 
     async def _attempt_leased(self, item: Claimed, turn: Turn) -> None:
+        if self._tracer is NO_TRACING:  # no span to open, nor its attributes to build
+            await self._attempt_traced(item, turn)
+            return
         attributes: Attributes = {
             "delivery.id": item.id,
             "delivery.attempt": item.attempt,
@@ -349,8 +352,14 @@ class Worker:
         await self._record(item, Retry(reason), self._clock.now(), 0.0)
 
     def _observe(self, item: Claimed, delivery: Delivery, status: str, elapsed: float) -> None:
-        self._metrics.deliveries.labels(item.route, status).inc()
-        self._metrics.handler_seconds.labels(item.handler).observe(elapsed)
+        # The labelled children are looked up once each: `labels()` costs a lock and a join.
+        key = (item.route, status)
+        if (counter := self._counted.get(key)) is None:
+            counter = self._counted[key] = self._metrics.deliveries.labels(*key)
+        counter.inc()
+        if (timing := self._timed.get(item.handler)) is None:
+            timing = self._timed[item.handler] = self._metrics.handler_seconds.labels(item.handler)
+        timing.observe(elapsed)
         if status == "succeeded":
             lag = (self._clock.now() - delivery.received_at).total_seconds()
             self._metrics.delivery_lag_seconds.observe(max(0.0, lag))

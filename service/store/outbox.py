@@ -164,6 +164,36 @@ _FINISH = (
     )
 )
 _FINISH_ONE = _FINISH.returning(DELIVERIES.c.id)
+# PostgreSQL records a whole batch in one statement, so without a transaction of its own: the
+# results come as arrays (sorted by delivery id, so that overlapping batches lock rows in one
+# order), the guarded update says which attempts were still ours, and only those are inserted.
+_FINISH_ALL = sa.text(
+    """
+WITH r AS (
+    SELECT * FROM unnest(
+        CAST(:ids AS varchar[]), CAST(:numbers AS integer[]), CAST(:statuses AS varchar[]),
+        CAST(:next_at AS timestamptz[]), CAST(:errors AS text[]),
+        CAST(:started AS timestamptz[]), CAST(:durations AS float8[]),
+        CAST(:outcomes AS varchar[]), CAST(:details AS text[])
+    ) AS r(id, number, status, next_attempt_at, last_error, started_at, duration_ms, outcome,
+           detail)
+),
+done AS (
+    UPDATE deliveries AS d
+    SET status = r.status, next_attempt_at = r.next_attempt_at, lease_expires_at = NULL,
+        last_error = r.last_error, updated_at = :now
+    FROM r
+    WHERE d.id = r.id AND d.attempts = r.number AND d.status = 'in_flight'
+    RETURNING d.id, d.attempts
+),
+recorded AS (
+    INSERT INTO delivery_attempts (delivery_id, number, started_at, duration_ms, outcome, detail)
+    SELECT r.id, r.number, r.started_at, r.duration_ms, r.outcome, r.detail
+    FROM r JOIN done ON done.id = r.id AND done.attempts = r.number
+)
+SELECT id, attempts FROM done
+"""
+)
 _RECORD_ATTEMPT = sa.insert(ATTEMPTS)
 _RELEASE = (
     sa.update(DELIVERIES)
@@ -206,6 +236,8 @@ async def finish_many(
     which case nothing of it is written."""
     if not results:
         return []
+    if _dialect(session) == "postgresql":
+        return await _finish_all(session, results, now)
     if len(results) == 1:
         return [await _finish_one(session, *results[0], now=now)]
     ids = sorted({claimed.id for claimed, _ in results})
@@ -226,6 +258,37 @@ async def finish_many(
         await session.execute(_FINISH, updates)
         await session.execute(_RECORD_ATTEMPT, attempts)
     return applied
+
+
+async def _finish_all(
+    session: Executor, results: Sequence[tuple[Claimed, Finish]], now: datetime
+) -> list[bool]:
+    firsts: dict[
+        tuple[str, int], int
+    ] = {}  # one result per attempt, whatever the caller sent: the first
+    for index, (claimed, _) in enumerate(results):
+        firsts.setdefault((claimed.id, claimed.attempt), index)
+    rows = [
+        _finish_params(*results[index], now) | _attempt_row(*results[index])
+        for index in sorted(firsts.values(), key=lambda i: results[i][0].id)
+    ]
+    params = {
+        "ids": [row["b_id"] for row in rows],
+        "numbers": [row["b_attempt"] for row in rows],
+        "statuses": [row["b_status"] for row in rows],
+        "next_at": [row["b_next_attempt_at"] for row in rows],
+        "errors": [row["b_last_error"] for row in rows],
+        "started": [row["started_at"] for row in rows],
+        "durations": [row["duration_ms"] for row in rows],
+        "outcomes": [row["outcome"] for row in rows],
+        "details": [row["detail"] for row in rows],
+        "now": now,
+    }
+    done = {(row.id, row.attempts) for row in await session.execute(_FINISH_ALL, params)}
+    return [
+        firsts[claimed.id, claimed.attempt] == index and (claimed.id, claimed.attempt) in done
+        for index, (claimed, _) in enumerate(results)
+    ]
 
 
 async def _finish_one(
