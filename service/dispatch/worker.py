@@ -131,9 +131,8 @@ class Worker:
             if len(self._running) > self._config.concurrency:
                 await self._idle(stop, self._room)  # enough claimed ahead: wait for room
             elif len(claimed) < asked or not claimed:
-                # Fewer than asked for: the queue is empty now. Wait for a notification (the
-                # Notifier is level-triggered, so one that came during the claim is not lost)
-                # instead of paying for another, empty, claim.
+                # Fewer than asked for: the queue is empty now. Wait for a notification (level-
+                # triggered: one that came during the claim is not lost), not another claim.
                 await self._idle(stop, self._notifier)
 
     async def run_until_idle(self, max_rounds: int = 1000) -> int:
@@ -162,8 +161,7 @@ class Worker:
         limit = self._room_to_claim()
         if limit <= 0:
             return []
-        now = self._clock.now()
-        lease = self._config.lease
+        now, lease = self._clock.now(), self._config.lease
         self._room.clear()
         try:
             # One statement on PostgreSQL, so no transaction of its own (two round trips fewer).

@@ -65,12 +65,19 @@ _IDS: sa.BindParameter[str] = sa.bindparam("ids", expanding=True)
 Executor = AsyncConnection | AsyncSession
 
 
+def _among(column: sa.ColumnElement[str], values: Sequence[str]) -> sa.ColumnElement[bool]:
+    # `IN ('a', 'b')` written into the statement (our own status names, never input): an
+    # expanding parameter (what `in_` makes of a list) is rendered anew on every execution,
+    # a third of the claim's CPU in the worker.
+    return column.in_([sa.literal_column(f"'{value}'") for value in values])
+
+
 def _due_in_order() -> sa.Select[tuple[str]]:
     # Due now, and not behind an unfinished earlier delivery of its job to its route.
     d = DELIVERIES.alias("d")
     p = DELIVERIES.alias("p")
     due = sa.or_(
-        sa.and_(d.c.status.in_(("pending", "retrying")), d.c.next_attempt_at <= _NOW),
+        sa.and_(_among(d.c.status, ("pending", "retrying")), d.c.next_attempt_at <= _NOW),
         sa.and_(d.c.status == "in_flight", d.c.lease_expires_at <= _NOW),
     )
     earlier_unfinished = (
@@ -79,7 +86,7 @@ def _due_in_order() -> sa.Select[tuple[str]]:
             p.c.job_id == d.c.job_id,
             p.c.route == d.c.route,
             p.c.seq < d.c.seq,
-            p.c.status.in_(UNFINISHED),
+            _among(p.c.status, UNFINISHED),
         )
         .exists()
     )
