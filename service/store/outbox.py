@@ -7,7 +7,8 @@ share the queue; SQLite's single writer (`BEGIN IMMEDIATE`) serializes the one c
 delivery waits while an earlier delivery (lower `seq`) of the same job to the same route is
 unfinished. Finishing is guarded by the attempt number, so a worker whose lease expired cannot
 overwrite a newer attempt's result. Functions take the caller's session or connection and never
-commit; their statements are built once, at import.
+commit; their statements are built once, at import. On PostgreSQL `claim` and `finish_many` are
+one statement each, so the worker runs them on autocommit connections (`write_one_statement`).
 """
 
 from __future__ import annotations
