@@ -1,7 +1,8 @@
 """The worker's attempt recorder: finished attempts are written many per transaction.
 
 Each attempt hands its result to `record` and waits; one flusher task takes everything queued
-so far and writes it in one transaction (`outbox.finish_many`), then answers each waiting
+so far and writes it in one transaction (`outbox.finish_many`; on PostgreSQL one statement,
+run without BEGIN and COMMIT around it), then answers each waiting
 attempt. There is no artificial delay: an idle flusher writes a lone result at once, and under
 load the results gather while the previous batch commits. Until its result is committed a
 delivery stays `in_flight` under its lease, so a crash loses at most the unwritten results,
@@ -111,7 +112,8 @@ class AttemptRecorder:
     async def _write(self, batch: list[_Pending]) -> list[bool]:
         results = [(pending.claimed, pending.result) for pending in batch]
         now = self._clock.now()
-        return await self._db.write_on_connection(
+        # One statement on PostgreSQL, so no transaction of its own (two round trips fewer).
+        return await self._db.write_one_statement(
             lambda conn: outbox.finish_many(conn, results, now=now)
         )
 

@@ -3,12 +3,13 @@ reschedule (`policy.py`) or bury them. Runs inside `serve` or as `llmtune-receiv
 
 It wakes at once when ingest stores new work (an in-process signal, and PostgreSQL's
 LISTEN/NOTIFY across processes) and polls as a fallback. At most `concurrency` handler calls
-run at a time, each route at most `rate_limit` per second (per process). On stop it lets
-in-flight attempts finish for a grace period, then gives the rest back (their leases).
-Finished attempts are recorded many per transaction (`results.py`); a delivery keeps its lease
-until its result is committed, and the recorder writes what is queued before the worker stops.
-A delivery that goes `dead` is announced as an internal `delivery.dead` event through the
-ingest service, so operators can route it like any other event.
+run at a time, each route at most `rate_limit` per second (per process). Claims run up to
+`concurrency` deliveries ahead of the handler calls, so a deep queue is claimed in batches; a
+claim whose lease could run out during its attempt by the time its turn comes is given back.
+On stop, claims not yet started are given back at once, in-flight attempts may finish for a
+grace period, then the rest are given back too. Finished attempts are recorded many at a time
+(`results.py`); a delivery keeps its lease until its result is committed. A delivery that goes
+`dead` is announced as an internal `delivery.dead` event through the ingest service.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from datetime import datetime, timedelta
 
 import orjson
 import structlog
+from prometheus_client import Counter, Histogram
 
 from service.clock import Clock, Timer
 from service.dispatch.dead import DEAD_EVENT, dead_event_body
@@ -30,6 +32,7 @@ from service.dispatch.notify import Notifier
 from service.dispatch.policy import Decision, attempt_outcome, decide
 from service.dispatch.ratelimit import RateLimiter
 from service.dispatch.results import AttemptRecorder
+from service.dispatch.turns import Turn
 from service.handlers.base import Delivery, Fail, Handler, Ok, Outcome, Retry
 from service.metrics import Metrics
 from service.ports import EmitEvent
@@ -94,7 +97,15 @@ class Worker:
         self._running: dict[asyncio.Task[None], Claimed] = {}
         # Attempts whose result is with the recorder: on stop they are not given back.
         self._recorded: set[tuple[str, int]] = set()
+        # Attempts that have their handler slot: on stop, the others are given back at once.
+        self._started: set[tuple[str, int]] = set()
         self._slots = asyncio.Semaphore(self._config.concurrency)
+        self._room = asyncio.Event()  # set when the claims ahead fell to `concurrency` or fewer
+        self._held_limit = 2 * self._config.concurrency
+        self._counted: dict[tuple[str, str], Counter] = {}
+        self._timed: dict[str, Histogram] = {}
+        # A claimed delivery must still have this much lease when its turn comes.
+        self._lease_needed = timedelta(seconds=self._config.attempt_timeout_seconds)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Work until `stop` is set, then drain (see the module docstring)."""
@@ -112,16 +123,17 @@ class Worker:
     async def _work(self, stop: asyncio.Event) -> None:
         last_stats = 0.0
         while not stop.is_set():
-            free = self._config.concurrency - len(self._running)
+            asked = self._room_to_claim()
             claimed = await self._claim_some()
             if time.monotonic() - last_stats >= self._config.stats_every_seconds:
                 await self._record_queue_stats()
                 last_stats = time.monotonic()
-            # Fewer than asked for: the queue is empty now. Wait for a notification (the
-            # Notifier is level-triggered, so one that came during the claim is not lost)
-            # instead of paying for another, empty, claim transaction.
-            if len(claimed) < free or not claimed:
-                await self._idle(stop)
+            if len(self._running) > self._config.concurrency:
+                await self._idle(stop, self._room)  # enough claimed ahead: wait for room
+            elif len(claimed) < asked or not claimed:
+                # Fewer than asked for: the queue is empty now. Wait for a notification (level-
+                # triggered: one that came during the claim is not lost), not another claim.
+                await self._idle(stop, self._notifier)
 
     async def run_until_idle(self, max_rounds: int = 1000) -> int:
         """Claim and finish work until nothing is due (tests, `worker --once`); attempts made."""
@@ -138,54 +150,69 @@ class Worker:
                 await asyncio.wait(set(self._running))
         return made
 
+    def _room_to_claim(self) -> int:
+        """How many to claim now: none while more than `concurrency` are claimed ahead, else
+        enough to hold twice `concurrency`."""
+        if len(self._running) > self._config.concurrency:
+            return 0
+        return self._held_limit - len(self._running)
+
     async def _claim_some(self) -> list[Claimed]:
-        free = self._config.concurrency - len(self._running)
-        if free <= 0:
+        limit = self._room_to_claim()
+        if limit <= 0:
             return []
-        now = self._clock.now()
+        now, lease = self._clock.now(), self._config.lease
+        self._room.clear()
         try:
-            claimed = await self._db.write_on_connection(
-                lambda conn: outbox.claim(conn, now=now, lease=self._config.lease, limit=free)
+            # One statement on PostgreSQL, so no transaction of its own (two round trips fewer).
+            claimed = await self._db.write_one_statement(
+                lambda conn: outbox.claim(conn, now=now, lease=lease, limit=limit)
             )
         except StoreUnavailable:
             return []  # logged by the store; the next round tries again
         for item in claimed:
-            task = asyncio.create_task(self._attempt(item))
+            task = asyncio.create_task(self._attempt(item, now))
             self._running[task] = item
-            task.add_done_callback(self._running.pop)
+            task.add_done_callback(self._finished)
         return claimed
 
-    async def _idle(self, stop: asyncio.Event) -> None:
-        waiters = {
-            asyncio.ensure_future(stop.wait()),
-            asyncio.ensure_future(self._notifier.wait()),
-        }
-        if len(self._running) >= self._config.concurrency:
-            waiters |= set(self._running)
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task)
+        if len(self._running) <= self._config.concurrency:
+            self._room.set()
+
+    async def _idle(self, stop: asyncio.Event, signal: Notifier | asyncio.Event) -> None:
+        waiters = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(signal.wait())}
         try:
             await asyncio.wait(
                 waiters, timeout=self._config.poll_seconds, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             for waiter in waiters:
-                if waiter not in self._running:
-                    waiter.cancel()
+                waiter.cancel()
 
     async def _stop_attempts(self) -> list[Claimed]:
-        """Let running attempts finish for the grace period, cancel the rest; those that had
-        no result yet (still in their handler), to be given back."""
+        """Cancel the attempts not yet started, let running ones finish for the grace period,
+        cancel the rest; those that had no result yet (still in their handler), to be given
+        back."""
+        queued = {
+            task: item for task, item in self._running.items() if _key(item) not in self._started
+        }
+        for task in queued:
+            task.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)
         if not self._running:
-            return []
+            return list(queued.values())
         pending = set(self._running)
         _, unfinished = await asyncio.wait(pending, timeout=self._config.grace_seconds)
         # Taken before the cancel: a cancelled attempt that had handed its result over stops
         # waiting for it, and the recorder still writes it.
         cut_short = [self._running[task] for task in unfinished if task in self._running]
-        abandoned = [item for item in cut_short if (item.id, item.attempt) not in self._recorded]
+        abandoned = [item for item in cut_short if _key(item) not in self._recorded]
         for task in unfinished:
             task.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
-        return abandoned
+        return [*queued.values(), *abandoned]
 
     async def _release(self, abandoned: list[Claimed]) -> None:
         if not abandoned:
@@ -199,7 +226,26 @@ class Worker:
         for item in abandoned:
             log.info("delivery_released", delivery_id=item.id, route=item.route)
 
-    async def _attempt(self, item: Claimed) -> None:
+    async def _attempt(self, item: Claimed, claimed_at: datetime) -> None:
+        key = _key(item)
+        await self._slots.acquire()  # claims run ahead: this waits for a handler slot
+        turn = Turn(self._slots)
+        self._started.add(key)
+        try:
+            if self._clock.now() + self._lease_needed > claimed_at + self._config.lease:
+                # Waited so long that the lease could run out mid-attempt: give it back.
+                turn.end()
+                await self._release([item])
+                return
+            await self._attempt_leased(item, turn)
+        finally:
+            turn.end()
+            self._started.discard(key)
+
+    async def _attempt_leased(self, item: Claimed, turn: Turn) -> None:
+        if self._tracer is NO_TRACING:  # no span to open, nor its attributes to build
+            await self._attempt_traced(item, turn)
+            return
         attributes: Attributes = {
             "delivery.id": item.id,
             "delivery.attempt": item.attempt,
@@ -210,18 +256,20 @@ class Worker:
         }
         # A child of the request that stored the event (its trace context is on the row).
         with self._tracer.continued(item.trace_parent, "deliver", attributes):
-            await self._attempt_traced(item)
+            await self._attempt_traced(item, turn)
 
-    async def _attempt_traced(self, item: Claimed) -> None:
+    async def _attempt_traced(self, item: Claimed, turn: Turn) -> None:
         try:
             delivery = _delivery(item, self._db.sealer)
         except SealedDataUnreadable as exc:
+            turn.end()
             await self._unreadable(item, str(exc))
             return
         started_at = self._clock.now()
         started = time.perf_counter()
         outcome = await self._call(item, delivery)
         elapsed = time.perf_counter() - started
+        turn.end()  # the slot is for the handler call; recording waits for a commit
         finished = await self._record(item, outcome, started_at, elapsed)
         if finished is None:
             return
@@ -251,18 +299,17 @@ class Worker:
         if handler is None:
             return Fail(f"route {item.route!r} is not configured (any more)")
         limiter = self._limiters.get(item.route)
-        async with self._slots:
-            if limiter is not None:
-                await limiter.wait()
-            try:
-                async with asyncio.timeout(self._config.attempt_timeout_seconds):
-                    return await handler.handle(delivery)
-            except TimeoutError:
-                limit = self._config.attempt_timeout_seconds
-                return Retry(f"the handler did not finish within {limit:g} s")
-            except Exception as exc:
-                log.exception("handler_crashed", route=item.route, delivery_id=item.id)
-                return Retry(f"handler error: {type(exc).__name__}")
+        if limiter is not None:
+            await limiter.wait()
+        try:
+            async with asyncio.timeout(self._config.attempt_timeout_seconds):
+                return await handler.handle(delivery)
+        except TimeoutError:
+            limit = self._config.attempt_timeout_seconds
+            return Retry(f"the handler did not finish within {limit:g} s")
+        except Exception as exc:
+            log.exception("handler_crashed", route=item.route, delivery_id=item.id)
+            return Retry(f"handler error: {type(exc).__name__}")
 
     async def _record(
         self, item: Claimed, outcome: Outcome, started_at: datetime, elapsed: float
@@ -284,7 +331,7 @@ class Worker:
             started_at=started_at,
             duration_ms=round(elapsed * 1000, 2),
         )
-        key = (item.id, item.attempt)
+        key = _key(item)
         self._recorded.add(key)
         try:
             recorded = await self._recorder.record(item, result)
@@ -303,8 +350,14 @@ class Worker:
         await self._record(item, Retry(reason), self._clock.now(), 0.0)
 
     def _observe(self, item: Claimed, delivery: Delivery, status: str, elapsed: float) -> None:
-        self._metrics.deliveries.labels(item.route, status).inc()
-        self._metrics.handler_seconds.labels(item.handler).observe(elapsed)
+        # The labelled children are looked up once each: `labels()` costs a lock and a join.
+        key = (item.route, status)
+        if (counter := self._counted.get(key)) is None:
+            counter = self._counted[key] = self._metrics.deliveries.labels(*key)
+        counter.inc()
+        if (timing := self._timed.get(item.handler)) is None:
+            timing = self._timed[item.handler] = self._metrics.handler_seconds.labels(item.handler)
+        timing.observe(elapsed)
         if status == "succeeded":
             lag = (self._clock.now() - delivery.received_at).total_seconds()
             self._metrics.delivery_lag_seconds.observe(max(0.0, lag))
@@ -326,6 +379,10 @@ class Worker:
             await self._emit(body, workspace=item.workspace)
         except StoreUnavailable:
             log.warning("dead_event_unsaved", delivery_id=item.id)
+
+
+def _key(item: Claimed) -> tuple[str, int]:
+    return item.id, item.attempt
 
 
 def _delivery(item: Claimed, sealer: Sealer) -> Delivery:

@@ -18,6 +18,7 @@ from typing import ClassVar
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
+from structlog.testing import capture_logs
 
 from service.clock import FakeClock, FakeTimer
 from service.dispatch.notify import Notifier
@@ -371,3 +372,64 @@ async def test_rate_limit_spaces_calls(engine: AsyncEngine, make_harness: Harnes
     h.handlers["slow"].handle = timed  # type: ignore[method-assign]
     await h.worker.run_until_idle()
     assert started == pytest.approx([0.0, 0.2, 0.4, 0.6])
+
+
+class TestClaimsAhead:
+    async def test_a_claim_ahead_whose_lease_ran_short_is_given_back(
+        self, engine: AsyncEngine, make_harness: HarnessFactory
+    ) -> None:
+        """With one handler slot, the second claimed delivery waits; when its turn comes with
+        less lease left than an attempt may take, it is given back (then claimed afresh), not
+        attempted under the old lease."""
+        config = WorkerConfig(concurrency=1, poll_seconds=0.01, attempt_timeout_seconds=30)
+        h = await make_harness(engine, config=config)
+        gate = h.handlers["hook"].gate = asyncio.Event()
+        await h.post("training.started", "job-a")
+        await h.post("training.started", "job-b")
+        stop = asyncio.Event()
+        running = asyncio.create_task(h.worker.run(stop))
+        await until(_statuses_are(h, "in_flight", "in_flight"), what="both claimed")
+        [first, second] = await h.rows()
+        assert first.lease_expires_at == second.lease_expires_at == T0 + timedelta(seconds=60)
+        h.clock.advance(timedelta(seconds=31))  # 29 s of the 60 s lease left, 30 s needed
+        with capture_logs() as lines:
+            gate.set()
+            await until(_statuses_are(h, "succeeded", "succeeded"), what="both delivered")
+        stop.set()
+        await running
+        released = [line["delivery_id"] for line in lines if line["event"] == "delivery_released"]
+        assert released == [second.id]
+        assert [(d.event.job_id, d.attempt) for d in h.handlers["hook"].seen] == [
+            ("job-a", 1),
+            ("job-b", 1),
+        ]
+        assert [(a.delivery_id, a.number) for a in await h.attempts()] == [
+            (first.id, 1),
+            (second.id, 1),
+        ]
+
+    async def test_stop_gives_back_claims_not_yet_started_at_once(
+        self, engine: AsyncEngine, make_harness: HarnessFactory
+    ) -> None:
+        """On stop, a delivery claimed ahead but not started is given back without waiting for
+        the grace period or calling its handler."""
+        config = WorkerConfig(concurrency=1, poll_seconds=0.01, grace_seconds=0.05)
+        h = await make_harness(engine, config=config)
+        h.handlers["hook"].gate = asyncio.Event()  # never opens
+        await h.post("training.started", "job-a")
+        await h.post("training.started", "job-b")
+        stop = asyncio.Event()
+        running = asyncio.create_task(h.worker.run(stop))
+        await until(_statuses_are(h, "in_flight", "in_flight"), what="both claimed")
+        stop.set()
+        await running
+        assert [d.event.job_id for d in h.handlers["hook"].seen] == ["job-a"]
+        rows = await h.rows()
+        assert [(r.status, r.attempts) for r in rows] == [("pending", 0), ("pending", 0)]
+
+
+def _statuses_are(h: Harness, *expected: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return [row.status for row in await h.rows()] == list(expected)
+
+    return check
