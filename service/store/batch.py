@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,7 +25,7 @@ from service.store.deliveries import NOTIFY_CHANNEL, new_delivery
 from service.store.events import NewEvent
 from service.store.job_moves import JobMoveStatements, advance_jobs
 from service.store.sealing import PLAINTEXT, Sealer, seal_event
-from service.store.tables import DEDUP_TOMBSTONES, DELIVERIES, EVENTS
+from service.store.tables import DEDUP_TOMBSTONES, DELIVERIES, EVENTS, UTCDateTime
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,18 @@ class Vanished:
 
 
 WriteOutcome = Stored | Vanished
+
+
+@dataclass(frozen=True, slots=True)
+class Repeat:
+    """A key of the batch with copies to count: the copies' indexes, the latest arrival among
+    them, and whether its first delivery was stored new (if not, every delivery of the key is a
+    copy of an event stored before)."""
+
+    key: str
+    copies: list[int]
+    stored_new: bool
+    last_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +113,44 @@ class BatchStatements:
         self.jobs = JobMoveStatements(dialect)
         self.insert_deliveries = sa.insert(DELIVERIES)
         self.max_seq = sa.select(sa.func.coalesce(sa.func.max(DELIVERIES.c.seq), 0))
-        self.notify = sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, ""))
+        self.after_insert = _after_insert_statement() if self.postgresql else None
+
+
+def _after_insert_statement() -> sa.TextClause:
+    # PostgreSQL: three of the batch's steps in one round trip, each as it would run on its own
+    # after the INSERT (one snapshot, taken after it): count the repeats (returning the id each
+    # repeated key is stored under), find the tombstones of the keys just inserted, and wake the
+    # workers at commit when deliveries follow.
+    return sa.text(
+        """
+        WITH repeated AS (
+            UPDATE events
+            SET duplicate_count = events.duplicate_count + r.copies, last_duplicate_at = r.at
+            FROM unnest(
+                CAST(:p_keys AS TEXT[]),
+                CAST(:p_counts AS INTEGER[]),
+                CAST(:p_ats AS TIMESTAMPTZ[])
+            ) AS r(key, copies, at)
+            WHERE events.dedup_key = r.key
+            RETURNING events.dedup_key, events.id
+        ), wake AS (
+            SELECT pg_notify(:p_channel, '') WHERE CAST(:p_wake AS BOOLEAN)
+        )
+        SELECT 'repeat', dedup_key, id FROM repeated
+        UNION ALL
+        SELECT 'tombstone', dedup_key, event_id FROM dedup_tombstones
+        WHERE dedup_key = ANY(CAST(:p_inserted AS TEXT[]))
+        UNION ALL
+        SELECT 'wake', '', '' FROM wake
+        """
+    ).bindparams(
+        sa.bindparam("p_keys", type_=postgresql.ARRAY(sa.Text)),
+        sa.bindparam("p_counts", type_=postgresql.ARRAY(sa.Integer)),
+        sa.bindparam("p_ats", type_=postgresql.ARRAY(UTCDateTime())),
+        sa.bindparam("p_channel", value=NOTIFY_CHANNEL, type_=sa.Text),
+        sa.bindparam("p_wake", type_=sa.Boolean),
+        sa.bindparam("p_inserted", type_=postgresql.ARRAY(sa.Text)),
+    )
 
 
 async def write_batch(
@@ -115,37 +165,102 @@ async def write_batch(
     candidates = [batch[index] for index in grouped.firsts]
     event_rows = [_event_row(new, sealer) for new in candidates]
     inserted = set((await conn.execute(sql.insert_events, event_rows)).scalars())
-    purged = await _undo_purged(conn, sql, [new for new in candidates if new.id in inserted])
-    outcomes: list[WriteOutcome | None] = [None] * len(batch)
-    repeats: list[dict[str, Any]] = []
-    conflicted: dict[str, list[int]] = {}
-    for first, later in zip(grouped.firsts, grouped.repeats, strict=True):
-        new = batch[first]
-        key = new.event.dedup_key
-        if key in purged:
-            for index in (first, *later):
-                outcomes[index] = Stored(purged[key], duplicate=True)
-            continue
-        if new.id in inserted:
-            outcomes[first] = Stored(new.id, duplicate=False)
-            for index in later:
-                outcomes[index] = Stored(new.id, duplicate=True)
-            copies = later
-        else:
-            copies = [first, *later]
-            conflicted[key] = copies
-        if copies:
-            last = max(batch[index].received_at for index in copies)
-            repeats.append({"p_key": key, "p_count": len(copies), "p_at": last})
-    if repeats:
-        await conn.execute(sql.count_repeats, repeats)
-    if conflicted:
-        await _answer_conflicts(conn, sql, conflicted, outcomes)
-    fresh = [new for new in candidates if new.id in inserted and new.event.dedup_key not in purged]
+    fresh_ones = [new for new in candidates if new.id in inserted]
+    repeats = _repeats(batch, grouped, inserted)
+    conflicted = [repeat.key for repeat in repeats if not repeat.stored_new]
+    if sql.after_insert is not None:
+        purged, found = await _after_insert(conn, sql.after_insert, sql, fresh_ones, repeats)
+    else:
+        purged = await _undo_purged(conn, sql, fresh_ones)
+        rows = [
+            {"p_key": repeat.key, "p_count": len(repeat.copies), "p_at": repeat.last_at}
+            for repeat in repeats
+            if repeat.key not in purged  # its event is deleted again: nothing to count on
+        ]
+        if rows:
+            await conn.execute(sql.count_repeats, rows)
+        found = {}
+        if conflicted:
+            ids = await conn.execute(sql.ids_of_keys, {"p_keys": conflicted})
+            found = {key: stored for key, stored in ids}
+    missing = [key for key in conflicted if key not in found]
+    if missing:
+        # A purge removed the original during this write (the count above waited for it).
+        found |= await _tombstoned(conn, sql, missing)
+    outcomes = _outcomes(batch, grouped, inserted, purged, found)
+    fresh = [new for new in fresh_ones if new.event.dedup_key not in purged]
     moves = [(new.received_at, move) for new in fresh if (move := new.decision.job) is not None]
     await advance_jobs(conn, sql.jobs, moves)
     await _enqueue(conn, sql, fresh)
-    return [outcome if outcome is not None else Vanished() for outcome in outcomes]
+    return outcomes
+
+
+def _repeats(batch: Sequence[NewEvent], grouped: Plan, inserted: set[str]) -> list[Repeat]:
+    """Every key of the batch with copies to count."""
+    found: list[Repeat] = []
+    for first, later in zip(grouped.firsts, grouped.repeats, strict=True):
+        new = batch[first]
+        stored_new = new.id in inserted
+        copies = later if stored_new else [first, *later]
+        if copies:
+            last = max(batch[index].received_at for index in copies)
+            found.append(Repeat(new.event.dedup_key, copies, stored_new, last))
+    return found
+
+
+def _outcomes(
+    batch: Sequence[NewEvent],
+    grouped: Plan,
+    inserted: set[str],
+    purged: dict[str, str],
+    found: dict[str, str],
+) -> list[WriteOutcome]:
+    outcomes: list[WriteOutcome] = [Vanished()] * len(batch)
+    for first, later in zip(grouped.firsts, grouped.repeats, strict=True):
+        key = batch[first].event.dedup_key
+        if key in purged:
+            answer, first_answer = Stored(purged[key], True), Stored(purged[key], True)
+        elif batch[first].id in inserted:
+            answer, first_answer = Stored(batch[first].id, True), Stored(batch[first].id, False)
+        elif key in found:
+            answer, first_answer = Stored(found[key], True), Stored(found[key], True)
+        else:
+            continue  # vanished: see `Vanished`
+        outcomes[first] = first_answer
+        for index in later:
+            outcomes[index] = answer
+    return outcomes
+
+
+async def _after_insert(
+    conn: AsyncConnection,
+    statement: sa.TextClause,
+    sql: BatchStatements,
+    fresh: Sequence[NewEvent],
+    repeats: Sequence[Repeat],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """PostgreSQL's steps after the INSERT in one statement (see `_undo_purged` for why the
+    tombstones are looked for after it): the purged keys (their events deleted again) and the
+    stored id of each repeated key. A purged key's copies are counted on its new event, which
+    is deleted right after."""
+    params = {
+        "p_keys": [repeat.key for repeat in repeats],
+        "p_counts": [len(repeat.copies) for repeat in repeats],
+        "p_ats": [repeat.last_at for repeat in repeats],
+        "p_wake": any(new.decision.targets for new in fresh),
+        "p_inserted": [new.event.dedup_key for new in fresh],
+    }
+    purged: dict[str, str] = {}
+    found: dict[str, str] = {}
+    for kind, key, event_id in await conn.execute(statement, params):
+        if kind == "tombstone":
+            purged[key] = event_id
+        elif kind == "repeat":
+            found[key] = event_id
+    if purged:
+        undone = [new.id for new in fresh if new.event.dedup_key in purged]
+        await conn.execute(sql.delete_events, {"p_ids": undone})
+    return purged, found
 
 
 async def _undo_purged(
@@ -178,24 +293,6 @@ async def _tombstoned(
 ) -> dict[str, str]:
     rows = await conn.execute(sql.tombstones_of_keys, {"p_keys": keys})
     return {key: event_id for key, event_id in rows}
-
-
-async def _answer_conflicts(
-    conn: AsyncConnection,
-    sql: BatchStatements,
-    conflicted: dict[str, list[int]],
-    outcomes: list[WriteOutcome | None],
-) -> None:
-    """Point each conflicting delivery at its key's stored event, or else at its tombstone: a
-    purge that removed the original during this write (the count above waited for it) left one."""
-    rows = await conn.execute(sql.ids_of_keys, {"p_keys": list(conflicted)})
-    found: dict[str, str] = {key: stored for key, stored in rows}
-    missing = [key for key in conflicted if key not in found]
-    if missing:
-        found |= await _tombstoned(conn, sql, missing)
-    for key, copies in conflicted.items():
-        for index in copies:
-            outcomes[index] = Stored(found[key], True) if key in found else Vanished()
 
 
 def _event_row(new: NewEvent, sealer: Sealer) -> dict[str, Any]:
@@ -247,7 +344,6 @@ async def _enqueue(
         top = (await conn.execute(sql.max_seq)).scalar_one()
         for offset, row in enumerate(rows, start=1):
             row["seq"] = top + offset
+    # On PostgreSQL the workers LISTENing (other processes, other machines) were already told,
+    # by `_after_insert`: the notification is delivered at commit.
     await conn.execute(sql.insert_deliveries, rows)
-    if sql.postgresql:
-        # Delivered at commit to every worker LISTENing (other processes, other machines).
-        await conn.execute(sql.notify)

@@ -1,9 +1,10 @@
-"""Job moves decided by ingest, written in three statements per batch, each run once over its
-rows: `INSERT … ON CONFLICT DO NOTHING` (the job's first event creates it), then an
-`UPDATE … WHERE rank(status) < :rank` that only a forward move satisfies, then an `UPDATE` that
-only fills what is still empty. Never read-then-write, so two racing events for one job cannot
-move it backwards, on any number of processes. What moves, to which status and rank, is in the
-`JobMove`; this module decides nothing.
+"""Job moves decided by ingest, written in two statements per batch, each run once over its
+rows: `INSERT … ON CONFLICT DO NOTHING` (the job's first event creates it), then one `UPDATE`
+whose every column is `CASE WHEN rank(status) < :rank`: a forward move sets the status and
+brings the event's newest non-empty fields, any other event only fills what is still empty.
+Never read-then-write (the database evaluates the rank on the row it locks), so two racing
+events for one job cannot move it backwards, on any number of processes. What moves, to which
+status and rank, is in the `JobMove`; this module decides nothing.
 """
 
 from __future__ import annotations
@@ -37,26 +38,28 @@ class JobMoveStatements:
             .returning(JOBS.c.id)
         )
         job = JOBS.c.llmtune_job_id == sa.bindparam("p_job")
-        rank = sa.case(RANK, value=JOBS.c.status, else_=-1)
-        # Forward only: the event that moves the job on also brings its newest non-empty fields.
+        forward = sa.case(RANK, value=JOBS.c.status, else_=-1) < sa.bindparam("p_rank")
+
+        def moved(column: str, to: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+            return sa.case((forward, to), else_=JOBS.c[column])
+
+        # One statement for both kinds of move (every SET sees the row as it was): the event
+        # that moves the job on also brings its newest non-empty fields; any event, late ones
+        # included, fills what is still empty and nothing else.
         self.move_jobs = (
-            sa.update(JOBS)
-            .where(job, rank < sa.bindparam("p_rank"))
-            .values(
-                status=sa.bindparam("p_status"),
-                updated_at=_param("updated_at"),
-                **{name: sa.func.coalesce(_param(name), JOBS.c[name]) for name in JOB_FIELDS},
-            )
-        )
-        # Any event, late ones included, fills what is still empty and nothing else.
-        self.fill_jobs = (
             sa.update(JOBS)
             .where(job)
             .values(
-                {
-                    name: sa.func.coalesce(JOBS.c[name], _param(name))
-                    for name in (*JOB_FIELDS, *JOB_TIMES)
-                }
+                status=moved("status", sa.bindparam("p_status", type_=JOBS.c.status.type)),
+                updated_at=moved("updated_at", _param("updated_at")),
+                **{
+                    name: sa.case(
+                        (forward, sa.func.coalesce(_param(name), JOBS.c[name])),
+                        else_=sa.func.coalesce(JOBS.c[name], _param(name)),
+                    )
+                    for name in JOB_FIELDS
+                },
+                **{name: sa.func.coalesce(JOBS.c[name], _param(name)) for name in JOB_TIMES},
             )
         )
 
@@ -93,19 +96,9 @@ async def advance_jobs(
                 "p_status": move.status,
                 "p_updated_at": at,
                 **{f"p_{name}": value for name, value in move.fields.items()},
-            }
-            for at, move in updates
-        ],
-    )
-    await conn.execute(
-        sql.fill_jobs,
-        [
-            {
-                "p_job": move.job_id,
-                **{f"p_{name}": value for name, value in move.fields.items()},
                 **{f"p_{name}": value for name, value in move.times.items()},
             }
-            for _, move in updates
+            for at, move in updates
         ],
     )
 
