@@ -14,18 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.store.deliveries import NOTIFY_CHANNEL, new_delivery
+from service.store.batch_pg import AfterInsert, Repeat, delivery_rows, write_rest
 from service.store.events import NewEvent
 from service.store.job_moves import JobMoveStatements, advance_jobs
 from service.store.sealing import PLAINTEXT, Sealer, seal_event
-from service.store.tables import DEDUP_TOMBSTONES, DELIVERIES, EVENTS, UTCDateTime
+from service.store.tables import DEDUP_TOMBSTONES, DELIVERIES, EVENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,18 +42,6 @@ class Vanished:
 
 
 WriteOutcome = Stored | Vanished
-
-
-@dataclass(frozen=True, slots=True)
-class Repeat:
-    """A key of the batch with copies to count: the copies' indexes, the latest arrival among
-    them, and whether its first delivery was stored new (if not, every delivery of the key is a
-    copy of an event stored before)."""
-
-    key: str
-    copies: list[int]
-    stored_new: bool
-    last_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,44 +100,7 @@ class BatchStatements:
         self.jobs = JobMoveStatements(dialect)
         self.insert_deliveries = sa.insert(DELIVERIES)
         self.max_seq = sa.select(sa.func.coalesce(sa.func.max(DELIVERIES.c.seq), 0))
-        self.after_insert = _after_insert_statement() if self.postgresql else None
-
-
-def _after_insert_statement() -> sa.TextClause:
-    # PostgreSQL: three of the batch's steps in one round trip, each as it would run on its own
-    # after the INSERT (one snapshot, taken after it): count the repeats (returning the id each
-    # repeated key is stored under), find the tombstones of the keys just inserted, and wake the
-    # workers at commit when deliveries follow.
-    return sa.text(
-        """
-        WITH repeated AS (
-            UPDATE events
-            SET duplicate_count = events.duplicate_count + r.copies, last_duplicate_at = r.at
-            FROM unnest(
-                CAST(:p_keys AS TEXT[]),
-                CAST(:p_counts AS INTEGER[]),
-                CAST(:p_ats AS TIMESTAMPTZ[])
-            ) AS r(key, copies, at)
-            WHERE events.dedup_key = r.key
-            RETURNING events.dedup_key, events.id
-        ), wake AS (
-            SELECT pg_notify(:p_channel, '') WHERE CAST(:p_wake AS BOOLEAN)
-        )
-        SELECT 'repeat', dedup_key, id FROM repeated
-        UNION ALL
-        SELECT 'tombstone', dedup_key, event_id FROM dedup_tombstones
-        WHERE dedup_key = ANY(CAST(:p_inserted AS TEXT[]))
-        UNION ALL
-        SELECT 'wake', '', '' FROM wake
-        """
-    ).bindparams(
-        sa.bindparam("p_keys", type_=postgresql.ARRAY(sa.Text)),
-        sa.bindparam("p_counts", type_=postgresql.ARRAY(sa.Integer)),
-        sa.bindparam("p_ats", type_=postgresql.ARRAY(UTCDateTime())),
-        sa.bindparam("p_channel", value=NOTIFY_CHANNEL, type_=sa.Text),
-        sa.bindparam("p_wake", type_=sa.Boolean),
-        sa.bindparam("p_inserted", type_=postgresql.ARRAY(sa.Text)),
-    )
+        self.after_insert = AfterInsert(self.jobs) if self.postgresql else None
 
 
 async def write_batch(
@@ -169,7 +119,10 @@ async def write_batch(
     repeats = _repeats(batch, grouped, inserted)
     conflicted = [repeat.key for repeat in repeats if not repeat.stored_new]
     if sql.after_insert is not None:
-        purged, found = await _after_insert(conn, sql.after_insert, sql, fresh_ones, repeats)
+        purged, found = await write_rest(conn, sql.after_insert, fresh_ones, repeats)
+        if purged:
+            undone = [new.id for new in fresh_ones if new.event.dedup_key in purged]
+            await conn.execute(sql.delete_events, {"p_ids": undone})
     else:
         purged = await _undo_purged(conn, sql, fresh_ones)
         rows = [
@@ -187,12 +140,12 @@ async def write_batch(
     if missing:
         # A purge removed the original during this write (the count above waited for it).
         found |= await _tombstoned(conn, sql, missing)
-    outcomes = _outcomes(batch, grouped, inserted, purged, found)
-    fresh = [new for new in fresh_ones if new.event.dedup_key not in purged]
-    moves = [(new.received_at, move) for new in fresh if (move := new.decision.job) is not None]
-    await advance_jobs(conn, sql.jobs, moves)
-    await _enqueue(conn, sql, fresh)
-    return outcomes
+    if sql.after_insert is None:
+        fresh = [new for new in fresh_ones if new.event.dedup_key not in purged]
+        moves = [(new.received_at, m) for new in fresh if (m := new.decision.job) is not None]
+        await advance_jobs(conn, sql.jobs, moves)
+        await _enqueue(conn, sql, fresh)
+    return _outcomes(batch, grouped, inserted, purged, found)
 
 
 def _repeats(batch: Sequence[NewEvent], grouped: Plan, inserted: set[str]) -> list[Repeat]:
@@ -230,37 +183,6 @@ def _outcomes(
         for index in later:
             outcomes[index] = answer
     return outcomes
-
-
-async def _after_insert(
-    conn: AsyncConnection,
-    statement: sa.TextClause,
-    sql: BatchStatements,
-    fresh: Sequence[NewEvent],
-    repeats: Sequence[Repeat],
-) -> tuple[dict[str, str], dict[str, str]]:
-    """PostgreSQL's steps after the INSERT in one statement (see `_undo_purged` for why the
-    tombstones are looked for after it): the purged keys (their events deleted again) and the
-    stored id of each repeated key. A purged key's copies are counted on its new event, which
-    is deleted right after."""
-    params = {
-        "p_keys": [repeat.key for repeat in repeats],
-        "p_counts": [len(repeat.copies) for repeat in repeats],
-        "p_ats": [repeat.last_at for repeat in repeats],
-        "p_wake": any(new.decision.targets for new in fresh),
-        "p_inserted": [new.event.dedup_key for new in fresh],
-    }
-    purged: dict[str, str] = {}
-    found: dict[str, str] = {}
-    for kind, key, event_id in await conn.execute(statement, params):
-        if kind == "tombstone":
-            purged[key] = event_id
-        elif kind == "repeat":
-            found[key] = event_id
-    if purged:
-        undone = [new.id for new in fresh if new.event.dedup_key in purged]
-        await conn.execute(sql.delete_events, {"p_ids": undone})
-    return purged, found
 
 
 async def _undo_purged(
@@ -317,33 +239,13 @@ def _event_row(new: NewEvent, sealer: Sealer) -> dict[str, Any]:
     }
 
 
-async def _enqueue(
-    conn: AsyncConnection,
-    sql: BatchStatements,
-    fresh: Sequence[NewEvent],
-) -> None:
-    """One `pending` delivery per new event and target route, due now, in arrival then route
-    order."""
-    rows: list[dict[str, Any]] = []
-    for new in fresh:
-        for route in new.decision.targets:
-            rows.append(
-                new_delivery(
-                    event_id=new.id,
-                    job_id=new.event.job_id,
-                    route=route,
-                    at=new.received_at,
-                    trace_parent=new.trace_parent,
-                )
-            )
+async def _enqueue(conn: AsyncConnection, sql: BatchStatements, fresh: Sequence[NewEvent]) -> None:
+    """SQLite: the new events' deliveries, numbered after the current maximum (one writer,
+    BEGIN IMMEDIATE: race-free; PostgreSQL's column default draws from a sequence instead)."""
+    rows = [row for _, row in delivery_rows(fresh)]
     if not rows:
         return
-    if not sql.postgresql:
-        # SQLite has one writer (BEGIN IMMEDIATE), so numbering after the current maximum is
-        # race-free; PostgreSQL's column default draws from a sequence instead.
-        top = (await conn.execute(sql.max_seq)).scalar_one()
-        for offset, row in enumerate(rows, start=1):
-            row["seq"] = top + offset
-    # On PostgreSQL the workers LISTENing (other processes, other machines) were already told,
-    # by `_after_insert`: the notification is delivered at commit.
+    top = (await conn.execute(sql.max_seq)).scalar_one()
+    for offset, row in enumerate(rows, start=1):
+        row["seq"] = top + offset
     await conn.execute(sql.insert_deliveries, rows)

@@ -64,25 +64,41 @@ class JobMoveStatements:
         )
 
 
-async def advance_jobs(
-    conn: AsyncConnection, sql: JobMoveStatements, moves: Sequence[tuple[datetime, JobMove]]
-) -> None:
+Moves = Sequence[tuple[datetime, JobMove]]
+
+
+async def advance_jobs(conn: AsyncConnection, sql: JobMoveStatements, moves: Moves) -> None:
     """Create each move's job or move it forward, in arrival order; each move with the time its
     event arrived."""
     if not moves:
         return
-    # Only the first event of a job in this batch may create it; the rest update it.
+    creators = job_creators(moves)
+    created = set((await conn.execute(sql.insert_jobs, new_job_rows(moves, creators))).scalars())
+    await move_jobs(conn, sql, moves, creators, created)
+
+
+def job_creators(moves: Moves) -> dict[str, tuple[int, str]]:
+    """Per job, the index of its first move in `moves` (only that one may create it) and the id
+    its row gets if it does."""
     creators: dict[str, tuple[int, str]] = {}
     for index, (_, move) in enumerate(moves):
         creators.setdefault(move.job_id, (index, new_id("job")))
-    created = set(
-        (
-            await conn.execute(
-                sql.insert_jobs,
-                [_job_row(row_id, *moves[index]) for index, row_id in creators.values()],
-            )
-        ).scalars()
-    )
+    return creators
+
+
+def new_job_rows(moves: Moves, creators: dict[str, tuple[int, str]]) -> list[dict[str, Any]]:
+    """The rows the creating moves insert (when their job is not there yet)."""
+    return [_job_row(row_id, *moves[index]) for index, row_id in creators.values()]
+
+
+async def move_jobs(
+    conn: AsyncConnection,
+    sql: JobMoveStatements,
+    moves: Moves,
+    creators: dict[str, tuple[int, str]],
+    created: set[str],
+) -> None:
+    """Apply every move but those that created their job (`created`: the new jobs' ids)."""
     made_by = {index for index, row_id in creators.values() if row_id in created}
     updates = [moved for index, moved in enumerate(moves) if index not in made_by]
     if not updates:

@@ -222,12 +222,13 @@ async def test_sender_hanging_up_does_not_lose_the_batch(engine: AsyncEngine) ->
 
 @contextmanager
 def session_killed_on_insert(engine: AsyncEngine, times: int) -> Iterator[list[int]]:
-    """PostgreSQL ends our own session (pg_terminate_backend) just before the batch inserts its
-    deliveries, `times` times: the connection drops in the middle of a real transaction."""
+    """PostgreSQL ends our own session (pg_terminate_backend) just before the batch's statement
+    after its INSERT of events (the one that also inserts the deliveries), `times` times: the
+    connection drops in the middle of a real transaction."""
     kills: list[int] = []
 
     def before(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("INSERT INTO deliveries") and len(kills) < times:
+        if statement.startswith("WITH repeated AS") and len(kills) < times:
             kills.append(1)
             conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
 
@@ -301,20 +302,19 @@ async def test_a_batch_runs_each_statement_once(engine: AsyncEngine) -> None:
     # SQLite's BEGIN IMMEDIATE and delivery numbering.
     dialect_only = ("BEGIN IMMEDIATE", "SELECT coalesce(max(deliveries.seq)")
     if engine.dialect.name == "postgresql":
-        # The repeats' counts and ids, the tombstones and the workers' wake-up: one statement.
-        after_insert = ["WITH repeated AS"]
+        # The repeats' counts and ids, the tombstones, the new jobs, the deliveries and the
+        # workers' wake-up in one statement; then the moves of the jobs that were there.
+        expected = ["INSERT INTO events", "WITH repeated AS", "UPDATE jobs SET"]
     else:
-        after_insert = [
+        expected = [
+            "INSERT INTO events",
             "SELECT dedup_tombstones.dedup_key, dedup_tombstones.event_id",
             "UPDATE events SET",  # the repeats' counts
+            "INSERT INTO jobs",
+            "UPDATE jobs SET",  # forward moves and fills
+            "INSERT INTO deliveries",
         ]
-    assert [s for s in statements if not s.startswith(dialect_only)] == [
-        "INSERT INTO events",
-        *after_insert,
-        "INSERT INTO jobs",
-        "UPDATE jobs SET",  # forward moves and fills
-        "INSERT INTO deliveries",
-    ]
-    assert len(statements) <= 7 + 2
+    assert [s for s in statements if not s.startswith(dialect_only)] == expected
+    assert len(statements) <= 6 + 2
     assert await count_rows(engine, JobRow) == 10
     assert await count_rows(engine, DeliveryRow) == 25
