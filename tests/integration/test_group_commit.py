@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.store.db import StoreUnavailable
 from service.store.events import NewEvent
-from service.store.tables import DeliveryRow, EventRow, JobRow
+from service.store.tables import DEDUP_TOMBSTONES, DeliveryRow, EventRow, JobRow
 from service.store.writer import IngestWriter, Overloaded, WriteResult
 from tests.helpers import T0, emptied_engine, lifecycle, new_event, single_engine_database
 
@@ -318,3 +318,32 @@ async def test_a_batch_runs_each_statement_once(engine: AsyncEngine) -> None:
     assert len(statements) <= 6 + 2
     assert await count_rows(engine, JobRow) == 10
     assert await count_rows(engine, DeliveryRow) == 25
+
+
+async def test_replay_of_a_purged_event_in_a_batch_with_its_job(engine: AsyncEngine) -> None:
+    """A batch holding a replay of a purged job's first event and a new event of that job: the
+    replay is answered as a duplicate of the purged event and queues nothing, and the new event
+    still creates the job (the replay would have) and gets its deliveries."""
+    replay = new_event(lifecycle("training.started", job="job-p"), at=T0)
+    later = new_event(lifecycle("training.completed", job="job-p"), at=T0.replace(minute=5))
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(DEDUP_TOMBSTONES).values(
+                dedup_key=replay.event.dedup_key,
+                event_id="evt_purged",
+                received_at=T0,
+                purged_at=T0,
+            )
+        )
+    writer = writer_for(engine)
+    async with writer.running():
+        results = await write_all(writer, [replay, later])
+    assert results == [WriteResult("evt_purged", True), WriteResult(later.id, False)]
+    async with engine.connect() as conn:
+        events = (await conn.execute(sa.select(EventRow.id))).scalars().all()
+        jobs = (await conn.execute(sa.select(JobRow.llmtune_job_id, JobRow.status))).all()
+        queued = (await conn.execute(sa.select(DeliveryRow.event_id))).scalars().all()
+    assert events == [later.id]
+    assert jobs == [("job-p", "completed")]
+    assert queued
+    assert set(queued) == {later.id}
