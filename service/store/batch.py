@@ -1,15 +1,16 @@
 """One transaction for a batch of new events: events, duplicates, jobs and deliveries.
 
 The group-commit writer hands a batch of concurrent deliveries here. Each statement is built once
-(`BatchStatements`) and run once over the list of its rows (an executemany, which both drivers
-send as multi-row statements or a pipeline), so a batch of 200 events costs about the same round
-trips as a single one: INSERT events, SELECT their tombstones (see `_undo_purged`), UPDATE
-duplicates, INSERT jobs, UPDATE jobs twice (`store/job_moves.py`), INSERT deliveries. Which
-rows are repeats of each other is decided in memory first (`plan`), so no statement ever
-conflicts with a row of its own batch. The job moves and the deliveries' routes come decided
-with each event (`NewEvent.decision`); this module only writes them, for the events that are new.
+(`BatchStatements`) and run once over the list of its rows, so a batch of 200 events costs the
+same round trips as a single one, and a statement that has no rows is not sent. On SQLite (no
+round trips: an in-process library): INSERT events, SELECT their tombstones (see
+`_undo_purged`), UPDATE duplicates, INSERT jobs, UPDATE jobs (`store/job_moves.py`), INSERT
+deliveries. On PostgreSQL: INSERT events, then one statement for all the rest but the moves of
+jobs that already exist (`store/batch_pg.py`), then UPDATE jobs. Which rows are repeats of each
+other is decided in memory first (`plan`), so no statement ever conflicts with a row of its own
+batch. The job moves and the deliveries' routes come decided with each event
+(`NewEvent.decision`); this module only writes them, for the events that are new.
 """
-
 from __future__ import annotations
 
 from collections.abc import Sequence
