@@ -11,6 +11,7 @@ other is decided in memory first (`plan`), so no statement ever conflicts with a
 batch. The job moves and the deliveries' routes come decided with each event
 (`NewEvent.decision`); this module only writes them, for the events that are new.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
