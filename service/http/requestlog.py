@@ -51,20 +51,21 @@ class RequestLogMiddleware:
                 ]
             await send(message)
 
-        # Each request runs in its own task (own context): start it with only its own id.
-        structlog.contextvars.clear_contextvars()
-        with (
-            structlog.contextvars.bound_contextvars(request_id=request_id),
-            logs.canonical_line() as line,
-        ):
-            try:
-                await self.app(scope, receive, send_with_id)
-            except Exception:
-                # Starlette's error middleware has answered 500 and logged the traceback with
-                # this request's id; re-raising would make the server log it a second time.
-                line.raise_level("error")
-            finally:
-                _write(scope, line, status, time.perf_counter() - started)
+        # Each request runs in its own task (own context) and request_id is the only key bound
+        # here, so setting it and resetting it after (tokens: cheap) leaves nothing behind.
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
+            with logs.canonical_line() as line:
+                try:
+                    await self.app(scope, receive, send_with_id)
+                except Exception:
+                    # Starlette's error middleware has answered 500 and logged the traceback
+                    # with this request's id; re-raising would make the server log it twice.
+                    line.raise_level("error")
+                finally:
+                    _write(scope, line, status, time.perf_counter() - started)
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
 
 
 def _write(scope: Scope, line: logs.CanonicalLine, status: int, elapsed: float) -> None:

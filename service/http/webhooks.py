@@ -76,6 +76,11 @@ async def _timed_read(request: Request, svc: Services) -> bytes:
         svc.metrics.body_read_seconds.observe(time.perf_counter() - started)
 
 
+def _headers(request: Request) -> list[tuple[str, str]]:
+    # Straight from the ASGI scope: `request.headers` would build a Headers object to read once.
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]]
+
+
 async def receive_webhook(request: Request) -> Response:
     """Read one LLMTune delivery and acknowledge it once ingest has durably stored it."""
     svc = services(request)
@@ -85,8 +90,9 @@ async def receive_webhook(request: Request) -> Response:
     if named == DEFAULT_WORKSPACE or workspace not in svc.ingest.workspaces:
         raise NotFound(f"no workspace {workspace[:40]!r}")
     body = await _timed_read(request, svc)
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
-    accepted = await svc.ingest.accept(body, headers, source="webhook", workspace=workspace)
+    accepted = await svc.ingest.accept(
+        body, _headers(request), source="webhook", workspace=workspace
+    )
     return JSONResponse(
         {"received": True, "eventId": accepted.event_id, "duplicate": accepted.duplicate}
     )
@@ -105,7 +111,7 @@ async def receive_job_callback(request: Request) -> Response:
     if job is None:
         raise NotFound("no such job callback")
     body = await _timed_read(request, svc)
-    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+    headers = _headers(request)
     if svc.settings.job_callbacks_unsigned == "refuse" or svc.ingest.carries_signature(
         headers, body
     ):

@@ -1,13 +1,15 @@
 """One transaction for a batch of new events: events, duplicates, jobs and deliveries.
 
 The group-commit writer hands a batch of concurrent deliveries here. Each statement is built once
-(`BatchStatements`) and run once over the list of its rows (an executemany, which both drivers
-send as multi-row statements or a pipeline), so a batch of 200 events costs about the same round
-trips as a single one: INSERT events, SELECT their tombstones (see `_undo_purged`), UPDATE
-duplicates, INSERT jobs, UPDATE jobs twice (`store/job_moves.py`), INSERT deliveries. Which
-rows are repeats of each other is decided in memory first (`plan`), so no statement ever
-conflicts with a row of its own batch. The job moves and the deliveries' routes come decided
-with each event (`NewEvent.decision`); this module only writes them, for the events that are new.
+(`BatchStatements`) and run once over the list of its rows, so a batch of 200 events costs the
+same round trips as a single one, and a statement that has no rows is not sent. On SQLite (no
+round trips: an in-process library): INSERT events, SELECT their tombstones (see
+`_undo_purged`), UPDATE duplicates, INSERT jobs, UPDATE jobs (`store/job_moves.py`), INSERT
+deliveries. On PostgreSQL: INSERT events, then one statement for all the rest but the moves of
+jobs that already exist (`store/batch_pg.py`), then UPDATE jobs. Which rows are repeats of each
+other is decided in memory first (`plan`), so no statement ever conflicts with a row of its own
+batch. The job moves and the deliveries' routes come decided with each event
+(`NewEvent.decision`); this module only writes them, for the events that are new.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from service.store.deliveries import NOTIFY_CHANNEL, new_delivery
+from service.store.batch_pg import AfterInsert, Repeat, delivery_rows, write_rest
 from service.store.events import NewEvent
 from service.store.job_moves import JobMoveStatements, advance_jobs
 from service.store.sealing import PLAINTEXT, Sealer, seal_event
@@ -100,7 +102,7 @@ class BatchStatements:
         self.jobs = JobMoveStatements(dialect)
         self.insert_deliveries = sa.insert(DELIVERIES)
         self.max_seq = sa.select(sa.func.coalesce(sa.func.max(DELIVERIES.c.seq), 0))
-        self.notify = sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, ""))
+        self.after_insert = AfterInsert(self.jobs) if self.postgresql else None
 
 
 async def write_batch(
@@ -115,37 +117,74 @@ async def write_batch(
     candidates = [batch[index] for index in grouped.firsts]
     event_rows = [_event_row(new, sealer) for new in candidates]
     inserted = set((await conn.execute(sql.insert_events, event_rows)).scalars())
-    purged = await _undo_purged(conn, sql, [new for new in candidates if new.id in inserted])
-    outcomes: list[WriteOutcome | None] = [None] * len(batch)
-    repeats: list[dict[str, Any]] = []
-    conflicted: dict[str, list[int]] = {}
+    fresh_ones = [new for new in candidates if new.id in inserted]
+    repeats = _repeats(batch, grouped, inserted)
+    conflicted = [repeat.key for repeat in repeats if not repeat.stored_new]
+    if sql.after_insert is not None:
+        purged, found = await write_rest(conn, sql.after_insert, fresh_ones, repeats)
+        if purged:
+            undone = [new.id for new in fresh_ones if new.event.dedup_key in purged]
+            await conn.execute(sql.delete_events, {"p_ids": undone})
+    else:
+        purged = await _undo_purged(conn, sql, fresh_ones)
+        rows = [
+            {"p_key": repeat.key, "p_count": len(repeat.copies), "p_at": repeat.last_at}
+            for repeat in repeats
+            if repeat.key not in purged  # its event is deleted again: nothing to count on
+        ]
+        if rows:
+            await conn.execute(sql.count_repeats, rows)
+        found = {}
+        if conflicted:
+            ids = await conn.execute(sql.ids_of_keys, {"p_keys": conflicted})
+            found = {key: stored for key, stored in ids}
+    missing = [key for key in conflicted if key not in found]
+    if missing:
+        # A purge removed the original during this write (the count above waited for it).
+        found |= await _tombstoned(conn, sql, missing)
+    if sql.after_insert is None:
+        fresh = [new for new in fresh_ones if new.event.dedup_key not in purged]
+        moves = [(new.received_at, m) for new in fresh if (m := new.decision.job) is not None]
+        await advance_jobs(conn, sql.jobs, moves)
+        await _enqueue(conn, sql, fresh)
+    return _outcomes(batch, grouped, inserted, purged, found)
+
+
+def _repeats(batch: Sequence[NewEvent], grouped: Plan, inserted: set[str]) -> list[Repeat]:
+    """Every key of the batch with copies to count."""
+    found: list[Repeat] = []
     for first, later in zip(grouped.firsts, grouped.repeats, strict=True):
         new = batch[first]
-        key = new.event.dedup_key
-        if key in purged:
-            for index in (first, *later):
-                outcomes[index] = Stored(purged[key], duplicate=True)
-            continue
-        if new.id in inserted:
-            outcomes[first] = Stored(new.id, duplicate=False)
-            for index in later:
-                outcomes[index] = Stored(new.id, duplicate=True)
-            copies = later
-        else:
-            copies = [first, *later]
-            conflicted[key] = copies
+        stored_new = new.id in inserted
+        copies = later if stored_new else [first, *later]
         if copies:
             last = max(batch[index].received_at for index in copies)
-            repeats.append({"p_key": key, "p_count": len(copies), "p_at": last})
-    if repeats:
-        await conn.execute(sql.count_repeats, repeats)
-    if conflicted:
-        await _answer_conflicts(conn, sql, conflicted, outcomes)
-    fresh = [new for new in candidates if new.id in inserted and new.event.dedup_key not in purged]
-    moves = [(new.received_at, move) for new in fresh if (move := new.decision.job) is not None]
-    await advance_jobs(conn, sql.jobs, moves)
-    await _enqueue(conn, sql, fresh)
-    return [outcome if outcome is not None else Vanished() for outcome in outcomes]
+            found.append(Repeat(new.event.dedup_key, copies, stored_new, last))
+    return found
+
+
+def _outcomes(
+    batch: Sequence[NewEvent],
+    grouped: Plan,
+    inserted: set[str],
+    purged: dict[str, str],
+    found: dict[str, str],
+) -> list[WriteOutcome]:
+    outcomes: list[WriteOutcome] = [Vanished()] * len(batch)
+    for first, later in zip(grouped.firsts, grouped.repeats, strict=True):
+        key = batch[first].event.dedup_key
+        if key in purged:
+            answer, first_answer = Stored(purged[key], True), Stored(purged[key], True)
+        elif batch[first].id in inserted:
+            answer, first_answer = Stored(batch[first].id, True), Stored(batch[first].id, False)
+        elif key in found:
+            answer, first_answer = Stored(found[key], True), Stored(found[key], True)
+        else:
+            continue  # vanished: see `Vanished`
+        outcomes[first] = first_answer
+        for index in later:
+            outcomes[index] = answer
+    return outcomes
 
 
 async def _undo_purged(
@@ -180,24 +219,6 @@ async def _tombstoned(
     return {key: event_id for key, event_id in rows}
 
 
-async def _answer_conflicts(
-    conn: AsyncConnection,
-    sql: BatchStatements,
-    conflicted: dict[str, list[int]],
-    outcomes: list[WriteOutcome | None],
-) -> None:
-    """Point each conflicting delivery at its key's stored event, or else at its tombstone: a
-    purge that removed the original during this write (the count above waited for it) left one."""
-    rows = await conn.execute(sql.ids_of_keys, {"p_keys": list(conflicted)})
-    found: dict[str, str] = {key: stored for key, stored in rows}
-    missing = [key for key in conflicted if key not in found]
-    if missing:
-        found |= await _tombstoned(conn, sql, missing)
-    for key, copies in conflicted.items():
-        for index in copies:
-            outcomes[index] = Stored(found[key], True) if key in found else Vanished()
-
-
 def _event_row(new: NewEvent, sealer: Sealer) -> dict[str, Any]:
     event = new.event
     return {
@@ -220,34 +241,13 @@ def _event_row(new: NewEvent, sealer: Sealer) -> dict[str, Any]:
     }
 
 
-async def _enqueue(
-    conn: AsyncConnection,
-    sql: BatchStatements,
-    fresh: Sequence[NewEvent],
-) -> None:
-    """One `pending` delivery per new event and target route, due now, in arrival then route
-    order."""
-    rows: list[dict[str, Any]] = []
-    for new in fresh:
-        for route in new.decision.targets:
-            rows.append(
-                new_delivery(
-                    event_id=new.id,
-                    job_id=new.event.job_id,
-                    route=route,
-                    at=new.received_at,
-                    trace_parent=new.trace_parent,
-                )
-            )
+async def _enqueue(conn: AsyncConnection, sql: BatchStatements, fresh: Sequence[NewEvent]) -> None:
+    """SQLite: the new events' deliveries, numbered after the current maximum (one writer,
+    BEGIN IMMEDIATE: race-free; PostgreSQL's column default draws from a sequence instead)."""
+    rows = [row for _, row in delivery_rows(fresh)]
     if not rows:
         return
-    if not sql.postgresql:
-        # SQLite has one writer (BEGIN IMMEDIATE), so numbering after the current maximum is
-        # race-free; PostgreSQL's column default draws from a sequence instead.
-        top = (await conn.execute(sql.max_seq)).scalar_one()
-        for offset, row in enumerate(rows, start=1):
-            row["seq"] = top + offset
+    top = (await conn.execute(sql.max_seq)).scalar_one()
+    for offset, row in enumerate(rows, start=1):
+        row["seq"] = top + offset
     await conn.execute(sql.insert_deliveries, rows)
-    if sql.postgresql:
-        # Delivered at commit to every worker LISTENing (other processes, other machines).
-        await conn.execute(sql.notify)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from service.store.db import StoreUnavailable
 from service.store.events import NewEvent
-from service.store.tables import DeliveryRow, EventRow, JobRow
+from service.store.tables import DEDUP_TOMBSTONES, DeliveryRow, EventRow, JobRow
 from service.store.writer import IngestWriter, Overloaded, WriteResult
 from tests.helpers import T0, emptied_engine, lifecycle, new_event, single_engine_database
 
@@ -222,12 +222,13 @@ async def test_sender_hanging_up_does_not_lose_the_batch(engine: AsyncEngine) ->
 
 @contextmanager
 def session_killed_on_insert(engine: AsyncEngine, times: int) -> Iterator[list[int]]:
-    """PostgreSQL ends our own session (pg_terminate_backend) just before the batch inserts its
-    deliveries, `times` times: the connection drops in the middle of a real transaction."""
+    """PostgreSQL ends our own session (pg_terminate_backend) just before the batch's statement
+    after its INSERT of events (the one that also inserts the deliveries), `times` times: the
+    connection drops in the middle of a real transaction."""
     kills: list[int] = []
 
     def before(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.startswith("INSERT INTO deliveries") and len(kills) < times:
+        if statement.startswith("WITH repeated AS") and len(kills) < times:
             kills.append(1)
             conn.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
 
@@ -298,17 +299,51 @@ async def test_a_batch_runs_each_statement_once(engine: AsyncEngine) -> None:
         with statements_run(engine) as statements:
             results = await write_all(writer, news)
     assert all(isinstance(r, WriteResult) for r in results), results
-    # SQLite's BEGIN IMMEDIATE and delivery numbering; PostgreSQL's wake-up of the workers.
-    dialect_only = ("BEGIN IMMEDIATE", "SELECT coalesce(max(deliveries.seq)", "SELECT pg_notify(")
-    assert [s for s in statements if not s.startswith(dialect_only)] == [
-        "INSERT INTO events",
-        "SELECT dedup_tombstones.dedup_key, dedup_tombstones.event_id",
-        "UPDATE events SET",  # the repeats' counts
-        "INSERT INTO jobs",
-        "UPDATE jobs SET",  # forward moves
-        "UPDATE jobs SET",  # fills
-        "INSERT INTO deliveries",
-    ]
-    assert len(statements) <= 7 + 2
+    # SQLite's BEGIN IMMEDIATE and delivery numbering.
+    dialect_only = ("BEGIN IMMEDIATE", "SELECT coalesce(max(deliveries.seq)")
+    if engine.dialect.name == "postgresql":
+        # The repeats' counts and ids, the tombstones, the new jobs, the deliveries and the
+        # workers' wake-up in one statement; then the moves of the jobs that were there.
+        expected = ["INSERT INTO events", "WITH repeated AS", "UPDATE jobs SET"]
+    else:
+        expected = [
+            "INSERT INTO events",
+            "SELECT dedup_tombstones.dedup_key, dedup_tombstones.event_id",
+            "UPDATE events SET",  # the repeats' counts
+            "INSERT INTO jobs",
+            "UPDATE jobs SET",  # forward moves and fills
+            "INSERT INTO deliveries",
+        ]
+    assert [s for s in statements if not s.startswith(dialect_only)] == expected
+    assert len(statements) <= 6 + 2
     assert await count_rows(engine, JobRow) == 10
     assert await count_rows(engine, DeliveryRow) == 25
+
+
+async def test_replay_of_a_purged_event_in_a_batch_with_its_job(engine: AsyncEngine) -> None:
+    """A batch holding a replay of a purged job's first event and a new event of that job: the
+    replay is answered as a duplicate of the purged event and queues nothing, and the new event
+    still creates the job (the replay would have) and gets its deliveries."""
+    replay = new_event(lifecycle("training.started", job="job-p"), at=T0)
+    later = new_event(lifecycle("training.completed", job="job-p"), at=T0.replace(minute=5))
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.insert(DEDUP_TOMBSTONES).values(
+                dedup_key=replay.event.dedup_key,
+                event_id="evt_purged",
+                received_at=T0,
+                purged_at=T0,
+            )
+        )
+    writer = writer_for(engine)
+    async with writer.running():
+        results = await write_all(writer, [replay, later])
+    assert results == [WriteResult("evt_purged", True), WriteResult(later.id, False)]
+    async with engine.connect() as conn:
+        events = (await conn.execute(sa.select(EventRow.id))).scalars().all()
+        jobs = (await conn.execute(sa.select(JobRow.llmtune_job_id, JobRow.status))).all()
+        queued = (await conn.execute(sa.select(DeliveryRow.event_id))).scalars().all()
+    assert events == [later.id]
+    assert jobs == [("job-p", "completed")]
+    assert queued
+    assert set(queued) == {later.id}
