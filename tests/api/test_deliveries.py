@@ -97,7 +97,9 @@ async def test_dead_delivery_is_listed_retried_and_announced(
         assert announced["items"][0]["source"] == "internal"
         retried = await client.post(f"/admin/deliveries/{item['id']}/retry", headers=AUTH)
         body = retried.json()
-        assert (body["id"], body["status"], body["retried"]) == (item["id"], "pending", True)
+        assert (body["id"], body["retried"]) == (item["id"], True)
+        # Due at once: a worker woken by the commit may have claimed it before the answer is read.
+        assert body["status"] in {"pending", "in_flight", "succeeded"}
         await eventually(
             client,
             f"/admin/deliveries/{item['id']}",

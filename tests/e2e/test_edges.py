@@ -144,7 +144,7 @@ def test_probes_log_at_debug_only(engine: AsyncEngine, db_url: str, tmp_path: Pa
         pytest.param(
             '[[routes]]\nname = "s"\nevents = ["*"]\nhandler = "slack"\n'
             'options = { webhook_url = "${NOT_SET_ANYWHERE}" }\n',
-            "routes: route 's': ${NOT_SET_ANYWHERE} is not set in the environment",
+            "routes: routes.toml: route 's': ${NOT_SET_ANYWHERE} is not set in the environment",
             id="missing-variable",
         ),
         pytest.param(
