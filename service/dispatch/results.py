@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from service.batches import STOP, flush_batches
 from service.clock import Clock
 from service.store import outbox
 from service.store.db import Database, StoreUnavailable, describe_storage_error, refused
@@ -38,9 +39,6 @@ class _Pending:
     claimed: Claimed
     result: Finish
     answer: asyncio.Future[bool]
-
-
-_STOP = object()
 
 
 class AttemptRecorder:
@@ -65,7 +63,7 @@ class AttemptRecorder:
             yield
         finally:
             self._queue = None
-            queue.put_nowait(_STOP)
+            queue.put_nowait(STOP)
             await flusher
 
     async def record(self, claimed: Claimed, result: Finish) -> bool:
@@ -80,19 +78,7 @@ class AttemptRecorder:
         return await answer
 
     async def _flush_until_stopped(self, queue: asyncio.Queue[_Pending | object]) -> None:
-        stopping = False
-        while not stopping:
-            first = await queue.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            while len(batch) < self._batch_limit and not queue.empty():
-                item = queue.get_nowait()
-                if item is _STOP:
-                    stopping = True  # write what came before it, then stop
-                    break
-                batch.append(item)
-            await self._flush([item for item in batch if isinstance(item, _Pending)])
+        await flush_batches(queue, self._batch_limit, self._flush)
 
     async def _flush(self, batch: list[_Pending]) -> None:
         try:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from service.batches import STOP, flush_batches
 from service.store.batch import BatchStatements, Stored, WriteOutcome, write_batch
 from service.store.db import (
     Database,
@@ -56,9 +57,6 @@ class WriteResult:
 class _Pending:
     new: NewEvent
     answer: asyncio.Future[WriteResult]
-
-
-_STOP = object()
 
 
 class IngestWriter:
@@ -98,7 +96,7 @@ class IngestWriter:
             yield
         finally:
             self._queue = None  # new writes are refused from here on
-            await queue.put(_STOP)
+            await queue.put(STOP)
             await flusher
 
     async def write(self, new: NewEvent) -> WriteResult:
@@ -117,19 +115,7 @@ class IngestWriter:
         return await pending.answer
 
     async def _flush_until_stopped(self, queue: asyncio.Queue[_Pending | object]) -> None:
-        stopping = False
-        while not stopping:
-            first = await queue.get()
-            if first is _STOP:
-                return
-            batch = [first]
-            while len(batch) < self._batch_limit and not queue.empty():
-                item = queue.get_nowait()
-                if item is _STOP:
-                    stopping = True  # commit what came before it, then stop
-                    break
-                batch.append(item)
-            await self._flush([item for item in batch if isinstance(item, _Pending)])
+        await flush_batches(queue, self._batch_limit, self._flush)
 
     async def _flush(self, batch: list[_Pending]) -> None:
         if self._on_batch is not None:
